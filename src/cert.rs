@@ -1,0 +1,325 @@
+//! Client certificate checks: the CN against the login, SubjectAltName against the address.
+
+use crate::address::{self, ClientName};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use x509_parser::prelude::*;
+
+/// A SubjectAltName entry, as far as pg_twofactor cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SanEntry {
+    Ip(IpAddr),
+    /// An 8- or 32-byte iPAddress: address plus mask, as in X.509 name constraints.
+    Subnet {
+        addr: IpAddr,
+        mask: IpAddr,
+    },
+    Dns(String),
+    /// An iPAddress of another length: an address entry that matches nothing.
+    BadIp(Vec<u8>),
+    /// Any other kind (e-mail, URI, ...): ignored by the address check.
+    Other(String),
+}
+
+impl SanEntry {
+    fn is_address(&self) -> bool {
+        matches!(
+            self,
+            SanEntry::Ip(_) | SanEntry::Subnet { .. } | SanEntry::Dns(_) | SanEntry::BadIp(_)
+        )
+    }
+}
+
+impl fmt::Display for SanEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SanEntry::Ip(a) => write!(f, "IP:{a}"),
+            SanEntry::Subnet { addr, mask } => write!(f, "IP:{addr}/{mask}"),
+            SanEntry::Dns(n) => write!(f, "DNS:{n}"),
+            SanEntry::BadIp(b) => write!(f, "IP:<{} bytes>", b.len()),
+            SanEntry::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What the checks need from a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject in RFC 4514 form, for the log.
+    pub subject: String,
+    /// Every CN attribute; `None` for one that is not a string.
+    pub common_names: Vec<Option<String>>,
+    pub san: Vec<SanEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("could not parse the client certificate: {0}")]
+    Parse(String),
+}
+
+fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?))),
+        16 => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(bytes).ok()?,
+        ))),
+        _ => None,
+    }
+}
+
+fn san_entry(name: &GeneralName<'_>) -> SanEntry {
+    match name {
+        GeneralName::IPAddress(b) => match b.len() {
+            4 | 16 => ip_from(b)
+                .map(SanEntry::Ip)
+                .unwrap_or_else(|| SanEntry::BadIp(b.to_vec())),
+            8 | 32 => {
+                let (a, m) = b.split_at(b.len() / 2);
+                match (ip_from(a), ip_from(m)) {
+                    (Some(addr), Some(mask)) => SanEntry::Subnet { addr, mask },
+                    _ => SanEntry::BadIp(b.to_vec()),
+                }
+            }
+            _ => SanEntry::BadIp(b.to_vec()),
+        },
+        GeneralName::DNSName(n) => SanEntry::Dns(n.to_string()),
+        GeneralName::RFC822Name(e) => SanEntry::Other(format!("email:{e}")),
+        GeneralName::URI(u) => SanEntry::Other(format!("URI:{u}")),
+        other => SanEntry::Other(format!("{other:?}")),
+    }
+}
+
+impl CertInfo {
+    /// Reads the fields pg_twofactor checks from a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, CertError> {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertError::Parse(
+                "trailing data after the certificate".into(),
+            ));
+        }
+        let subject = cert.subject();
+        let common_names = subject
+            .iter_common_name()
+            .map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect();
+        let mut san = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(s) => {
+                    san.extend(s.general_names.iter().map(san_entry))
+                }
+                ParsedExtension::ParseError { error }
+                    if ext.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME =>
+                {
+                    return Err(CertError::Parse(format!("SubjectAltName: {error}")))
+                }
+                _ => {}
+            }
+        }
+        Ok(CertInfo {
+            subject: subject.to_string(),
+            common_names,
+            san,
+        })
+    }
+
+    /// The SubjectAltName entries, comma-separated, for the log.
+    pub fn san_text(&self) -> String {
+        if self.san.is_empty() {
+            return "none".into();
+        }
+        self.san
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The CN check: exactly one CN, a string equal byte-for-byte to the login.
+    pub fn check_cn(&self, login: &str) -> Result<(), String> {
+        match self.common_names.as_slice() {
+            [] => Err("the certificate has no CN".into()),
+            [Some(cn)] if cn.as_bytes() == login.as_bytes() => Ok(()),
+            [Some(cn)] => Err(format!(
+                "certificate CN \"{cn}\" is not the login \"{login}\""
+            )),
+            [None] => Err("the certificate CN is not a readable string".into()),
+            many => Err(format!(
+                "the certificate has {} CN attributes; exactly one is required",
+                many.len()
+            )),
+        }
+    }
+
+    /// Whether the certificate has IP, subnet or DNS entries in its SubjectAltName.
+    pub fn has_address_entries(&self) -> bool {
+        self.san.iter().any(SanEntry::is_address)
+    }
+
+    /// The address check: with IP/subnet/DNS entries present, the client address must match one.
+    /// `Ok(true)` when it matched an entry, `Ok(false)` when there were no entries to check.
+    pub fn check_address(
+        &self,
+        client: &ClientName<'_>,
+        client_addr: IpAddr,
+    ) -> Result<bool, String> {
+        if !self.has_address_entries() {
+            return Ok(false);
+        }
+        let addr = address::canonical(client_addr);
+        let matched = self.san.iter().any(|e| match e {
+            SanEntry::Ip(ip) => address::canonical(*ip) == addr,
+            SanEntry::Subnet { addr: net, mask } => address::in_network(addr, *net, *mask),
+            SanEntry::Dns(pattern) => {
+                client.confirmed(|name| address::dns_name_matches(pattern, name))
+            }
+            SanEntry::BadIp(_) | SanEntry::Other(_) => false,
+        });
+        if matched {
+            return Ok(true);
+        }
+        let name = match client.reverse_name() {
+            Some(n) => format!(" (reverse lookup: {n})"),
+            None => String::new(),
+        };
+        Err(format!(
+            "client address {addr}{name} matches none of the certificate's SubjectAltName entries"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::StaticNetwork;
+
+    fn info(cns: &[Option<&str>], san: Vec<SanEntry>) -> CertInfo {
+        CertInfo {
+            subject: "CN=x".into(),
+            common_names: cns.iter().map(|c| c.map(str::to_string)).collect(),
+            san,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cn_must_be_single_and_exact() {
+        assert_eq!(info(&[Some("test1")], vec![]).check_cn("test1"), Ok(()));
+        assert_eq!(
+            info(&[Some("Test1")], vec![])
+                .check_cn("test1")
+                .unwrap_err(),
+            "certificate CN \"Test1\" is not the login \"test1\""
+        );
+        assert_eq!(
+            info(&[], vec![]).check_cn("test1").unwrap_err(),
+            "the certificate has no CN"
+        );
+        assert_eq!(
+            info(&[Some("test1"), Some("test1")], vec![])
+                .check_cn("test1")
+                .unwrap_err(),
+            "the certificate has 2 CN attributes; exactly one is required"
+        );
+        assert_eq!(
+            info(&[None], vec![]).check_cn("test1").unwrap_err(),
+            "the certificate CN is not a readable string"
+        );
+        // a prefix or a trailing NUL is not the same login
+        assert!(info(&[Some("test1\0")], vec![]).check_cn("test1").is_err());
+        assert!(info(&[Some("test")], vec![]).check_cn("test1").is_err());
+    }
+
+    #[test]
+    fn san_entries_from_raw_ip_bytes() {
+        let g = |b: &'static [u8]| san_entry(&GeneralName::IPAddress(b));
+        assert_eq!(g(&[10, 0, 0, 1]), SanEntry::Ip(ip("10.0.0.1")));
+        assert_eq!(
+            g(&[10, 0, 0, 0, 255, 255, 0, 0]),
+            SanEntry::Subnet {
+                addr: ip("10.0.0.0"),
+                mask: ip("255.255.0.0")
+            }
+        );
+        assert_eq!(g(&[1, 2, 3]), SanEntry::BadIp(vec![1, 2, 3]));
+        assert_eq!(
+            san_entry(&GeneralName::RFC822Name("a@b")),
+            SanEntry::Other("email:a@b".into())
+        );
+        assert_eq!(
+            SanEntry::Subnet {
+                addr: ip("10.0.0.0"),
+                mask: ip("255.0.0.0")
+            }
+            .to_string(),
+            "IP:10.0.0.0/255.0.0.0"
+        );
+    }
+
+    #[test]
+    fn address_check() {
+        let net = StaticNetwork {
+            hosts: vec![
+                ("localhost".into(), ip("127.0.0.1")),
+                ("app.example.com".into(), ip("10.1.1.1")),
+            ],
+            ifaces: vec![],
+        };
+        let check = |san: Vec<SanEntry>, client: &str| {
+            let a = ip(client);
+            info(&[Some("u")], san).check_address(&ClientName::new(&net, a), a)
+        };
+        assert_eq!(check(vec![], "127.0.0.1"), Ok(false));
+        assert_eq!(
+            check(vec![SanEntry::Other("email:a@b".into())], "127.0.0.1"),
+            Ok(false)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Ip(ip("127.0.0.1"))], "127.0.0.1"),
+            Ok(true)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Ip(ip("127.0.0.1"))], "::ffff:127.0.0.1"),
+            Ok(true)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Ip(ip("127.0.0.1"))], "127.0.0.2").unwrap_err(),
+            "client address 127.0.0.2 matches none of the certificate's SubjectAltName entries"
+        );
+        let sub = SanEntry::Subnet {
+            addr: ip("127.0.0.0"),
+            mask: ip("255.255.255.0"),
+        };
+        assert_eq!(check(vec![sub.clone()], "127.0.0.77"), Ok(true));
+        assert!(check(vec![sub], "127.0.1.1").is_err());
+        assert_eq!(check(vec![SanEntry::Ip(ip("::1"))], "::1"), Ok(true));
+        assert_eq!(
+            check(vec![SanEntry::Dns("localhost".into())], "127.0.0.1"),
+            Ok(true)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Dns("*.example.com".into())], "10.1.1.1"),
+            Ok(true)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Dns("nonexistent.invalid".into())], "127.0.0.1").unwrap_err(),
+            "client address 127.0.0.1 (reverse lookup: localhost) matches none of the certificate's SubjectAltName entries"
+        );
+        // a malformed iPAddress still demands a match, and matches nothing
+        assert!(check(vec![SanEntry::BadIp(vec![1, 2, 3])], "127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        assert!(matches!(
+            CertInfo::from_der(b"not a certificate"),
+            Err(CertError::Parse(_))
+        ));
+    }
+}

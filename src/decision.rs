@@ -1,0 +1,348 @@
+//! The decision: given a login PostgreSQL has accepted, does the second factor hold?
+//!
+//! This is the one code path for the hook (and for anything later that must say what the hook
+//! would do). It knows nothing of PostgreSQL's structures.
+
+use crate::address::{ClientName, Network};
+use crate::cert::CertInfo;
+use crate::methods::{BaseMethod, MethodSet};
+use crate::rules::{Connection, Roles, Rule, RuleSet, SanPolicy};
+use std::fmt;
+use std::net::IpAddr;
+
+/// The client's certificate as TLS left it.
+#[derive(Debug, Clone)]
+pub enum PeerCert {
+    /// No TLS, or TLS without a client certificate.
+    None,
+    /// The client sent a certificate that did not verify against `ssl_ca_file`.
+    Unverified,
+    /// A verified certificate, DER-encoded.
+    Verified(Vec<u8>),
+}
+
+/// A login attempt that PostgreSQL's own method has accepted.
+#[derive(Debug, Clone)]
+pub struct LoginAttempt {
+    pub database: String,
+    pub user: String,
+    /// `None` for Unix-socket connections, which no rule covers.
+    pub client_addr: Option<IpAddr>,
+    pub physical_replication: bool,
+    pub ssl_in_use: bool,
+    pub cert: PeerCert,
+    /// The method of the `pg_hba.conf` line PostgreSQL used, and that line's number.
+    pub hba_method: BaseMethod,
+    pub hba_line: i32,
+}
+
+/// Why a login was refused; `Display` is the REASON part of the client's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    NoCertificate,
+    MethodNotEnabled,
+    BaseMethodMismatch,
+    CnMismatch,
+    AddressMismatch,
+    Internal,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::NoCertificate,
+        Reason::MethodNotEnabled,
+        Reason::BaseMethodMismatch,
+        Reason::CnMismatch,
+        Reason::AddressMismatch,
+        Reason::Internal,
+    ];
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::NoCertificate => "no client certificate",
+            Reason::MethodNotEnabled => "method not enabled",
+            Reason::BaseMethodMismatch => "pg_hba.conf method does not match the rule",
+            Reason::CnMismatch => "certificate CN does not match the user name",
+            Reason::AddressMismatch => "client address does not match the certificate",
+            Reason::Internal => "internal error",
+        })
+    }
+}
+
+/// The outcome for one login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No rule covers the connection: PostgreSQL's decision stands.
+    NotCovered,
+    /// The rule at `rule_line` matched and every check passed.
+    Accepted { rule_line: usize, detail: String },
+    /// Refused; `detail` is for the server log only.
+    Refused {
+        reason: Reason,
+        rule_line: usize,
+        detail: String,
+    },
+}
+
+impl Verdict {
+    /// The client-facing message of a refusal.
+    pub fn message(user: &str, reason: Reason) -> String {
+        format!("two-factor authentication failed for user \"{user}\": {reason}")
+    }
+}
+
+/// Decides a login. `enabled` is the set of enabled methods, `net` answers name lookups and
+/// interface questions, `roles` answers role membership.
+pub fn decide(
+    rules: &RuleSet,
+    attempt: &LoginAttempt,
+    enabled: MethodSet,
+    net: &dyn Network,
+    roles: &dyn Roles,
+) -> Verdict {
+    let Some(addr) = attempt.client_addr else {
+        return Verdict::NotCovered;
+    };
+    let client = ClientName::new(net, addr);
+    let conn = Connection {
+        database: &attempt.database,
+        user: &attempt.user,
+        physical_replication: attempt.physical_replication,
+        client: &client,
+    };
+    let Some(rule) = rules.find(&conn, roles) else {
+        return Verdict::NotCovered;
+    };
+    check_rule(rules, rule, attempt, addr, &client, enabled)
+}
+
+fn check_rule(
+    rules: &RuleSet,
+    rule: &Rule,
+    attempt: &LoginAttempt,
+    addr: IpAddr,
+    client: &ClientName<'_>,
+    enabled: MethodSet,
+) -> Verdict {
+    let mut detail = format!(
+        "Rule {}:{} ({}); pg_hba.conf line {} ({}); client address {}",
+        rules.path.display(),
+        rule.line,
+        rule.method,
+        attempt.hba_line,
+        attempt.hba_method,
+        addr
+    );
+    let refuse = |reason: Reason, detail: String, why: &str| Verdict::Refused {
+        reason,
+        rule_line: rule.line,
+        detail: format!("{detail}; {why}"),
+    };
+
+    // 1. TLS with a verified client certificate.
+    let der = match &attempt.cert {
+        PeerCert::Verified(der) if attempt.ssl_in_use => der,
+        PeerCert::Unverified => {
+            return refuse(
+                Reason::NoCertificate,
+                detail,
+                "the client certificate was not verified",
+            )
+        }
+        _ if !attempt.ssl_in_use => {
+            return refuse(
+                Reason::NoCertificate,
+                detail,
+                "the connection does not use TLS",
+            )
+        }
+        _ => {
+            return refuse(
+                Reason::NoCertificate,
+                detail,
+                "the client sent no certificate",
+            )
+        }
+    };
+
+    // 2. The rule's method is enabled.
+    if !enabled.contains(rule.method) {
+        return refuse(
+            Reason::MethodNotEnabled,
+            detail,
+            &format!(
+                "{} is not listed in pg_twofactor.enabled_extra_auth_methods",
+                rule.method
+            ),
+        );
+    }
+
+    // 3. The first factor was the rule's base method.
+    if attempt.hba_method != rule.method.base() {
+        return refuse(
+            Reason::BaseMethodMismatch,
+            detail,
+            &format!(
+                "{} requires pg_hba.conf method {}, but the connection matched a {} line",
+                rule.method,
+                rule.method.base(),
+                attempt.hba_method
+            ),
+        );
+    }
+
+    let cert = match CertInfo::from_der(der) {
+        Ok(c) => c,
+        Err(e) => return refuse(Reason::Internal, detail, &e.to_string()),
+    };
+    detail.push_str(&format!(
+        "; certificate subject \"{}\"; SubjectAltName: {}",
+        cert.subject,
+        cert.san_text()
+    ));
+
+    // 4. CN equals the login.
+    if let Err(why) = cert.check_cn(&attempt.user) {
+        return refuse(Reason::CnMismatch, detail, &why);
+    }
+
+    // 5. The client address matches the SubjectAltName entries, when there are any.
+    match cert.check_address(client, addr) {
+        Err(why) => refuse(Reason::AddressMismatch, detail, &why),
+        Ok(false) if rule.san == SanPolicy::Required => refuse(
+            Reason::AddressMismatch,
+            detail,
+            "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required",
+        ),
+        Ok(checked) => Verdict::Accepted {
+            rule_line: rule.line,
+            detail: format!(
+                "{detail}; {}",
+                if checked { "address matched SubjectAltName" } else { "no SubjectAltName address entries" }
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::StaticNetwork;
+    use crate::rules::parse_text;
+    use std::path::Path;
+
+    struct NoRoles;
+    impl Roles for NoRoles {
+        fn is_member(&self, _: &str, _: &str) -> bool {
+            false
+        }
+    }
+
+    fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
+        LoginAttempt {
+            database: "test".into(),
+            user: "test1".into(),
+            client_addr: Some("127.0.0.1".parse().unwrap()),
+            physical_replication: false,
+            ssl_in_use: true,
+            cert,
+            hba_method: method,
+            hba_line: 7,
+        }
+    }
+
+    fn rules() -> RuleSet {
+        parse_text(
+            Path::new("/d/pg_twofactor_hba.conf"),
+            "hostssl test test1 127.0.0.1/32 2f-md5\nhostssl test test1 all 2f-scram-sha-256\n",
+        )
+        .into_rule_set()
+        .unwrap()
+    }
+
+    fn run(a: &LoginAttempt, enabled: MethodSet) -> Verdict {
+        decide(&rules(), a, enabled, &StaticNetwork::default(), &NoRoles)
+    }
+
+    fn reason(v: &Verdict) -> Option<Reason> {
+        match v {
+            Verdict::Refused { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn checks_run_in_order() {
+        // no certificate comes before "method not enabled" (rule 1 is 2f-md5, not enabled)
+        let a = attempt(PeerCert::None, BaseMethod::Md5);
+        assert_eq!(
+            reason(&run(&a, MethodSet::defaults())),
+            Some(Reason::NoCertificate)
+        );
+        let a = attempt(PeerCert::Unverified, BaseMethod::Md5);
+        assert_eq!(
+            reason(&run(&a, MethodSet::defaults())),
+            Some(Reason::NoCertificate)
+        );
+        let mut a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        a.ssl_in_use = false;
+        assert_eq!(
+            reason(&run(&a, MethodSet::defaults())),
+            Some(Reason::NoCertificate)
+        );
+        // garbage DER: the method gate and base check come first, then the parse fails closed
+        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        assert_eq!(
+            reason(&run(&a, MethodSet::defaults())),
+            Some(Reason::MethodNotEnabled)
+        );
+        let md5 = MethodSet::parse_extra("2f-md5").unwrap();
+        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::ScramSha256);
+        let v = run(&a, md5);
+        assert_eq!(reason(&v), Some(Reason::BaseMethodMismatch));
+        let Verdict::Refused {
+            detail, rule_line, ..
+        } = v
+        else {
+            unreachable!()
+        };
+        assert_eq!(rule_line, 1);
+        assert_eq!(
+            detail,
+            "Rule /d/pg_twofactor_hba.conf:1 (2f-md5); pg_hba.conf line 7 (scram-sha-256); client address 127.0.0.1; 2f-md5 requires pg_hba.conf method md5, but the connection matched a scram-sha-256 line"
+        );
+        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        assert_eq!(reason(&run(&a, md5)), Some(Reason::Internal));
+    }
+
+    #[test]
+    fn uncovered_connections_are_left_alone() {
+        let mut a = attempt(PeerCert::None, BaseMethod::Md5);
+        a.user = "someone".into();
+        assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
+        a.client_addr = None;
+        a.user = "test1".into();
+        assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
+    }
+
+    #[test]
+    fn reasons_read_as_specified() {
+        let msgs: Vec<String> = Reason::ALL
+            .iter()
+            .map(|r| Verdict::message("u", *r))
+            .collect();
+        assert_eq!(
+            msgs,
+            vec![
+                "two-factor authentication failed for user \"u\": no client certificate",
+                "two-factor authentication failed for user \"u\": method not enabled",
+                "two-factor authentication failed for user \"u\": pg_hba.conf method does not match the rule",
+                "two-factor authentication failed for user \"u\": certificate CN does not match the user name",
+                "two-factor authentication failed for user \"u\": client address does not match the certificate",
+                "two-factor authentication failed for user \"u\": internal error",
+            ]
+        );
+    }
+}

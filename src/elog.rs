@@ -1,0 +1,110 @@
+//! Reporting through PostgreSQL's `ereport`, with a DETAIL that goes to the server log only
+//! (`errdetail_log`), as PostgreSQL does for its own authentication failures.
+
+use crate::ffi;
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+use std::ffi::{c_int, CString};
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).expect("NULs were replaced")
+}
+
+/// Reports at `level`; returns unless the level is FATAL or above (then the process exits).
+fn report(
+    level: u32,
+    code: PgSqlErrorCode,
+    message: &str,
+    detail_log: Option<&str>,
+    hint: Option<&str>,
+) {
+    let message = cstring(message);
+    let detail = detail_log.map(cstring);
+    let hint = hint.map(cstring);
+    // SAFETY: the err* functions are called in the order elog.h's ereport() macro calls them,
+    // from the process's main thread, with NUL-terminated strings formatted through "%s" so no
+    // user text is interpreted as a format. errmsg/errdetail_log/errhint copy their arguments
+    // into ErrorContext before we drop the CStrings. For FATAL, errfinish ends the process.
+    unsafe {
+        if ffi::errstart(level as c_int, std::ptr::null()) {
+            ffi::errcode(code as c_int);
+            ffi::errmsg(c"%s".as_ptr(), message.as_ptr());
+            if let Some(d) = &detail {
+                ffi::errdetail_log(c"%s".as_ptr(), d.as_ptr());
+            }
+            if let Some(h) = &hint {
+                ffi::errhint(c"%s".as_ptr(), h.as_ptr());
+            }
+            ffi::errfinish(c"pg_twofactor".as_ptr(), 0, c"pg_twofactor".as_ptr());
+        }
+    }
+}
+
+/// Ends the connection: FATAL, SQLSTATE 28000, the message to the client, the detail to the log.
+pub fn fatal_auth(message: &str, detail_log: &str) -> ! {
+    report(
+        pg_sys::FATAL,
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        message,
+        Some(detail_log),
+        None,
+    );
+    unreachable!("ereport(FATAL) returned")
+}
+
+/// FATAL for a configuration problem (stops the postmaster when called during startup).
+pub fn fatal_config(message: &str, hint: Option<&str>) -> ! {
+    report(
+        pg_sys::FATAL,
+        PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        message,
+        None,
+        hint,
+    );
+    unreachable!("ereport(FATAL) returned")
+}
+
+/// A LOG line about the configuration.
+pub fn log_config(message: &str) {
+    report(
+        pg_sys::LOG,
+        PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        message,
+        None,
+        None,
+    );
+}
+
+/// A LOG line about a login, with log-only detail.
+pub fn log_login(message: &str, detail_log: &str) {
+    report(
+        pg_sys::LOG,
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        message,
+        Some(detail_log),
+        None,
+    );
+}
+
+/// A WARNING about the configuration.
+pub fn warn_config(message: &str, hint: Option<&str>) {
+    report(
+        pg_sys::WARNING,
+        PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        message,
+        None,
+        hint,
+    );
+}
+
+/// ERROR for `LOAD` / `CREATE EXTENSION` without preloading.
+pub fn error_not_preloaded() -> ! {
+    report(
+        pg_sys::PGERROR,
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_twofactor must be loaded via shared_preload_libraries",
+        None,
+        Some("Add pg_twofactor to shared_preload_libraries in postgresql.conf and restart the server."),
+    );
+    unreachable!("ereport(ERROR) returned")
+}

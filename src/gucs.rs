@@ -1,0 +1,118 @@
+//! The GUCs, registered in one place and read through typed accessors.
+
+use crate::methods::MethodSet;
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const DEFAULT_HBA_FILE: &str = "pg_twofactor_hba.conf";
+
+static HBA_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"pg_twofactor_hba.conf"));
+static EXTRA_METHODS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// The parsed value of `pg_twofactor.enabled_extra_auth_methods`, kept by its assign hook so
+/// the login hook never parses it. Processes are single-threaded; the atomic only avoids
+/// `static mut`.
+static ENABLED_BITS: AtomicU32 = AtomicU32::new(0);
+
+pub fn init() {
+    ENABLED_BITS.store(MethodSet::defaults().bits(), Ordering::Relaxed);
+    GucRegistry::define_string_guc(
+        c"pg_twofactor.hba_file",
+        c"The pg_twofactor rules file.",
+        c"A relative path is resolved against the directory that holds pg_hba.conf. Re-read on reload.",
+        &HBA_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    // SAFETY: both hooks are #[pg_guard]ed, so a Rust panic becomes a PostgreSQL error.
+    unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_twofactor.enabled_extra_auth_methods",
+            c"Two-factor methods enabled besides 2f-scram-sha-256 and 2f-ldap.",
+            c"Comma-separated list, e.g. '2f-md5, 2f-password'.",
+            &EXTRA_METHODS,
+            GucContext::Sighup,
+            GucFlags::default(),
+            Some(check_extra_methods),
+            Some(assign_extra_methods),
+            None,
+        );
+    }
+}
+
+/// # Safety
+/// Called by PostgreSQL's GUC machinery with a valid (possibly null) string.
+unsafe fn value_of(p: *const c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: per the contract, a non-null pointer is a NUL-terminated GUC string.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_extra_methods(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let value = unsafe { value_of(*newval) };
+    match MethodSet::parse_extra(&value) {
+        Ok(_) => true,
+        Err(e) => {
+            let detail = CString::new(e.to_string()).unwrap_or_default();
+            // SAFETY: GUC_check_errdetail_string is read by the GUC code right after we return
+            // false; pstrdup copies into the current memory context, which outlives that use.
+            unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
+            false
+        }
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn assign_extra_methods(newval: *const c_char, _extra: *mut c_void) {
+    // SAFETY: PostgreSQL passes the value its check hook accepted.
+    let value = unsafe { value_of(newval) };
+    // The check hook accepted it; should parsing fail anyway, keep only the defaults (fail closed).
+    let set = MethodSet::parse_extra(&value).unwrap_or_else(|_| MethodSet::defaults());
+    ENABLED_BITS.store(set.bits(), Ordering::Relaxed);
+}
+
+/// The enabled two-factor methods.
+pub fn enabled_methods() -> MethodSet {
+    MethodSet::from_bits(ENABLED_BITS.load(Ordering::Relaxed))
+}
+
+/// The directory holding pg_hba.conf.
+fn hba_conf_dir() -> PathBuf {
+    // SAFETY: HbaFileName is set by PostgreSQL before shared_preload_libraries are loaded and
+    // stays a valid NUL-terminated string (or null) for the life of the process.
+    let hba = unsafe {
+        let p = pg_sys::HbaFileName;
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    };
+    hba.as_deref()
+        .and_then(|h| Path::new(h).parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The rules file, with a relative `pg_twofactor.hba_file` resolved against pg_hba.conf's
+/// directory.
+pub fn hba_file() -> PathBuf {
+    let value = HBA_FILE
+        .get()
+        .map(|c| c.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_HBA_FILE.to_string());
+    let p = PathBuf::from(value);
+    if p.is_absolute() {
+        p
+    } else {
+        hba_conf_dir().join(p)
+    }
+}

@@ -1,0 +1,192 @@
+//! The hooks: `ClientAuthentication_hook` (the second factor) and `openssl_tls_init_hook`
+//! (which the postmaster runs on every reload, after the new settings are in effect; we use
+//! it to re-read the rules).
+//!
+//! The login hook chains the previous hook, does nothing when PostgreSQL already failed the
+//! login, turns the `Port` into a [`LoginAttempt`], calls [`decision::decide`] and turns a
+//! refusal into FATAL. Any panic or PostgreSQL error on the way is a refusal.
+
+use crate::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
+use crate::methods::BaseMethod;
+use crate::rules::Roles;
+use crate::sysnet::{self, SystemNetwork};
+use crate::{elog, ffi, gucs, store};
+use pgrx::pg_sys;
+use std::ffi::{c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+const STATUS_OK: c_int = 0;
+
+static mut PREV_CLIENT_AUTH: ffi::ClientAuthentication_hook_type = None;
+static mut PREV_TLS_INIT: ffi::openssl_tls_init_hook_typ = None;
+
+pub fn init() {
+    // SAFETY: called once from _PG_init in the postmaster, single-threaded, before any
+    // connection or reload can run the hooks.
+    unsafe {
+        PREV_CLIENT_AUTH = ffi::ClientAuthentication_hook;
+        ffi::ClientAuthentication_hook = Some(client_authentication);
+        PREV_TLS_INIT = ffi::openssl_tls_init_hook;
+        ffi::openssl_tls_init_hook = Some(tls_init);
+    }
+}
+
+unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bool) {
+    // SAFETY: PREV_TLS_INIT was set once in init(); the previous hook (PostgreSQL's default
+    // passphrase setup, or another library's) expects exactly these arguments.
+    if let Some(prev) = unsafe { PREV_TLS_INIT } {
+        unsafe { prev(ctx, is_server_start) };
+    }
+    // At server start _PG_init has already loaded the rules.
+    if !is_server_start {
+        // We run inside the postmaster's SIGHUP handling: never let a panic escape.
+        if catch_unwind(store::reload).is_err() {
+            elog::log_config("pg_twofactor: internal error while reloading the rules; the previous rules stay in force");
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: c_int) {
+    // SAFETY: PREV_CLIENT_AUTH was set once in init(); we pass PostgreSQL's own arguments on.
+    if let Some(prev) = unsafe { PREV_CLIENT_AUTH } {
+        unsafe { prev(port, status) };
+    }
+    if status != STATUS_OK || port.is_null() {
+        return; // PostgreSQL refuses this login itself
+    }
+    let user = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `port` is MyProcPort, valid for the whole authentication.
+        unsafe { cstr((*port).user_name) }
+    }))
+    .unwrap_or_default();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `port` is MyProcPort, valid and fully initialised once PostgreSQL has chosen
+        // the pg_hba.conf line and run its method.
+        let attempt = unsafe { login_attempt(port) }?;
+        let Some(rules) = store::current() else {
+            return Err("no pg_twofactor rules are loaded".to_string());
+        };
+        Ok(decision::decide(
+            &rules,
+            &attempt,
+            gucs::enabled_methods(),
+            &SystemNetwork,
+            &CatalogRoles,
+        ))
+    }));
+    match outcome {
+        Ok(Ok(Verdict::NotCovered)) | Ok(Ok(Verdict::Accepted { .. })) => {}
+        Ok(Ok(Verdict::Refused { reason, detail, .. })) => {
+            elog::fatal_auth(&Verdict::message(&user, reason), &detail)
+        }
+        Ok(Err(why)) => elog::fatal_auth(&Verdict::message(&user, Reason::Internal), &why),
+        Err(_) => elog::fatal_auth(
+            &Verdict::message(&user, Reason::Internal),
+            "pg_twofactor: the two-factor check failed unexpectedly (see the preceding log lines)",
+        ),
+    }
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn cstr(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: per the contract.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
+    use ffi::UserAuth as U;
+    match m {
+        U::uaSCRAM => BaseMethod::ScramSha256,
+        U::uaMD5 => BaseMethod::Md5,
+        U::uaPassword => BaseMethod::Password,
+        U::uaLDAP => BaseMethod::Ldap,
+        U::uaTrust => BaseMethod::Other("trust".into()),
+        U::uaCert => BaseMethod::Other("cert".into()),
+        U::uaRADIUS => BaseMethod::Other("radius".into()),
+        U::uaPAM => BaseMethod::Other("pam".into()),
+        U::uaIdent => BaseMethod::Other("ident".into()),
+        U::uaPeer => BaseMethod::Other("peer".into()),
+        U::uaGSS => BaseMethod::Other("gss".into()),
+        U::uaReject | U::uaImplicitReject => BaseMethod::Other("reject".into()),
+        other => BaseMethod::Other(format!("method #{other}")),
+    }
+}
+
+/// The DER of the client's certificate.
+///
+/// # Safety
+/// `peer` is the X509 that PostgreSQL's TLS layer stored in the Port (owned by the Port).
+unsafe fn peer_der(peer: *mut ffi::X509) -> Result<Vec<u8>, String> {
+    // SAFETY: i2d_X509 with a null output pointer only computes the length.
+    let len = unsafe { ffi::i2d_X509(peer, std::ptr::null_mut()) };
+    if len <= 0 {
+        return Err("could not DER-encode the client certificate".into());
+    }
+    let mut buf = vec![0u8; len as usize];
+    let mut out = buf.as_mut_ptr();
+    // SAFETY: `buf` has the `len` bytes i2d_X509 said it needs; it advances `out` past them.
+    let written = unsafe { ffi::i2d_X509(peer, &mut out) };
+    if written != len {
+        return Err("could not DER-encode the client certificate".into());
+    }
+    Ok(buf)
+}
+
+/// Reads what the decision needs out of the Port.
+///
+/// # Safety
+/// `port` is MyProcPort during ClientAuthentication, after PostgreSQL's own method ran.
+unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
+    // SAFETY: see the function contract; every pointer read here is owned by the Port.
+    unsafe {
+        let p = &*port;
+        let client_addr =
+            sysnet::sockaddr_to_ip(&p.raddr.addr as *const _ as *const libc::sockaddr);
+        let cert = if !p.ssl_in_use || p.peer.is_null() {
+            PeerCert::None
+        } else if !p.peer_cert_valid {
+            PeerCert::Unverified
+        } else {
+            PeerCert::Verified(peer_der(p.peer)?)
+        };
+        if p.hba.is_null() {
+            return Err("PostgreSQL chose no pg_hba.conf line".into());
+        }
+        let hba = &*p.hba;
+        Ok(LoginAttempt {
+            database: cstr(p.database_name),
+            user: cstr(p.user_name),
+            client_addr,
+            physical_replication: pg_sys::am_walsender && !pg_sys::am_db_walsender,
+            ssl_in_use: p.ssl_in_use,
+            cert,
+            hba_method: base_method(hba.auth_method),
+            hba_line: hba.linenumber,
+        })
+    }
+}
+
+/// Role membership from the catalog (PostgreSQL's `is_member` in hba.c: not via superuser).
+struct CatalogRoles;
+
+impl Roles for CatalogRoles {
+    fn is_member(&self, user: &str, role: &str) -> bool {
+        let (Ok(user), Ok(role)) = (CString::new(user), CString::new(role)) else {
+            return false;
+        };
+        // SAFETY: ClientAuthentication runs inside the startup transaction with the shared
+        // catalogs available (PostgreSQL's own hba.c does these lookups at the same point).
+        unsafe {
+            let user_oid = pg_sys::get_role_oid(user.as_ptr(), true);
+            let role_oid = pg_sys::get_role_oid(role.as_ptr(), true);
+            user_oid != pg_sys::InvalidOid
+                && role_oid != pg_sys::InvalidOid
+                && pg_sys::is_member_of_role_nosuper(user_oid, role_oid)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! pg_twofactor: two-factor login for stock PostgreSQL.
+//!
+//! `pg_hba.conf` keeps checking the password with PostgreSQL's own methods; the rules file
+//! (`pg_twofactor_hba.conf`) says which logins must also present a verified client certificate
+//! whose CN is the login and whose SubjectAltName matches the client address.
+//!
+//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`].
+//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`view`], [`elog`], [`ffi`], [`sysnet`].
+
+pub mod address;
+pub mod cert;
+pub mod decision;
+pub mod methods;
+pub mod rules;
+
+pub mod elog;
+pub mod ffi;
+pub mod gucs;
+pub mod hooks;
+pub mod store;
+pub mod sysnet;
+pub mod view;
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // SAFETY: a plain read of a PostgreSQL global, on the main thread.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        elog::error_not_preloaded();
+    }
+    gucs::init();
+    hooks::init();
+    store::load_at_startup();
+}

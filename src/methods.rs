@@ -1,0 +1,202 @@
+//! The two-factor methods, the PostgreSQL method each one builds on, and which are enabled.
+//!
+//! Adding a method (for example `2f-radius`) is one row in [`Method::ALL`] plus its variant.
+
+use std::fmt;
+
+/// A PostgreSQL authentication method as named in `pg_hba.conf`, i.e. the first factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseMethod {
+    ScramSha256,
+    Md5,
+    Password,
+    Ldap,
+    /// Any other `pg_hba.conf` method (trust, cert, peer, radius, ...), by its `pg_hba.conf` name.
+    Other(String),
+}
+
+impl fmt::Display for BaseMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BaseMethod::ScramSha256 => "scram-sha-256",
+            BaseMethod::Md5 => "md5",
+            BaseMethod::Password => "password",
+            BaseMethod::Ldap => "ldap",
+            BaseMethod::Other(name) => name,
+        })
+    }
+}
+
+/// A two-factor method as written in the rules file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    ScramSha256,
+    Md5,
+    Password,
+    Ldap,
+}
+
+impl Method {
+    /// Every method: (method, name in the rules file, enabled without being listed in
+    /// `pg_twofactor.enabled_extra_auth_methods`).
+    pub const ALL: [(Method, &'static str, bool); 4] = [
+        (Method::ScramSha256, "2f-scram-sha-256", true),
+        (Method::Ldap, "2f-ldap", true),
+        (Method::Md5, "2f-md5", false),
+        (Method::Password, "2f-password", false),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(m, _, _)| *m == self)
+            .map(|(_, n, _)| *n)
+            .unwrap_or("?")
+    }
+
+    pub fn from_name(name: &str) -> Option<Method> {
+        Self::ALL
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(m, _, _)| *m)
+    }
+
+    /// Whether the method is on without being listed as an extra method.
+    pub fn enabled_by_default(self) -> bool {
+        Self::ALL.iter().any(|(m, _, d)| *m == self && *d)
+    }
+
+    /// The `pg_hba.conf` method that must have checked the password.
+    pub fn base(self) -> BaseMethod {
+        match self {
+            Method::ScramSha256 => BaseMethod::ScramSha256,
+            Method::Md5 => BaseMethod::Md5,
+            Method::Password => BaseMethod::Password,
+            Method::Ldap => BaseMethod::Ldap,
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The set of enabled methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodSet(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MethodListError {
+    #[error("unknown two-factor method \"{0}\"; accepted entries are 2f-md5, 2f-password (and 2f-scram-sha-256, 2f-ldap, which are always enabled)")]
+    Unknown(String),
+    #[error("empty entry in the list of methods (two commas in a row, or a trailing comma)")]
+    Empty,
+}
+
+impl MethodSet {
+    /// The methods enabled when `pg_twofactor.enabled_extra_auth_methods` is empty.
+    pub fn defaults() -> MethodSet {
+        MethodSet(
+            Method::ALL
+                .iter()
+                .filter(|(_, _, d)| *d)
+                .fold(0, |acc, (m, _, _)| acc | m.bit()),
+        )
+    }
+
+    pub fn contains(self, m: Method) -> bool {
+        self.0 & m.bit() != 0
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u32) -> MethodSet {
+        MethodSet(bits)
+    }
+
+    /// Parses the value of `pg_twofactor.enabled_extra_auth_methods`: a comma-separated list,
+    /// whitespace allowed around entries, names compared case-insensitively. The result always
+    /// includes the methods that are enabled by default.
+    pub fn parse_extra(value: &str) -> Result<MethodSet, MethodListError> {
+        let mut set = MethodSet::defaults();
+        if value.trim().is_empty() {
+            return Ok(set);
+        }
+        for entry in value.split(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                return Err(MethodListError::Empty);
+            }
+            let m = Method::from_name(&entry.to_ascii_lowercase())
+                .ok_or_else(|| MethodListError::Unknown(entry.to_string()))?;
+            set.0 |= m.bit();
+        }
+        Ok(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_scram_and_ldap() {
+        let d = MethodSet::defaults();
+        assert!(d.contains(Method::ScramSha256));
+        assert!(d.contains(Method::Ldap));
+        assert!(!d.contains(Method::Md5));
+        assert!(!d.contains(Method::Password));
+        assert_eq!(MethodSet::parse_extra("").unwrap(), d);
+        assert_eq!(MethodSet::parse_extra("   ").unwrap(), d);
+    }
+
+    #[test]
+    fn extra_list_with_whitespace_and_case() {
+        let s = MethodSet::parse_extra(" 2f-md5 ,\t2F-Password ").unwrap();
+        assert!(s.contains(Method::Md5) && s.contains(Method::Password));
+        let s = MethodSet::parse_extra("2f-md5").unwrap();
+        assert!(s.contains(Method::Md5) && !s.contains(Method::Password));
+        // always-enabled methods are accepted as no-ops
+        assert_eq!(
+            MethodSet::parse_extra("2f-scram-sha-256, 2f-ldap").unwrap(),
+            MethodSet::defaults()
+        );
+    }
+
+    #[test]
+    fn extra_list_errors_name_the_entry() {
+        let e = MethodSet::parse_extra("2f-md5, md5").unwrap_err();
+        assert_eq!(e, MethodListError::Unknown("md5".into()));
+        assert_eq!(
+            e.to_string(),
+            "unknown two-factor method \"md5\"; accepted entries are 2f-md5, 2f-password (and 2f-scram-sha-256, 2f-ldap, which are always enabled)"
+        );
+        assert_eq!(
+            MethodSet::parse_extra("2f-md5,").unwrap_err(),
+            MethodListError::Empty
+        );
+        assert_eq!(
+            MethodListError::Empty.to_string(),
+            "empty entry in the list of methods (two commas in a row, or a trailing comma)"
+        );
+    }
+
+    #[test]
+    fn names_and_bases_round_trip() {
+        for (m, name, _) in Method::ALL {
+            assert_eq!(Method::from_name(name), Some(m));
+            assert_eq!(m.name(), name);
+            assert_eq!(format!("2f-{}", m.base()), name);
+        }
+        assert_eq!(Method::from_name("scram-sha-256"), None);
+        assert_eq!(BaseMethod::Other("trust".into()).to_string(), "trust");
+    }
+}

@@ -1,0 +1,70 @@
+//! The rules in force in this process.
+//!
+//! The postmaster reads the file at startup and again on each reload; backends are forked from
+//! the postmaster and so start with the rules that were in force when they were forked. Nothing
+//! is read from disk on a connection.
+
+use crate::elog;
+use crate::gucs;
+use crate::rules::{self, RuleError, RuleSet};
+use std::sync::{Arc, Mutex};
+
+static RULES: Mutex<Option<Arc<RuleSet>>> = Mutex::new(None);
+
+/// The rules in force, `None` only if they were never loaded (then every covered login fails).
+pub fn current() -> Option<Arc<RuleSet>> {
+    RULES.lock().ok().and_then(|g| g.clone())
+}
+
+fn read() -> Result<RuleSet, Vec<RuleError>> {
+    rules::parse_file(&gucs::hba_file()).into_rule_set()
+}
+
+fn install(set: RuleSet) {
+    let msg = format!(
+        "pg_twofactor: loaded {} rule(s) from \"{}\"",
+        set.rules.len(),
+        set.path.display()
+    );
+    if let Ok(mut g) = RULES.lock() {
+        *g = Some(Arc::new(set));
+    }
+    elog::log_config(&msg);
+}
+
+/// At server start: a missing or invalid file stops the server, naming the file and line.
+pub fn load_at_startup() {
+    match read() {
+        Ok(set) => install(set),
+        Err(errors) => {
+            for e in &errors {
+                elog::log_config(&e.to_string());
+            }
+            elog::fatal_config(
+                &format!(
+                    "could not load pg_twofactor rules file \"{}\": {}",
+                    gucs::hba_file().display(),
+                    errors[0]
+                ),
+                Some("Fix the rules file (see the lines logged above) and start the server again."),
+            );
+        }
+    }
+}
+
+/// On reload: a valid file replaces the rules; an invalid one is logged line by line and the
+/// previous rules stay in force.
+pub fn reload() {
+    match read() {
+        Ok(set) => install(set),
+        Err(errors) => {
+            for e in &errors {
+                elog::log_config(&e.to_string());
+            }
+            elog::log_config(&format!(
+                "pg_twofactor rules file \"{}\" was not reloaded; the previous rules stay in force",
+                gucs::hba_file().display()
+            ));
+        }
+    }
+}
