@@ -70,7 +70,7 @@ fn pg_twofactor_rules() -> TableIterator<
     'static,
     (
         name!(line_number, Option<i32>),
-        name!(r#type, Option<String>),
+        name!(type, Option<String>),
         name!(database, Option<Vec<String>>),
         name!(user_name, Option<Vec<String>>),
         name!(address, Option<String>),

@@ -1,1 +1,12 @@
-fn main() {}
+//! The end-to-end test harness for pg_twofactor: generated certificates, real clusters with the
+//! extension preloaded, and real clients (`psql` and a Rust client that can pick its source
+//! address). The scenarios are in `tests/`.
+
+pub mod certs;
+pub mod client;
+pub mod cluster;
+pub mod scenario;
+
+pub use certs::{CertFiles, Pki, San};
+pub use client::{psql_login, rust_login, Login, Outcome};
+pub use cluster::Cluster;

@@ -1,0 +1,214 @@
+//! Clients: a Rust client (tokio-postgres over OpenSSL, with a client certificate and an
+//! optional source address, to play other hosts) and `psql`.
+
+use crate::certs::CertFiles;
+use crate::cluster::{bindir, Cluster};
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
+
+/// One login attempt.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+    pub cert: Option<CertFiles>,
+    /// The address the client connects from (bound before connecting); `None`: the OS picks.
+    pub source: Option<IpAddr>,
+    /// The server address to connect to.
+    pub server: IpAddr,
+}
+
+impl Login {
+    /// `user` logging in to database `postgres` on 127.0.0.1 with `password`, no certificate.
+    pub fn new(user: &str, password: &str) -> Login {
+        Login {
+            user: user.into(),
+            password: password.into(),
+            dbname: "postgres".into(),
+            cert: None,
+            source: None,
+            server: "127.0.0.1".parse().unwrap(),
+        }
+    }
+
+    pub fn cert(mut self, c: &CertFiles) -> Self {
+        self.cert = Some(c.clone());
+        self
+    }
+
+    pub fn from(mut self, source: &str) -> Self {
+        self.source = Some(source.parse().unwrap());
+        self
+    }
+
+    pub fn to(mut self, server: &str) -> Self {
+        self.server = server.parse().unwrap();
+        self
+    }
+
+    pub fn db(mut self, dbname: &str) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged in; the session answered `SELECT current_user, inet_client_addr()`.
+    Accepted {
+        current_user: String,
+        client_addr: String,
+    },
+    /// The server refused; SQLSTATE (when the client reports it) and message.
+    Refused { sqlstate: String, message: String },
+}
+
+impl Outcome {
+    /// Panics unless accepted as `user`.
+    #[track_caller]
+    pub fn assert_accepted_as(&self, user: &str) {
+        match self {
+            Outcome::Accepted { current_user, .. } if current_user == user => {}
+            other => panic!("expected a session as {user:?}, got {other:?}"),
+        }
+    }
+
+    /// Panics unless refused with SQLSTATE 28000 and exactly `message`.
+    #[track_caller]
+    pub fn assert_refused(&self, message: &str) {
+        match self {
+            Outcome::Refused {
+                sqlstate,
+                message: m,
+            } if m == message && (sqlstate == "28000" || sqlstate.is_empty()) => {}
+            other => panic!("expected refusal {message:?} (28000), got {other:?}"),
+        }
+    }
+
+    /// The two-factor refusal message for `user` and `reason`.
+    pub fn two_factor_message(user: &str, reason: &str) -> String {
+        format!("two-factor authentication failed for user \"{user}\": {reason}")
+    }
+}
+
+/// Logs in with the Rust client.
+pub fn rust_login(cluster: &Cluster, login: &Login) -> Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(rust_login_async(cluster, login))
+}
+
+async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_ca_file(&cluster.pki.ca_cert).unwrap();
+    builder.set_verify(SslVerifyMode::PEER);
+    if let Some(c) = &login.cert {
+        builder
+            .set_certificate_file(&c.cert, SslFiletype::PEM)
+            .unwrap();
+        builder
+            .set_private_key_file(&c.key, SslFiletype::PEM)
+            .unwrap();
+    }
+    let connector = builder.build();
+    let tls = postgres_openssl::TlsConnector::new(connector.configure().unwrap(), "localhost");
+
+    let server = SocketAddr::new(login.server, cluster.port);
+    let socket = if server.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .unwrap();
+    if let Some(src) = login.source {
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
+    }
+    let stream = socket
+        .connect(server)
+        .await
+        .unwrap_or_else(|e| panic!("connect {server}: {e}"));
+
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(&login.user)
+        .password(&login.password)
+        .dbname(&login.dbname)
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    match config.connect_raw(stream, tls).await {
+        Ok((client, connection)) => {
+            let conn = tokio::spawn(connection);
+            let row = client
+                .query_one("SELECT current_user::text, host(inet_client_addr())", &[])
+                .await
+                .expect("a query in the new session");
+            drop(client);
+            let _ = conn.await;
+            Outcome::Accepted {
+                current_user: row.get(0),
+                client_addr: row.get(1),
+            }
+        }
+        Err(e) => match e.as_db_error() {
+            Some(db) => Outcome::Refused {
+                sqlstate: db.code().code().to_string(),
+                message: db.message().to_string(),
+            },
+            None => panic!("connection failed without a server error: {e}"),
+        },
+    }
+}
+
+/// Logs in with `psql` (sslmode=verify-full) from the default source address.
+pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
+    let mut conninfo = format!(
+        "host={} port={} user={} dbname={} sslmode=verify-full sslrootcert={}",
+        login.server,
+        cluster.port,
+        login.user,
+        login.dbname,
+        cluster.pki.ca_cert.display()
+    );
+    match &login.cert {
+        Some(c) => conninfo.push_str(&format!(
+            " sslcert={} sslkey={}",
+            c.cert.display(),
+            c.key.display()
+        )),
+        None => conninfo.push_str(" sslcert=/nonexistent sslkey=/nonexistent"),
+    }
+    assert!(
+        login.source.is_none(),
+        "psql cannot choose its source address"
+    );
+    let out = Command::new(bindir().join("psql"))
+        .args(["-X", "-A", "-t", "-d", &conninfo, "-c"])
+        .arg("SELECT current_user || '|' || host(inet_client_addr())")
+        .env("PGPASSWORD", &login.password)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.success() {
+        let (user, addr) = stdout.split_once('|').unwrap_or((&stdout, ""));
+        return Outcome::Accepted {
+            current_user: user.into(),
+            client_addr: addr.into(),
+        };
+    }
+    // psql: error: connection to server at "...", port N failed: FATAL:  MESSAGE
+    match stderr.split_once("FATAL:  ") {
+        Some((_, msg)) => Outcome::Refused {
+            sqlstate: String::new(),
+            message: msg.lines().next().unwrap_or("").trim().to_string(),
+        },
+        None => panic!("psql failed without a FATAL from the server: {stderr}"),
+    }
+}

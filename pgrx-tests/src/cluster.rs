@@ -1,0 +1,370 @@
+//! A real PostgreSQL cluster for one test: owned by an unprivileged OS user when the tests run
+//! as root, TLS on with generated certificates, pg_twofactor preloaded.
+
+use crate::certs::{CertFiles, Pki};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The OS user that owns clusters when the tests run as root.
+pub const CLUSTER_OS_USER: &str = "postgres";
+
+/// Lines the extension logs when it (re)reads the rules; used to wait for a reload.
+const LOADED_MARK: &str = "pg_twofactor: loaded ";
+const NOT_RELOADED_MARK: &str = "was not reloaded; the previous rules stay in force";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The directory with PostgreSQL's programs: `$PG_CONFIG --bindir`, else `pg_config`'s.
+pub fn bindir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
+        let debian = "/usr/lib/postgresql/15/bin/pg_config";
+        if Path::new(debian).exists() {
+            debian.into()
+        } else {
+            "pg_config".into()
+        }
+    });
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {pg_config}: {e}"));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// Runs a server program as the cluster's OS user.
+fn as_cluster_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", CLUSTER_OS_USER, "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown_to_cluster_user(path: &Path) {
+    if is_root() {
+        let st = Command::new("chown")
+            .arg("-R")
+            .arg(CLUSTER_OS_USER)
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "chown {}", path.display());
+    }
+}
+
+fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 400) as u16 * 100;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+        let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).is_ok();
+        if v4 && v6 {
+            return port;
+        }
+    }
+}
+
+fn check(what: &str, out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Sets up a cluster: `pg_hba.conf` lines, the rules file, extra settings.
+pub struct ClusterBuilder {
+    hba: Vec<String>,
+    rules: String,
+    settings: Vec<String>,
+    preload: bool,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            hba: Vec::new(),
+            rules: String::new(),
+            settings: Vec::new(),
+            preload: true,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// A `pg_hba.conf` line (after the built-in `local all all trust` for the harness).
+    pub fn hba(mut self, line: &str) -> Self {
+        self.hba.push(line.to_string());
+        self
+    }
+
+    /// The contents of `pg_twofactor_hba.conf`.
+    pub fn rules(mut self, text: &str) -> Self {
+        self.rules = text.to_string();
+        self
+    }
+
+    /// A `postgresql.conf` line.
+    pub fn setting(mut self, line: &str) -> Self {
+        self.settings.push(line.to_string());
+        self
+    }
+
+    /// Do not put pg_twofactor in shared_preload_libraries.
+    pub fn without_preload(mut self) -> Self {
+        self.preload = false;
+        self
+    }
+
+    /// Creates the cluster and starts it; panics when the server does not start.
+    pub fn start(self) -> Cluster {
+        let mut c = self.create();
+        let out = c.try_start();
+        assert!(
+            out.status.success(),
+            "server did not start; log:\n{}",
+            c.log()
+        );
+        c
+    }
+
+    /// Creates the cluster without starting it.
+    pub fn create(self) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pg2f-e2e-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pki = Pki::new(&root.join("pki"));
+        let server = pki.server();
+        let data = root.join("data");
+        let bin = bindir();
+        chown_to_cluster_user(&root);
+        check(
+            "initdb",
+            as_cluster_user(&bin.join("initdb"))
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "-D",
+                ])
+                .arg(&data)
+                .output()
+                .unwrap(),
+        );
+        // the server reads its certificate and key from its own data directory
+        std::fs::copy(&server.cert, data.join("server.crt")).unwrap();
+        std::fs::copy(&server.key, data.join("server.key")).unwrap();
+        std::fs::copy(&pki.ca_cert, data.join("root.crt")).unwrap();
+        let port = free_port();
+        let mut conf = vec![
+            format!("port = {port}"),
+            "listen_addresses = '127.0.0.1,::1'".into(),
+            format!("unix_socket_directories = '{}'", root.display()),
+            "ssl = on".into(),
+            "ssl_cert_file = 'server.crt'".into(),
+            "ssl_key_file = 'server.key'".into(),
+            "ssl_ca_file = 'root.crt'".into(),
+            "lc_messages = 'C'".into(),
+            "fsync = off".into(),
+            "password_encryption = 'scram-sha-256'".into(),
+            "log_line_prefix = '%m [%p] '".into(),
+        ];
+        if self.preload {
+            conf.push("shared_preload_libraries = 'pg_twofactor'".into());
+        }
+        conf.extend(self.settings);
+        let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        pg_conf.push_str("\n# pg_twofactor e2e\n");
+        pg_conf.push_str(&conf.join("\n"));
+        pg_conf.push('\n');
+        std::fs::write(data.join("postgresql.conf"), pg_conf).unwrap();
+        let mut hba = String::from("local all all trust\n");
+        for l in &self.hba {
+            hba.push_str(l);
+            hba.push('\n');
+        }
+        std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        std::fs::write(data.join("pg_twofactor_hba.conf"), &self.rules).unwrap();
+        chown_to_cluster_user(&root);
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        Cluster {
+            _dir: dir,
+            root: root.clone(),
+            data,
+            port,
+            pki,
+            bin,
+            log_file: root.join("server.log"),
+            running: false,
+        }
+    }
+}
+
+/// A running (or created) cluster. Stopped when dropped.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub data: PathBuf,
+    pub port: u16,
+    pub pki: Pki,
+    bin: PathBuf,
+    log_file: PathBuf,
+    running: bool,
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// Starts the server; returns pg_ctl's result (the server log tells why it failed).
+    pub fn try_start(&mut self) -> Output {
+        let out = as_cluster_user(&self.bin.join("pg_ctl"))
+            .args(["-w", "-t", "60", "-D"])
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log_file)
+            .arg("start")
+            .output()
+            .unwrap();
+        self.running = out.status.success();
+        out
+    }
+
+    pub fn stop(&mut self) {
+        if self.running {
+            let _ = as_cluster_user(&self.bin.join("pg_ctl"))
+                .args(["-w", "-m", "immediate", "-D"])
+                .arg(&self.data)
+                .arg("stop")
+                .output();
+            self.running = false;
+        }
+    }
+
+    /// The whole server log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    /// A position in the log, for [`Cluster::log_since`].
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    pub fn log_since(&self, mark: usize) -> String {
+        self.log().get(mark..).unwrap_or_default().to_string()
+    }
+
+    /// Runs SQL as the superuser over the Unix socket; returns unaligned, tuples-only output.
+    pub fn psql_admin(&self, sql: &str) -> String {
+        let out = check(
+            &format!("psql {sql:?}"),
+            self.psql_admin_raw("postgres", sql),
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Runs SQL over the Unix socket as `user`, returning psql's output whatever happened.
+    pub fn psql_admin_raw(&self, user: &str, sql: &str) -> Output {
+        Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.root)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap()
+    }
+
+    /// Creates a login role with a password.
+    pub fn create_user(&self, name: &str, password: &str) {
+        self.psql_admin(&format!(
+            "CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'"
+        ));
+    }
+
+    /// Replaces the rules file (takes effect on the next reload).
+    pub fn write_rules(&self, text: &str) {
+        std::fs::write(self.data.join("pg_twofactor_hba.conf"), text).unwrap();
+    }
+
+    /// Appends settings to postgresql.conf (take effect on reload or restart).
+    pub fn append_settings(&self, lines: &[&str]) {
+        let path = self.data.join("postgresql.conf");
+        let mut conf = std::fs::read_to_string(&path).unwrap();
+        for l in lines {
+            conf.push_str(l);
+            conf.push('\n');
+        }
+        std::fs::write(path, conf).unwrap();
+    }
+
+    fn reload_marks(&self) -> usize {
+        let log = self.log();
+        log.matches(LOADED_MARK).count() + log.matches(NOT_RELOADED_MARK).count()
+    }
+
+    /// Reloads the configuration and waits until the postmaster has re-read the rules file
+    /// (it logs either that it loaded the rules or that it kept the previous ones).
+    pub fn reload(&self) {
+        let before = self.reload_marks();
+        assert_eq!(self.psql_admin("SELECT pg_reload_conf()"), "t");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.reload_marks() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "reload not seen in the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A client certificate issued by this cluster's CA.
+    pub fn client_cert(
+        &self,
+        stem: &str,
+        cns: &[&str],
+        san: Option<&[crate::certs::San]>,
+    ) -> CertFiles {
+        self.pki.client(stem, cns, san)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

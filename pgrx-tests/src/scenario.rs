@@ -1,0 +1,53 @@
+//! The standard setup most scenarios share: users for each method, `pg_hba.conf` lines giving
+//! each its first factor, matching two-factor rules, and the client certificates.
+
+use crate::certs::{CertFiles, San};
+use crate::cluster::{Cluster, ClusterBuilder};
+
+pub const PASSWORD: &str = "first-factor-pw";
+
+/// `pg_hba.conf`: md5user uses md5, pwuser password, mismatch md5 (its rule wants scram),
+/// everyone else scram-sha-256, over TLS or not.
+pub const HBA: &[&str] = &[
+    "hostssl all md5user all md5",
+    "hostssl all pwuser all password",
+    "hostssl all mismatch all md5",
+    "hostssl all all all scram-sha-256",
+    "host all all all scram-sha-256",
+];
+
+/// The rules: one per user; `other` has none.
+pub const RULES: &str = "\
+# TYPE  DATABASE USER      ADDRESS  METHOD
+hostssl all      md5user   all      2f-md5
+hostssl all      pwuser    all      2f-password
+hostssl all      mismatch  all      2f-scram-sha-256
+hostssl all      sanreq    all      2f-scram-sha-256  san=required
+hostssl all      test1     all      2f-scram-sha-256
+";
+
+pub const USERS: &[&str] = &["test1", "md5user", "pwuser", "mismatch", "sanreq", "other"];
+
+/// A cluster builder with [`HBA`] and [`RULES`].
+pub fn builder() -> ClusterBuilder {
+    HBA.iter()
+        .fold(Cluster::builder().rules(RULES), |b, l| b.hba(l))
+}
+
+/// Starts `builder` and creates [`USERS`] with [`PASSWORD`].
+pub fn start(builder: ClusterBuilder) -> Cluster {
+    let c = builder.start();
+    for u in USERS {
+        c.create_user(u, PASSWORD);
+    }
+    c
+}
+
+/// A certificate for `user` bound to 127.0.0.1.
+pub fn cert_for(c: &Cluster, user: &str) -> CertFiles {
+    c.client_cert(
+        user,
+        &[user],
+        Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+    )
+}
