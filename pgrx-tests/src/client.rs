@@ -18,6 +18,8 @@ pub struct Login {
     pub source: Option<IpAddr>,
     /// The server address to connect to.
     pub server: IpAddr,
+    /// Connect without TLS (psql only).
+    pub no_tls: bool,
 }
 
 impl Login {
@@ -30,6 +32,7 @@ impl Login {
             cert: None,
             source: None,
             server: "127.0.0.1".parse().unwrap(),
+            no_tls: false,
         }
     }
 
@@ -45,6 +48,12 @@ impl Login {
 
     pub fn to(mut self, server: &str) -> Self {
         self.server = server.parse().unwrap();
+        self
+    }
+
+    /// Connect without TLS (`sslmode=disable`; psql only).
+    pub fn without_tls(mut self) -> Self {
+        self.no_tls = true;
         self
     }
 
@@ -104,6 +113,10 @@ pub fn rust_login(cluster: &Cluster, login: &Login) -> Outcome {
 }
 
 async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
+    assert!(
+        !login.no_tls,
+        "the Rust client always uses TLS; use psql_login for plain connections"
+    );
     let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
     builder.set_ca_file(&cluster.pki.ca_cert).unwrap();
     builder.set_verify(SslVerifyMode::PEER);
@@ -168,11 +181,16 @@ async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
 /// Logs in with `psql` (sslmode=verify-full) from the default source address.
 pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
     let mut conninfo = format!(
-        "host={} port={} user={} dbname={} sslmode=verify-full sslrootcert={}",
+        "host={} port={} user={} dbname={} sslmode={} sslrootcert={}",
         login.server,
         cluster.port,
         login.user,
         login.dbname,
+        if login.no_tls {
+            "disable"
+        } else {
+            "verify-full"
+        },
         cluster.pki.ca_cert.display()
     );
     match &login.cert {
