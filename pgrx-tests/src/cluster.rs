@@ -86,6 +86,7 @@ fn check(what: &str, out: Output) -> Output {
 
 /// Sets up a cluster: `pg_hba.conf` lines, the rules file, extra settings.
 pub struct ClusterBuilder {
+    extra_files: Vec<(String, String)>,
     hba: Vec<String>,
     rules: String,
     settings: Vec<String>,
@@ -95,6 +96,7 @@ pub struct ClusterBuilder {
 impl Default for ClusterBuilder {
     fn default() -> Self {
         ClusterBuilder {
+            extra_files: Vec::new(),
             hba: Vec::new(),
             rules: String::new(),
             settings: Vec::new(),
@@ -113,6 +115,13 @@ impl ClusterBuilder {
     /// The contents of `pg_twofactor_hba.conf`.
     pub fn rules(mut self, text: &str) -> Self {
         self.rules = text.to_string();
+        self
+    }
+
+    /// Another file in the data directory (for example a rules file at another path).
+    pub fn create_rules_at(mut self, relative: &str, text: &str) -> Self {
+        self.extra_files
+            .push((relative.to_string(), text.to_string()));
         self
     }
 
@@ -205,6 +214,11 @@ impl ClusterBuilder {
         }
         std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
         std::fs::write(data.join("pg_twofactor_hba.conf"), &self.rules).unwrap();
+        for (rel, text) in &self.extra_files {
+            let p = data.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
         chown_to_cluster_user(&root);
         std::fs::set_permissions(
             data.join("server.key"),
