@@ -144,6 +144,11 @@ impl<'n> ClientName<'n> {
             .as_deref()
     }
 
+    /// The reverse-resolved name if a check has already looked it up (never triggers a lookup).
+    pub fn looked_up_name(&self) -> Option<&str> {
+        self.resolved.get().and_then(|n| n.as_deref())
+    }
+
     /// The client's name when the reverse lookup gives a name that resolves forward to the
     /// client address.
     pub fn confirmed(&self, pattern_matches: impl Fn(&str) -> bool) -> bool {

@@ -181,7 +181,7 @@ impl CertInfo {
         if matched {
             return Ok(true);
         }
-        let name = match client.reverse_name() {
+        let name = match client.looked_up_name() {
             Some(n) => format!(" (reverse lookup: {n})"),
             None => String::new(),
         };
@@ -310,6 +310,11 @@ mod tests {
         assert_eq!(
             check(vec![SanEntry::Dns("nonexistent.invalid".into())], "127.0.0.1").unwrap_err(),
             "client address 127.0.0.1 (reverse lookup: localhost) matches none of the certificate's SubjectAltName entries"
+        );
+        // the reverse name is only reported when a DNS entry made us look it up
+        assert_eq!(
+            check(vec![SanEntry::Ip(ip("10.0.0.1"))], "127.0.0.1").unwrap_err(),
+            "client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"
         );
         // a malformed iPAddress still demands a match, and matches nothing
         assert!(check(vec![SanEntry::BadIp(vec![1, 2, 3])], "127.0.0.1").is_err());

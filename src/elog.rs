@@ -75,13 +75,13 @@ pub fn log_config(message: &str) {
     );
 }
 
-/// A LOG line about a login, with log-only detail.
-pub fn log_login(message: &str, detail_log: &str) {
+/// A LOG line reporting that something went as intended.
+pub fn log_info(message: &str) {
     report(
         pg_sys::LOG,
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
         message,
-        Some(detail_log),
+        None,
         None,
     );
 }

@@ -32,9 +32,10 @@ pub fn init() {
 }
 
 unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bool) {
-    // SAFETY: PREV_TLS_INIT was set once in init(); the previous hook (PostgreSQL's default
-    // passphrase setup, or another library's) expects exactly these arguments.
+    // SAFETY: PREV_TLS_INIT was written once in init(), before this hook could run.
     if let Some(prev) = unsafe { PREV_TLS_INIT } {
+        // SAFETY: the previous hook (PostgreSQL's default passphrase setup, or another
+        // library's) expects exactly the arguments PostgreSQL gave us.
         unsafe { prev(ctx, is_server_start) };
     }
     // At server start _PG_init has already loaded the rules.
@@ -47,8 +48,9 @@ unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bo
 }
 
 unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: c_int) {
-    // SAFETY: PREV_CLIENT_AUTH was set once in init(); we pass PostgreSQL's own arguments on.
+    // SAFETY: PREV_CLIENT_AUTH was written once in init(), before this hook could run.
     if let Some(prev) = unsafe { PREV_CLIENT_AUTH } {
+        // SAFETY: we pass PostgreSQL's own arguments on to the hook that was there before us.
         unsafe { prev(port, status) };
     }
     if status != STATUS_OK || port.is_null() {

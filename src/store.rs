@@ -29,11 +29,19 @@ fn install(set: RuleSet) {
     if let Ok(mut g) = RULES.lock() {
         *g = Some(Arc::new(set));
     }
-    elog::log_config(&msg);
+    elog::log_info(&msg);
 }
 
 /// At server start: a missing or invalid file stops the server, naming the file and line.
 pub fn load_at_startup() {
+    // SAFETY: a plain read of a PostgreSQL global in the postmaster's main thread; the ssl
+    // setting has been read from postgresql.conf before shared_preload_libraries are loaded.
+    if !unsafe { pgrx::pg_sys::EnableSSL } {
+        elog::warn_config(
+            "pg_twofactor: ssl is off, so every login a pg_twofactor rule covers will be refused",
+            Some("Set ssl = on and ssl_ca_file; pg_twofactor also re-reads its rules only when TLS is re-initialised on reload."),
+        );
+    }
     match read() {
         Ok(set) => install(set),
         Err(errors) => {

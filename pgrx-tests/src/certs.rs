@@ -185,6 +185,12 @@ impl Pki {
 
     /// The server's certificate: CN=localhost, SubjectAltName localhost, 127.0.0.1, ::1.
     pub fn server(&self) -> CertFiles {
+        self.host_cert("server")
+    }
+
+    /// A certificate for a service on this host (CN=localhost, SubjectAltName localhost,
+    /// 127.0.0.1, ::1), written as `STEM.crt` and `STEM.key`.
+    pub fn host_cert(&self, stem: &str) -> CertFiles {
         let key = new_key();
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_nid(Nid::COMMONNAME, "localhost")
@@ -210,8 +216,8 @@ impl Pki {
         b.append_extension(san).unwrap();
         b.sign(&self.ca_key, MessageDigest::sha256()).unwrap();
         let files = CertFiles {
-            cert: self.dir.join("server.crt"),
-            key: self.dir.join("server.key"),
+            cert: self.dir.join(format!("{stem}.crt")),
+            key: self.dir.join(format!("{stem}.key")),
         };
         write_pem(&files.cert, &b.build().to_pem().unwrap());
         write_key(&files.key, &key);

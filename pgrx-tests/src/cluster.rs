@@ -258,6 +258,8 @@ impl Cluster {
     /// Starts the server; returns pg_ctl's result (the server log tells why it failed).
     pub fn try_start(&mut self) -> Output {
         let out = as_cluster_user(&self.bin.join("pg_ctl"))
+            // libldap in the server trusts this cluster's CA (for ldaptls=1 and ldaps)
+            .env("LDAPTLS_CACERT", &self.pki.ca_cert)
             .args(["-w", "-t", "60", "-D"])
             .arg(&self.data)
             .arg("-l")
@@ -380,5 +382,12 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        if std::env::var_os("PG2F_PRINT_SERVER_LOG").is_some() {
+            eprintln!(
+                "==== server log of {} ====\n{}",
+                self.data.display(),
+                self.log()
+            );
+        }
     }
 }

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod ldap;
 pub mod scenario;
 
 pub use certs::{CertFiles, Pki, San};
