@@ -27,20 +27,18 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
-fn octets(addr: IpAddr) -> Vec<u8> {
+/// The address as (is IPv4, bits), for allocation-free mask arithmetic.
+fn bits(addr: IpAddr) -> (bool, u128) {
     match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
+        IpAddr::V4(a) => (true, u128::from(u32::from(a))),
+        IpAddr::V6(a) => (false, u128::from(a)),
     }
 }
 
 /// `(addr & mask) == (net & mask)`, requiring the same address family (as PostgreSQL does).
 pub fn in_network(addr: IpAddr, net: IpAddr, mask: IpAddr) -> bool {
-    if addr.is_ipv4() != net.is_ipv4() || net.is_ipv4() != mask.is_ipv4() {
-        return false;
-    }
-    let (a, n, m) = (octets(addr), octets(net), octets(mask));
-    a.iter().zip(&n).zip(&m).all(|((a, n), m)| a & m == n & m)
+    let ((a4, a), (n4, n), (m4, m)) = (bits(addr), bits(net), bits(mask));
+    a4 == n4 && n4 == m4 && a & m == n & m
 }
 
 /// The netmask of a CIDR prefix length, `None` when the length is out of range for the family.

@@ -12,6 +12,7 @@
 
 use crate::address::{self, AddrSpec, ClientName};
 use crate::methods::Method;
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +144,10 @@ pub struct ParsedFile {
 pub struct RuleSet {
     pub path: PathBuf,
     pub rules: Vec<Rule>,
+    /// For each user name, the (ascending) indexes of the rules that name it literally.
+    by_user: HashMap<String, Vec<usize>>,
+    /// The (ascending) indexes of rules that can match any user (`all`, `+role`).
+    any_user: Vec<usize>,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 10;
@@ -556,10 +561,7 @@ impl ParsedFile {
             return Err(errors);
         }
         let rules = self.lines.into_iter().filter_map(|(_, r)| r.ok()).collect();
-        Ok(RuleSet {
-            path: self.path,
-            rules,
-        })
+        Ok(RuleSet::new(self.path, rules))
     }
 }
 
@@ -596,15 +598,61 @@ impl Rule {
 }
 
 impl RuleSet {
-    /// The first rule that applies to the connection.
-    pub fn find(&self, c: &Connection<'_>, roles: &dyn Roles) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matches(c, roles))
+    /// A rule set over `rules` (in file order), indexed by the user names they mention.
+    pub fn new(path: PathBuf, rules: Vec<Rule>) -> RuleSet {
+        let mut by_user: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_user = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.users.iter().all(|u| matches!(u, UserSpec::Name(_))) {
+                for u in &rule.users {
+                    if let UserSpec::Name(n) = u {
+                        let list = by_user.entry(n.clone()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+            } else {
+                any_user.push(i);
+            }
+        }
+        RuleSet {
+            path,
+            rules,
+            by_user,
+            any_user,
+        }
     }
 
     pub fn empty(path: PathBuf) -> RuleSet {
-        RuleSet {
-            path,
-            rules: Vec::new(),
+        RuleSet::new(path, Vec::new())
+    }
+
+    /// The first rule that applies to the connection. Only rules that can match the user are
+    /// examined (those naming it, and those for `all` or a role), in file order.
+    pub fn find(&self, c: &Connection<'_>, roles: &dyn Roles) -> Option<&Rule> {
+        let named = self.by_user.get(c.user).map(Vec::as_slice).unwrap_or(&[]);
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (named.get(i), self.any_user.get(j)) {
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, None) => return None,
+            };
+            let rule = &self.rules[next];
+            if rule.matches(c, roles) {
+                return Some(rule);
+            }
         }
     }
 }
@@ -842,6 +890,51 @@ hostssl test test1 127.0.0.1/32 2f-scram-sha-256
         // user names and database names compare exactly
         assert_eq!(find("Test", "test1", "127.0.0.1", false), None);
         assert_eq!(find("test", "Test1", "127.0.0.1", false), None);
+    }
+
+    #[test]
+    fn user_index_keeps_file_order() {
+        let text = "\
+hostssl all alice,alice 127.0.0.5/32 2f-md5
+hostssl all all 127.0.0.5/32 2f-password
+hostssl all +staff all 2f-ldap
+hostssl all alice,bob all 2f-scram-sha-256
+hostssl all all all 2f-md5
+";
+        let set = parse_text(Path::new("/r.conf"), text)
+            .into_rule_set()
+            .unwrap();
+        let net = StaticNetwork::default();
+        let roles = Members(vec![("carol", "staff")]);
+        let find = |user: &str, addr: &str| {
+            let client = ClientName::new(&net, addr.parse().unwrap());
+            let c = Connection {
+                database: "d",
+                user,
+                physical_replication: false,
+                client: &client,
+            };
+            set.find(&c, &roles).map(|r| r.line)
+        };
+        assert_eq!(find("alice", "127.0.0.5"), Some(1));
+        assert_eq!(find("bob", "127.0.0.5"), Some(2));
+        assert_eq!(find("alice", "127.0.0.6"), Some(4));
+        assert_eq!(find("carol", "127.0.0.6"), Some(3));
+        assert_eq!(find("dave", "127.0.0.6"), Some(5));
+        assert_eq!(
+            RuleSet::empty("/x".into())
+                .find(
+                    &Connection {
+                        database: "d",
+                        user: "u",
+                        physical_replication: false,
+                        client: &ClientName::new(&net, "::1".parse().unwrap())
+                    },
+                    &roles
+                )
+                .map(|r| r.line),
+            None
+        );
     }
 
     #[test]

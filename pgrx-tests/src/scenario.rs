@@ -51,3 +51,20 @@ pub fn cert_for(c: &Cluster, user: &str) -> CertFiles {
         Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
     )
 }
+
+/// A rules file of `n` rules where only the last covers `user` (from 127.0.0.1): the worst case
+/// for the first-match lookup. The others name other users, databases and networks.
+pub fn synthetic_rules(n: usize, user: &str) -> String {
+    let mut rules = String::with_capacity(n * 64);
+    for i in 0..n.saturating_sub(1) {
+        rules.push_str(&format!(
+            "hostssl db{i} user{i} 10.{}.{}.0/24 2f-scram-sha-256\n",
+            i / 256 % 256,
+            i % 256
+        ));
+    }
+    rules.push_str(&format!(
+        "hostssl all {user} 127.0.0.1/32 2f-scram-sha-256\n"
+    ));
+    rules
+}

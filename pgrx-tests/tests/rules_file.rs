@@ -159,15 +159,7 @@ fn hba_file_setting_resolves_relative_to_pg_hba_conf() {
 
 #[test]
 fn ten_thousand_rules() {
-    let mut rules = String::new();
-    for i in 0..9_999 {
-        rules.push_str(&format!(
-            "hostssl db{i} user{i} 10.{}.{}.0/24 2f-scram-sha-256\n",
-            i / 256,
-            i % 256
-        ));
-    }
-    rules.push_str("hostssl all test1 127.0.0.1/32 2f-scram-sha-256\n");
+    let rules = scenario::synthetic_rules(10_000, "test1");
     let c = scenario::start(scenario::builder().rules(&rules));
     assert!(c.log().contains("pg_twofactor: loaded 10000 rule(s)"));
     let cert = scenario::cert_for(&c, "test1");

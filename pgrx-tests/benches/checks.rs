@@ -1,0 +1,134 @@
+//! Per-check cost of pg_twofactor's pure logic (criterion): rule lookup at 10, 1,000 and 10,000
+//! rules, certificate parsing, the SubjectAltName/address check, the whole decision, and
+//! loading a 10,000-rule file. Run: `cargo bench -p pg_twofactor-e2e --bench checks`.
+//! DNS is kept out: the network is a static table.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use pg_twofactor::address::{ClientName, StaticNetwork};
+use pg_twofactor::cert::CertInfo;
+use pg_twofactor::decision::{decide, LoginAttempt, PeerCert};
+use pg_twofactor::methods::{BaseMethod, MethodSet};
+use pg_twofactor::rules::{parse_text, Connection, Roles, RuleSet};
+use pg_twofactor_e2e::scenario::synthetic_rules;
+use pg_twofactor_e2e::{Pki, San};
+use std::path::Path;
+
+struct NoRoles;
+impl Roles for NoRoles {
+    fn is_member(&self, _: &str, _: &str) -> bool {
+        false
+    }
+}
+
+fn rule_set(n: usize) -> RuleSet {
+    parse_text(
+        Path::new("/bench/pg_twofactor_hba.conf"),
+        &synthetic_rules(n, "bench"),
+    )
+    .into_rule_set()
+    .unwrap()
+}
+
+fn cert_der(san: &[San]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let files = pki.client("bench", &["bench"], Some(san));
+    let pem = std::fs::read(files.cert).unwrap();
+    openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .to_der()
+        .unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let net = StaticNetwork::default();
+    let client_ip = "127.0.0.1".parse().unwrap();
+
+    let mut g = c.benchmark_group("rule_lookup_last_of");
+    for n in [10, 1_000, 10_000] {
+        let set = rule_set(n);
+        g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
+            b.iter(|| {
+                let client = ClientName::new(&net, client_ip);
+                let conn = Connection {
+                    database: "postgres",
+                    user: "bench",
+                    physical_replication: false,
+                    client: &client,
+                };
+                black_box(set.find(&conn, &NoRoles).map(|r| r.line))
+            })
+        });
+    }
+    g.finish();
+
+    let der = cert_der(&[
+        San::Ip("10.1.1.1".parse().unwrap()),
+        San::Ip("127.0.0.1".parse().unwrap()),
+    ]);
+    c.bench_function("certificate_parse", |b| {
+        b.iter(|| black_box(CertInfo::from_der(&der).unwrap()))
+    });
+
+    let info = CertInfo::from_der(&der).unwrap();
+    c.bench_function("cn_and_address_check", |b| {
+        b.iter(|| {
+            let client = ClientName::new(&net, client_ip);
+            black_box(
+                info.check_cn("bench").is_ok() && info.check_address(&client, client_ip).is_ok(),
+            )
+        })
+    });
+    let subnet_der = cert_der(&[San::Subnet(
+        "127.0.0.0".parse().unwrap(),
+        "255.0.0.0".parse().unwrap(),
+    )]);
+    let subnet = CertInfo::from_der(&subnet_der).unwrap();
+    c.bench_function("address_check_subnet", |b| {
+        b.iter(|| {
+            let client = ClientName::new(&net, client_ip);
+            black_box(subnet.check_address(&client, client_ip).is_ok())
+        })
+    });
+
+    let mut g = c.benchmark_group("whole_decision_rules");
+    for n in [10, 1_000, 10_000] {
+        let set = rule_set(n);
+        let attempt = LoginAttempt {
+            database: "postgres".into(),
+            user: "bench".into(),
+            client_addr: Some(client_ip),
+            physical_replication: false,
+            ssl_in_use: true,
+            cert: PeerCert::Verified(der.clone()),
+            hba_method: BaseMethod::ScramSha256,
+            hba_line: 1,
+        };
+        g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
+            b.iter(|| black_box(decide(set, &attempt, MethodSet::defaults(), &net, &NoRoles)))
+        });
+    }
+    g.finish();
+
+    let text = synthetic_rules(10_000, "bench");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pg_twofactor_hba.conf");
+    std::fs::write(&path, &text).unwrap();
+    let mut g = c.benchmark_group("load_file");
+    g.sample_size(20);
+    g.bench_function("10000_rules", |b| {
+        b.iter(|| {
+            black_box(
+                pg_twofactor::rules::parse_file(&path)
+                    .into_rule_set()
+                    .unwrap()
+                    .rules
+                    .len(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
