@@ -109,7 +109,7 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
         U::uaLDAP => BaseMethod::Ldap,
         U::uaTrust => BaseMethod::Other("trust".into()),
         U::uaCert => BaseMethod::Other("cert".into()),
-        U::uaRADIUS => BaseMethod::Other("radius".into()),
+        U::uaRADIUS => BaseMethod::Radius,
         U::uaPAM => BaseMethod::Other("pam".into()),
         U::uaIdent => BaseMethod::Other("ident".into()),
         U::uaPeer => BaseMethod::Other("peer".into()),

@@ -11,6 +11,7 @@ pub enum BaseMethod {
     Md5,
     Password,
     Ldap,
+    Radius,
     /// Any other `pg_hba.conf` method (trust, cert, peer, radius, ...), by its `pg_hba.conf` name.
     Other(String),
 }
@@ -22,6 +23,7 @@ impl fmt::Display for BaseMethod {
             BaseMethod::Md5 => "md5",
             BaseMethod::Password => "password",
             BaseMethod::Ldap => "ldap",
+            BaseMethod::Radius => "radius",
             BaseMethod::Other(name) => name,
         })
     }
@@ -34,16 +36,18 @@ pub enum Method {
     Md5,
     Password,
     Ldap,
+    Radius,
 }
 
 impl Method {
     /// Every method: (method, name in the rules file, enabled without being listed in
     /// `pg_twofactor.enabled_extra_auth_methods`).
-    pub const ALL: [(Method, &'static str, bool); 4] = [
+    pub const ALL: [(Method, &'static str, bool); 5] = [
         (Method::ScramSha256, "2f-scram-sha-256", true),
         (Method::Ldap, "2f-ldap", true),
         (Method::Md5, "2f-md5", false),
         (Method::Password, "2f-password", false),
+        (Method::Radius, "2f-radius", false),
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +77,7 @@ impl Method {
             Method::Md5 => BaseMethod::Md5,
             Method::Password => BaseMethod::Password,
             Method::Ldap => BaseMethod::Ldap,
+            Method::Radius => BaseMethod::Radius,
         }
     }
 
@@ -93,7 +98,7 @@ pub struct MethodSet(u32);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MethodListError {
-    #[error("unknown two-factor method \"{0}\"; accepted entries are 2f-md5, 2f-password (and 2f-scram-sha-256, 2f-ldap, which are always enabled)")]
+    #[error("unknown two-factor method \"{0}\"; accepted entries are 2f-md5, 2f-password, 2f-radius (and 2f-scram-sha-256, 2f-ldap, which are always enabled)")]
     Unknown(String),
     #[error("empty entry in the list of methods (two commas in a row, or a trailing comma)")]
     Empty,
@@ -164,6 +169,10 @@ mod tests {
         assert!(s.contains(Method::Md5) && s.contains(Method::Password));
         let s = MethodSet::parse_extra("2f-md5").unwrap();
         assert!(s.contains(Method::Md5) && !s.contains(Method::Password));
+        assert!(!s.contains(Method::Radius));
+        assert!(MethodSet::parse_extra("2f-radius")
+            .unwrap()
+            .contains(Method::Radius));
         // always-enabled methods are accepted as no-ops
         assert_eq!(
             MethodSet::parse_extra("2f-scram-sha-256, 2f-ldap").unwrap(),
@@ -177,7 +186,7 @@ mod tests {
         assert_eq!(e, MethodListError::Unknown("md5".into()));
         assert_eq!(
             e.to_string(),
-            "unknown two-factor method \"md5\"; accepted entries are 2f-md5, 2f-password (and 2f-scram-sha-256, 2f-ldap, which are always enabled)"
+            "unknown two-factor method \"md5\"; accepted entries are 2f-md5, 2f-password, 2f-radius (and 2f-scram-sha-256, 2f-ldap, which are always enabled)"
         );
         assert_eq!(
             MethodSet::parse_extra("2f-md5,").unwrap_err(),

@@ -795,7 +795,7 @@ mod tests {
             ("hostssl all all all", "end-of-line before authentication method"),
             ("hostssl all all all 2f-md5,2f-password", "multiple values specified for authentication type"),
             ("hostssl all all all scram-sha-256", "authentication method \"scram-sha-256\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-scram-sha-256\""),
-            ("hostssl all all all 2f-trust", "invalid authentication method \"2f-trust\" (expected one of 2f-scram-sha-256, 2f-ldap, 2f-md5, 2f-password)"),
+            ("hostssl all all all 2f-trust", "invalid authentication method \"2f-trust\" (expected one of 2f-scram-sha-256, 2f-ldap, 2f-md5, 2f-password, 2f-radius)"),
             ("hostssl all all all 2f-md5 san", "authentication option not in name=value format: san"),
             ("hostssl all all all 2f-md5 san=maybe", "invalid value for authentication option \"san\": \"maybe\" (expected \"required\" or \"optional\")"),
             ("hostssl all all all 2f-md5 san=required san=optional", "authentication option \"san\" specified more than once"),

@@ -29,6 +29,13 @@ fn install(set: RuleSet) {
     if let Ok(mut g) = RULES.lock() {
         *g = Some(Arc::new(set));
     }
+    // Parsing freed far more than the rules keep; hand it back to the OS so the postmaster
+    // (which every backend is forked from) stays small.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory; no pointer is invalidated.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     elog::log_info(&msg);
 }
 

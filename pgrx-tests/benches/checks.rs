@@ -66,10 +66,18 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("rule_lookup_last_of_all_user_rules");
     for n in [1_000, 10_000] {
         let mut text: String = (0..n - 1)
-            .map(|i| format!("hostssl db{i} all 10.{}.{}.0/24 2f-scram-sha-256\n", i / 256 % 256, i % 256))
+            .map(|i| {
+                format!(
+                    "hostssl db{i} all 10.{}.{}.0/24 2f-scram-sha-256\n",
+                    i / 256 % 256,
+                    i % 256
+                )
+            })
             .collect();
         text.push_str("hostssl all all 127.0.0.1/32 2f-scram-sha-256\n");
-        let set = parse_text(Path::new("/bench/r.conf"), &text).into_rule_set().unwrap();
+        let set = parse_text(Path::new("/bench/r.conf"), &text)
+            .into_rule_set()
+            .unwrap();
         assert_eq!(set.rules.len(), n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
             b.iter(|| {

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod ldap;
+pub mod radius;
 pub mod scenario;
 
 pub use certs::{CertFiles, Pki, San};
