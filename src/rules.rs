@@ -30,6 +30,9 @@ impl Token {
     }
 }
 
+/// The fields of one record, each a list of tokens.
+pub type Fields = Vec<Vec<Token>>;
+
 /// One record of the file: its first line number and its fields.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -157,7 +160,7 @@ fn is_blank(c: char) -> bool {
 }
 
 /// Splits one logical line into fields of tokens, following PostgreSQL's `next_token`.
-pub fn tokenize_line(text: &str) -> Result<Vec<Vec<Token>>, String> {
+pub fn tokenize_line(text: &str) -> Result<Fields, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     let mut fields: Vec<Vec<Token>> = Vec::new();
@@ -218,7 +221,7 @@ pub fn tokenize_line(text: &str) -> Result<Vec<Vec<Token>>, String> {
 
 /// Splits a file into logical lines (joining backslash continuations) with their first line
 /// number, and tokenizes each.
-pub fn tokenize_text(text: &str) -> Vec<(usize, Result<Vec<Vec<Token>>, String>)> {
+pub fn tokenize_text(text: &str) -> Vec<(usize, Result<Fields, String>)> {
     let mut out = Vec::new();
     let mut pending: Option<(usize, String)> = None;
     for (idx, raw) in text.split('\n').enumerate() {

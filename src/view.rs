@@ -65,6 +65,7 @@ fn rows() -> Vec<Row> {
     out
 }
 
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_safe)]
 fn pg_twofactor_rules() -> TableIterator<
     'static,

@@ -7,7 +7,7 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
-use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeName};
+use openssl::x509::extension::{BasicConstraints, KeyUsage};
 use openssl::x509::{X509Extension, X509NameBuilder, X509};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -147,13 +147,13 @@ impl Pki {
         }
     }
 
-    fn issue(&self, file_stem: &str, cns: &[&str], san: Option<Vec<u8>>) -> CertFiles {
+    /// Issues a certificate signed by the CA for `subject` (attribute, value) pairs, with an
+    /// optional SubjectAltName (DER), written as `STEM.crt` and `STEM.key`.
+    fn issue(&self, stem: &str, subject: &[(Nid, &str)], san: Option<Vec<u8>>) -> CertFiles {
         let key = new_key();
         let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "pg_twofactor tests")
-            .unwrap();
-        for cn in cns {
-            name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        for (nid, value) in subject {
+            name.append_entry_by_nid(*nid, value).unwrap();
         }
         let name = name.build();
         let mut b = X509::builder().unwrap();
@@ -173,12 +173,11 @@ impl Pki {
                 .unwrap();
         }
         b.sign(&self.ca_key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
         let files = CertFiles {
-            cert: self.dir.join(format!("{file_stem}.crt")),
-            key: self.dir.join(format!("{file_stem}.key")),
+            cert: self.dir.join(format!("{stem}.crt")),
+            key: self.dir.join(format!("{stem}.key")),
         };
-        write_pem(&files.cert, &cert.to_pem().unwrap());
+        write_pem(&files.cert, &b.build().to_pem().unwrap());
         write_key(&files.key, &key);
         files
     }
@@ -191,43 +190,20 @@ impl Pki {
     /// A certificate for a service on this host (CN=localhost, SubjectAltName localhost,
     /// 127.0.0.1, ::1), written as `STEM.crt` and `STEM.key`.
     pub fn host_cert(&self, stem: &str) -> CertFiles {
-        let key = new_key();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, "localhost")
-            .unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(self.ca.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-            .unwrap();
-        let ctx = b.x509v3_context(Some(&self.ca), None);
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .ip("127.0.0.1")
-            .ip("::1")
-            .build(&ctx)
-            .unwrap();
-        b.append_extension(san).unwrap();
-        b.sign(&self.ca_key, MessageDigest::sha256()).unwrap();
-        let files = CertFiles {
-            cert: self.dir.join(format!("{stem}.crt")),
-            key: self.dir.join(format!("{stem}.key")),
-        };
-        write_pem(&files.cert, &b.build().to_pem().unwrap());
-        write_key(&files.key, &key);
-        files
+        let san = san_der(&[
+            San::Dns("localhost".into()),
+            San::Ip(IpAddr::from([127, 0, 0, 1])),
+            San::Ip(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        ]);
+        self.issue(stem, &[(Nid::COMMONNAME, "localhost")], Some(san))
     }
 
     /// A client certificate with the given CNs (none, one or several) and SubjectAltName
     /// entries (`None`: no SubjectAltName extension at all).
     pub fn client(&self, file_stem: &str, cns: &[&str], san: Option<&[San]>) -> CertFiles {
-        self.issue(file_stem, cns, san.map(san_der))
+        let mut subject = vec![(Nid::ORGANIZATIONNAME, "pg_twofactor tests")];
+        subject.extend(cns.iter().map(|cn| (Nid::COMMONNAME, *cn)));
+        self.issue(file_stem, &subject, san.map(san_der))
     }
 }
 

@@ -96,11 +96,11 @@ impl Outcome {
             other => panic!("expected refusal {message:?} (28000), got {other:?}"),
         }
     }
+}
 
-    /// The two-factor refusal message for `user` and `reason`.
-    pub fn two_factor_message(user: &str, reason: &str) -> String {
-        format!("two-factor authentication failed for user \"{user}\": {reason}")
-    }
+/// The message of a two-factor refusal for `user` and `reason`.
+pub fn two_factor(user: &str, reason: &str) -> String {
+    format!("two-factor authentication failed for user \"{user}\": {reason}")
 }
 
 /// Logs in with the Rust client.

@@ -10,5 +10,5 @@ pub mod radius;
 pub mod scenario;
 
 pub use certs::{CertFiles, Pki, San};
-pub use client::{psql_login, rust_login, Login, Outcome};
+pub use client::{psql_login, rust_login, two_factor, Login, Outcome};
 pub use cluster::Cluster;

@@ -2,7 +2,9 @@
 //! entries, checked against the address the client really connects from.
 
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
-use pg_twofactor_e2e::{psql_login, rust_login, CertFiles, Cluster, Login, Outcome, San};
+use pg_twofactor_e2e::{
+    psql_login, rust_login, two_factor, CertFiles, Cluster, Login, Outcome, San,
+};
 
 const CN_REASON: &str = "certificate CN does not match the user name";
 const ADDR_REASON: &str = "client address does not match the certificate";
@@ -34,7 +36,7 @@ fn accepted(c: &Cluster, user: &str, cert: &CertFiles, from: &str, to: &str) {
 
 #[track_caller]
 fn refused(c: &Cluster, user: &str, cert: &CertFiles, from: &str, to: &str, reason: &str) {
-    attempt(c, user, cert, from, to).assert_refused(&Outcome::two_factor_message(user, reason));
+    attempt(c, user, cert, from, to).assert_refused(&two_factor(user, reason));
 }
 
 #[test]
@@ -76,7 +78,7 @@ fn subject_alt_name_ip_addresses_and_subnets() {
     accepted(&c, "test1", &six_net, "::1", "::1");
     // psql, connecting from 127.0.0.1
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&two))
-        .assert_refused(&Outcome::two_factor_message("test1", ADDR_REASON));
+        .assert_refused(&two_factor("test1", ADDR_REASON));
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&net_ok)).assert_accepted_as("test1");
 
     let log = c.log();
@@ -181,7 +183,7 @@ fn common_name_must_be_exactly_the_login() {
         refused(&c, "test1", cert, "127.0.0.1", "127.0.0.1", CN_REASON);
     }
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&missing))
-        .assert_refused(&Outcome::two_factor_message("test1", CN_REASON));
+        .assert_refused(&two_factor("test1", CN_REASON));
     // a CN mismatch is reported before an address mismatch (check 4 before check 5)
     let both = c.client_cert("cn-and-ip-wrong", &["test2"], Some(&[ip("10.0.0.1")]));
     refused(&c, "test1", &both, "127.0.0.1", "127.0.0.1", CN_REASON);

@@ -2,11 +2,7 @@
 //! GUC, the base-method check, and connections no rule covers.
 
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
-use pg_twofactor_e2e::{psql_login, rust_login, Login, Outcome};
-
-fn msg(user: &str, reason: &str) -> String {
-    Outcome::two_factor_message(user, reason)
-}
+use pg_twofactor_e2e::{psql_login, rust_login, two_factor, Login, Outcome};
 
 #[test]
 fn weak_methods_are_off_until_enabled_by_reload() {
@@ -15,12 +11,12 @@ fn weak_methods_are_off_until_enabled_by_reload() {
     let pw = scenario::cert_for(&c, "pwuser");
     // off by default
     rust_login(&c, &Login::new("md5user", PASSWORD).cert(&md5))
-        .assert_refused(&msg("md5user", "method not enabled"));
+        .assert_refused(&two_factor("md5user", "method not enabled"));
     psql_login(&c, &Login::new("pwuser", PASSWORD).cert(&pw))
-        .assert_refused(&msg("pwuser", "method not enabled"));
+        .assert_refused(&two_factor("pwuser", "method not enabled"));
     // the certificate is checked before the gate
     rust_login(&c, &Login::new("md5user", PASSWORD))
-        .assert_refused(&msg("md5user", "no client certificate"));
+        .assert_refused(&two_factor("md5user", "no client certificate"));
     assert!(c
         .log()
         .contains("2f-md5 is not listed in pg_twofactor.enabled_extra_auth_methods"));
@@ -29,7 +25,7 @@ fn weak_methods_are_off_until_enabled_by_reload() {
     c.reload();
     rust_login(&c, &Login::new("md5user", PASSWORD).cert(&md5)).assert_accepted_as("md5user");
     psql_login(&c, &Login::new("pwuser", PASSWORD).cert(&pw))
-        .assert_refused(&msg("pwuser", "method not enabled"));
+        .assert_refused(&two_factor("pwuser", "method not enabled"));
 
     c.psql_admin("ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = '2f-md5,2f-password'");
     c.reload();
@@ -43,7 +39,7 @@ fn weak_methods_are_off_until_enabled_by_reload() {
     c.psql_admin("ALTER SYSTEM RESET pg_twofactor.enabled_extra_auth_methods");
     c.reload();
     rust_login(&c, &Login::new("md5user", PASSWORD).cert(&md5))
-        .assert_refused(&msg("md5user", "method not enabled"));
+        .assert_refused(&two_factor("md5user", "method not enabled"));
 }
 
 #[test]
@@ -92,11 +88,11 @@ fn first_factor_must_be_the_rules_base_method() {
     let c = scenario::start(scenario::builder());
     let cert = scenario::cert_for(&c, "mismatch");
     // pg_hba.conf lets "mismatch" in with md5, but its rule is 2f-scram-sha-256
-    rust_login(&c, &Login::new("mismatch", PASSWORD).cert(&cert)).assert_refused(&msg(
+    rust_login(&c, &Login::new("mismatch", PASSWORD).cert(&cert)).assert_refused(&two_factor(
         "mismatch",
         "pg_hba.conf method does not match the rule",
     ));
-    psql_login(&c, &Login::new("mismatch", PASSWORD).cert(&cert)).assert_refused(&msg(
+    psql_login(&c, &Login::new("mismatch", PASSWORD).cert(&cert)).assert_refused(&two_factor(
         "mismatch",
         "pg_hba.conf method does not match the rule",
     ));
@@ -111,8 +107,10 @@ fn trust_in_pg_hba_does_not_satisfy_a_rule() {
         .start();
     c.create_user("test1", PASSWORD);
     let cert = scenario::cert_for(&c, "test1");
-    rust_login(&c, &Login::new("test1", "anything").cert(&cert))
-        .assert_refused(&msg("test1", "pg_hba.conf method does not match the rule"));
+    rust_login(&c, &Login::new("test1", "anything").cert(&cert)).assert_refused(&two_factor(
+        "test1",
+        "pg_hba.conf method does not match the rule",
+    ));
 }
 
 #[test]
@@ -139,7 +137,7 @@ fn connections_no_rule_covers_are_left_alone() {
     }
     // a covered user cannot sidestep the rule by not using TLS
     psql_login(&c, &Login::new("test1", PASSWORD).without_tls())
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     assert!(c.log().contains("the connection does not use TLS"));
     // Unix-socket connections are not covered (they carry no address)
     assert_eq!(
@@ -169,16 +167,17 @@ hostssl all      test1      127.0.0.0 255.255.255.0  2f-scram-sha-256
     let none = |u: &str| Login::new(u, PASSWORD);
     // +auditors on database sales covers "other" (a member), not "md5user"
     rust_login(&c, &none("other").db("sales"))
-        .assert_refused(&msg("other", "no client certificate"));
+        .assert_refused(&two_factor("other", "no client certificate"));
     rust_login(&c, &none("other").db("postgres")).assert_accepted_as("other");
     // sameuser from 127.0.0.2: database "other" for user "other"
     rust_login(&c, &none("other").db("other").from("127.0.0.2"))
-        .assert_refused(&msg("other", "no client certificate"));
+        .assert_refused(&two_factor("other", "no client certificate"));
     rust_login(&c, &none("other").db("other").from("127.0.0.3")).assert_accepted_as("other");
     // a quoted "all" is the database named all
-    rust_login(&c, &none("other").db("all")).assert_refused(&msg("other", "no client certificate"));
+    rust_login(&c, &none("other").db("all"))
+        .assert_refused(&two_factor("other", "no client certificate"));
     // address plus netmask
     rust_login(&c, &none("test1").from("127.0.0.9"))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     rust_login(&c, &none("test1").to("::1").from("::1")).assert_accepted_as("test1");
 }

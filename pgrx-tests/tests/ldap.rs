@@ -2,17 +2,13 @@
 //! (simple bind, search+bind, StartTLS and LDAPS); pg_twofactor adds the certificate checks.
 
 use pg_twofactor_e2e::ldap::{self, Slapd};
-use pg_twofactor_e2e::{psql_login, rust_login, scenario, Cluster, Login, Outcome, San};
+use pg_twofactor_e2e::{psql_login, rust_login, scenario, two_factor, Cluster, Login, San};
 
 /// What the roles' PostgreSQL passwords are; never the directory passwords.
 const PG_PASSWORD: &str = "not-the-directory-password";
 
 fn dir_pw(uid: &str) -> String {
     format!("{uid}-directory-pw")
-}
-
-fn msg(user: &str, reason: &str) -> String {
-    Outcome::two_factor_message(user, reason)
 }
 
 fn ldap_refused(user: &str) -> String {
@@ -118,18 +114,19 @@ fn certificate_reasons_with_a_good_directory_password() {
         Some(&[San::Ip("10.1.1.1".parse().unwrap())]),
     );
     psql_login(&c, &Login::new("alice", &pw))
-        .assert_refused(&msg("alice", "no client certificate"));
-    rust_login(&c, &Login::new("alice", &pw).cert(&bobs))
-        .assert_refused(&msg("alice", "certificate CN does not match the user name"));
-    rust_login(&c, &Login::new("alice", &pw).cert(&elsewhere)).assert_refused(&msg(
+        .assert_refused(&two_factor("alice", "no client certificate"));
+    rust_login(&c, &Login::new("alice", &pw).cert(&bobs)).assert_refused(&two_factor(
+        "alice",
+        "certificate CN does not match the user name",
+    ));
+    rust_login(&c, &Login::new("alice", &pw).cert(&elsewhere)).assert_refused(&two_factor(
         "alice",
         "client address does not match the certificate",
     ));
     let alice = scenario::cert_for(&c, "alice");
-    rust_login(&c, &Login::new("alice", &pw).cert(&alice).from("127.0.0.2")).assert_refused(&msg(
-        "alice",
-        "client address does not match the certificate",
-    ));
+    rust_login(&c, &Login::new("alice", &pw).cert(&alice).from("127.0.0.2")).assert_refused(
+        &two_factor("alice", "client address does not match the certificate"),
+    );
     assert!(c.log().contains("pg_hba.conf line 2 (ldap)"));
 }
 
@@ -142,8 +139,9 @@ fn login_differing_in_case_from_the_cn_is_refused() {
     // The directory compares DNs case-insensitively, so ALICE binds as alice with alice's
     // password; the certificate's CN "alice" is still not the login "ALICE".
     let alice = scenario::cert_for(&c, "alice");
-    rust_login(&c, &Login::new("ALICE", &dir_pw("alice")).cert(&alice))
-        .assert_refused(&msg("ALICE", "certificate CN does not match the user name"));
+    rust_login(&c, &Login::new("ALICE", &dir_pw("alice")).cert(&alice)).assert_refused(
+        &two_factor("ALICE", "certificate CN does not match the user name"),
+    );
     assert!(c
         .log()
         .contains("certificate CN \"alice\" is not the login \"ALICE\""));
@@ -153,8 +151,9 @@ fn login_differing_in_case_from_the_cn_is_refused() {
         Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
     );
     rust_login(&c, &Login::new("ALICE", &dir_pw("alice")).cert(&upper)).assert_accepted_as("ALICE");
-    rust_login(&c, &Login::new("alice", &dir_pw("alice")).cert(&upper))
-        .assert_refused(&msg("alice", "certificate CN does not match the user name"));
+    rust_login(&c, &Login::new("alice", &dir_pw("alice")).cert(&upper)).assert_refused(
+        &two_factor("alice", "certificate CN does not match the user name"),
+    );
 }
 
 #[test]
@@ -165,8 +164,10 @@ fn a_2f_ldap_rule_needs_an_ldap_line() {
     } = setup();
     // eve's pg_hba.conf line is scram-sha-256: her PostgreSQL password works, the rule does not
     let eve = scenario::cert_for(&c, "eve");
-    rust_login(&c, &Login::new("eve", PG_PASSWORD).cert(&eve))
-        .assert_refused(&msg("eve", "pg_hba.conf method does not match the rule"));
+    rust_login(&c, &Login::new("eve", PG_PASSWORD).cert(&eve)).assert_refused(&two_factor(
+        "eve",
+        "pg_hba.conf method does not match the rule",
+    ));
     assert!(c.log().contains(
         "2f-ldap requires pg_hba.conf method ldap, but the connection matched a scram-sha-256 line"
     ));

@@ -2,17 +2,13 @@
 //! other combination with the right reason, through psql and through the Rust client.
 
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
-use pg_twofactor_e2e::{psql_login, rust_login, Cluster, Login, Outcome, San};
+use pg_twofactor_e2e::{psql_login, rust_login, two_factor, Cluster, Login, Outcome, San};
 
 fn cluster() -> Cluster {
     scenario::start(
         scenario::builder()
             .setting("pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'"),
     )
-}
-
-fn refusal(user: &str, reason: &str) -> String {
-    Outcome::two_factor_message(user, reason)
 }
 
 fn method_scenarios(user: &str) {
@@ -35,14 +31,14 @@ fn method_scenarios(user: &str) {
         ok.assert_accepted_as(user);
         // good password, no certificate
         login(&c, &Login::new(user, PASSWORD))
-            .assert_refused(&refusal(user, "no client certificate"));
+            .assert_refused(&two_factor(user, "no client certificate"));
         // good password, certificate for someone else
-        login(&c, &Login::new(user, PASSWORD).cert(&wrong_cn)).assert_refused(&refusal(
+        login(&c, &Login::new(user, PASSWORD).cert(&wrong_cn)).assert_refused(&two_factor(
             user,
             "certificate CN does not match the user name",
         ));
         // good password, certificate bound to another address
-        login(&c, &Login::new(user, PASSWORD).cert(&wrong_ip)).assert_refused(&refusal(
+        login(&c, &Login::new(user, PASSWORD).cert(&wrong_ip)).assert_refused(&two_factor(
             user,
             "client address does not match the certificate",
         ));
@@ -74,7 +70,8 @@ fn method_scenarios(user: &str) {
     );
     assert!(log.contains("SubjectAltName: IP:10.9.9.9; client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"), "{log}");
     assert!(!log.contains(
-        &refusal(user, "no client certificate").replace("no client certificate", "internal error")
+        &two_factor(user, "no client certificate")
+            .replace("no client certificate", "internal error")
     ));
 }
 
@@ -103,7 +100,7 @@ fn refusal_is_sqlstate_28000_with_log_detail() {
             assert_eq!(sqlstate, "28000");
             assert_eq!(
                 message,
-                refusal("test1", "certificate CN does not match the user name")
+                two_factor("test1", "certificate CN does not match the user name")
             );
         }
         other => panic!("{other:?}"),

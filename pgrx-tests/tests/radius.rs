@@ -2,13 +2,9 @@
 //! FreeRADIUS (password followed by the current TOTP code); pg_twofactor adds the certificate.
 
 use pg_twofactor_e2e::radius::{self, FreeRadius, RadiusUser, SHARED_SECRET};
-use pg_twofactor_e2e::{psql_login, rust_login, scenario, Cluster, Login, Outcome, San};
+use pg_twofactor_e2e::{psql_login, rust_login, scenario, two_factor, Cluster, Login, San};
 
 const PG_PASSWORD: &str = "not-the-radius-password";
-
-fn msg(user: &str, reason: &str) -> String {
-    Outcome::two_factor_message(user, reason)
-}
 
 fn radius_refused(user: &str) -> String {
     format!("RADIUS authentication failed for user \"{user}\"")
@@ -113,7 +109,7 @@ fn certificate_reasons_with_a_good_code() {
     let c = &env.cluster;
     let a = &env.alice;
     psql_login(c, &Login::new("alice", &a.password_with_current_code()))
-        .assert_refused(&msg("alice", "no client certificate"));
+        .assert_refused(&two_factor("alice", "no client certificate"));
     let other = c.client_cert(
         "not-alice",
         &["mallory"],
@@ -123,7 +119,10 @@ fn certificate_reasons_with_a_good_code() {
         c,
         &Login::new("alice", &a.password_with_current_code()).cert(&other),
     )
-    .assert_refused(&msg("alice", "certificate CN does not match the user name"));
+    .assert_refused(&two_factor(
+        "alice",
+        "certificate CN does not match the user name",
+    ));
     let cert = scenario::cert_for(c, "alice");
     rust_login(
         c,
@@ -131,14 +130,16 @@ fn certificate_reasons_with_a_good_code() {
             .cert(&cert)
             .from("127.0.0.2"),
     )
-    .assert_refused(&msg(
+    .assert_refused(&two_factor(
         "alice",
         "client address does not match the certificate",
     ));
     // carol's pg_hba.conf line is scram-sha-256, not radius
     let carol = scenario::cert_for(c, "carol");
-    rust_login(c, &Login::new("carol", PG_PASSWORD).cert(&carol))
-        .assert_refused(&msg("carol", "pg_hba.conf method does not match the rule"));
+    rust_login(c, &Login::new("carol", PG_PASSWORD).cert(&carol)).assert_refused(&two_factor(
+        "carol",
+        "pg_hba.conf method does not match the rule",
+    ));
     assert!(c.log().contains("pg_hba.conf line 2 (radius)"));
     assert!(c.log().contains("2f-radius requires pg_hba.conf method radius, but the connection matched a scram-sha-256 line"));
 }
@@ -152,7 +153,7 @@ fn off_until_enabled() {
         c,
         &Login::new("alice", &env.alice.password_with_current_code()).cert(&cert),
     )
-    .assert_refused(&msg("alice", "method not enabled"));
+    .assert_refused(&two_factor("alice", "method not enabled"));
     c.psql_admin("ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = '2f-radius'");
     c.reload();
     rust_login(

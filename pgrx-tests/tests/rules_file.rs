@@ -2,11 +2,7 @@
 //! `pg_twofactor_rules` view, `pg_twofactor.hba_file`, preloading, and a 10,000-rule file.
 
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
-use pg_twofactor_e2e::{psql_login, rust_login, Cluster, Login, Outcome};
-
-fn msg(user: &str, reason: &str) -> String {
-    Outcome::two_factor_message(user, reason)
-}
+use pg_twofactor_e2e::{psql_login, rust_login, two_factor, Cluster, Login};
 
 const BROKEN: &str = "\
 hostssl all test1 all 2f-scram-sha-256
@@ -24,7 +20,7 @@ fn reload_with_a_valid_file_replaces_the_rules() {
     // edited, not reloaded: the old rules are still in force ...
     psql_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
     rust_login(&c, &Login::new("test1", PASSWORD))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     // ... while the view already shows the file on disk
     c.psql_admin("CREATE EXTENSION pg_twofactor");
     assert_eq!(
@@ -33,7 +29,7 @@ fn reload_with_a_valid_file_replaces_the_rules() {
     );
     c.reload();
     psql_login(&c, &Login::new("other", PASSWORD))
-        .assert_refused(&msg("other", "no client certificate"));
+        .assert_refused(&two_factor("other", "no client certificate"));
     psql_login(&c, &Login::new("other", PASSWORD).cert(&cert)).assert_accepted_as("other");
     rust_login(&c, &Login::new("other", PASSWORD).from("127.0.0.2")).assert_accepted_as("other");
     // test1's rule is gone
@@ -64,10 +60,10 @@ fn reload_with_a_broken_file_keeps_the_previous_rules() {
     }
     // the standard rules are still in force
     rust_login(&c, &Login::new("test1", PASSWORD))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&cert)).assert_accepted_as("test1");
     rust_login(&c, &Login::new("md5user", PASSWORD))
-        .assert_refused(&msg("md5user", "no client certificate"));
+        .assert_refused(&two_factor("md5user", "no client certificate"));
     psql_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
     // the view shows each line with its error
     c.psql_admin("CREATE EXTENSION pg_twofactor");
@@ -87,7 +83,7 @@ fn reload_with_a_broken_file_keeps_the_previous_rules() {
         .log_since(mark)
         .contains("could not open pg_twofactor rules file: No such file or directory"));
     rust_login(&c, &Login::new("test1", PASSWORD))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     assert!(c
         .psql_admin("SELECT error FROM pg_twofactor_rules")
         .contains("could not open pg_twofactor rules file"));
@@ -140,7 +136,7 @@ fn hba_file_setting_resolves_relative_to_pg_hba_conf() {
             ),
     );
     psql_login(&c, &Login::new("other", PASSWORD))
-        .assert_refused(&msg("other", "no client certificate"));
+        .assert_refused(&two_factor("other", "no client certificate"));
     // the default file exists too but is not used
     rust_login(&c, &Login::new("test1", PASSWORD)).assert_accepted_as("test1");
     // an absolute path, switched on reload
@@ -149,7 +145,7 @@ fn hba_file_setting_resolves_relative_to_pg_hba_conf() {
     c.append_settings(&[&format!("pg_twofactor.hba_file = '{}'", abs.display())]);
     c.reload();
     rust_login(&c, &Login::new("test1", PASSWORD))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     psql_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
     assert_eq!(
         c.psql_admin("SHOW pg_twofactor.hba_file"),
@@ -164,7 +160,7 @@ fn ten_thousand_rules() {
     assert!(c.log().contains("pg_twofactor: loaded 10000 rule(s)"));
     let cert = scenario::cert_for(&c, "test1");
     rust_login(&c, &Login::new("test1", PASSWORD))
-        .assert_refused(&msg("test1", "no client certificate"));
+        .assert_refused(&two_factor("test1", "no client certificate"));
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&cert)).assert_accepted_as("test1");
     rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
     c.psql_admin("CREATE EXTENSION pg_twofactor");
