@@ -33,13 +33,6 @@ impl Token {
 /// The fields of one record, each a list of tokens.
 pub type Fields = Vec<Vec<Token>>;
 
-/// One record of the file: its first line number and its fields.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub line: usize,
-    pub fields: Vec<Vec<Token>>,
-}
-
 /// An error in the rules file, naming the file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleError {
