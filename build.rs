@@ -103,5 +103,13 @@ fn main() {
     bindings
         .write_to_file(&out)
         .expect("could not write auth_bindings.rs");
+
+    // openssl_tls_init_hook (PostgreSQL 14 and later) is how the postmaster tells us about a
+    // reload; without it the rules are read at server start only.
+    println!("cargo::rustc-check-cfg=cfg(has_tls_init_hook)");
+    let generated = std::fs::read_to_string(&out).expect("read back auth_bindings.rs");
+    if generated.contains("pub static mut openssl_tls_init_hook") {
+        println!("cargo:rustc-cfg=has_tls_init_hook");
+    }
     println!("cargo:rustc-env=PG_TWOFACTOR_BUILT_AGAINST={version}");
 }

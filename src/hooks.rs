@@ -18,6 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 const STATUS_OK: c_int = 0;
 
 static mut PREV_CLIENT_AUTH: ffi::ClientAuthentication_hook_type = None;
+#[cfg(has_tls_init_hook)]
 static mut PREV_TLS_INIT: ffi::openssl_tls_init_hook_typ = None;
 
 pub fn init() {
@@ -26,11 +27,21 @@ pub fn init() {
     unsafe {
         PREV_CLIENT_AUTH = ffi::ClientAuthentication_hook;
         ffi::ClientAuthentication_hook = Some(client_authentication);
+    }
+    #[cfg(has_tls_init_hook)]
+    // SAFETY: as above.
+    unsafe {
         PREV_TLS_INIT = ffi::openssl_tls_init_hook;
         ffi::openssl_tls_init_hook = Some(tls_init);
     }
+    #[cfg(not(has_tls_init_hook))]
+    elog::warn_config(
+        "pg_twofactor: this PostgreSQL version has no openssl_tls_init_hook, so the rules file is read at server start only",
+        Some("Restart the server to apply changes to the rules file."),
+    );
 }
 
+#[cfg(has_tls_init_hook)]
 unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bool) {
     // SAFETY: PREV_TLS_INIT was written once in init(), before this hook could run.
     if let Some(prev) = unsafe { PREV_TLS_INIT } {
