@@ -7,7 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
 
 /// The OS user that owns clusters when the tests run as root.
 pub const CLUSTER_OS_USER: &str = "postgres";
@@ -357,15 +356,10 @@ impl Cluster {
     pub fn reload(&self) {
         let before = self.reload_marks();
         assert_eq!(self.psql_admin("SELECT pg_reload_conf()"), "t");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.reload_marks() <= before {
-            assert!(
-                Instant::now() < deadline,
-                "reload not seen in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::daemon::wait_until(
+            || self.reload_marks() > before,
+            || format!("reload not seen in the log:\n{}", self.log()),
+        );
     }
 
     /// A client certificate issued by this cluster's CA.

@@ -2,10 +2,10 @@
 //! temporary directory, plain LDAP (with StartTLS) and LDAPS on loopback, stopped when dropped.
 
 use crate::certs::Pki;
+use crate::daemon::{wait_until, Daemon};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 pub const BASE_DN: &str = "dc=example,dc=net";
 pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=net";
@@ -24,7 +24,7 @@ pub struct Slapd {
     dir: tempfile::TempDir,
     pub port: u16,
     pub ldaps_port: u16,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 impl Slapd {
@@ -76,7 +76,7 @@ impl Slapd {
             dir,
             port,
             ldaps_port,
-            child: Some(child),
+            daemon: Daemon::new(child),
         };
         s.wait_until_answering();
         s.ldapadd(&format!(
@@ -91,9 +91,8 @@ impl Slapd {
     }
 
     fn wait_until_answering(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new("ldapsearch")
+        let answers = || {
+            Command::new("ldapsearch")
                 .args([
                     "-x",
                     "-H",
@@ -106,17 +105,9 @@ impl Slapd {
                 ])
                 .output()
                 .map(|o| o.status.success())
-                .unwrap_or(false);
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "slapd did not answer: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .unwrap_or(false)
+        };
+        wait_until(answers, || format!("slapd did not answer: {}", self.log()));
     }
 
     pub fn log(&self) -> String {
@@ -156,15 +147,6 @@ impl Slapd {
 
     /// Stops the server (the directory is then unreachable).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        self.stop();
+        self.daemon.stop();
     }
 }

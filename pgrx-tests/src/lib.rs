@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod client;
 pub mod cluster;
+pub mod daemon;
 pub mod ldap;
 pub mod radius;
 pub mod scenario;

@@ -3,12 +3,13 @@
 //! current six-digit TOTP code (RFC 6238, SHA-1, 30-second steps), the way RADIUS two-factor
 //! setups in front of PostgreSQL work. Stopped when dropped.
 
+use crate::daemon::{wait_until, Daemon};
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const SHARED_SECRET: &str = "radius-shared-secret";
 
@@ -82,7 +83,7 @@ impl RadiusUser {
 pub struct FreeRadius {
     dir: tempfile::TempDir,
     pub port: u16,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 fn free_udp_port() -> u16 {
@@ -235,23 +236,23 @@ server default {{
         let r = FreeRadius {
             dir,
             port,
-            child: Some(child),
+            daemon: Daemon::new(child),
         };
         r.wait_until_ready();
         r
     }
 
     fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.log().contains("Ready to process requests") {
-            assert!(
-                Instant::now() < deadline,
-                "FreeRADIUS did not start:\n{}\n{}",
-                self.log(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            || self.log().contains("Ready to process requests"),
+            || {
+                format!(
+                    "FreeRADIUS did not start:\n{}\n{}",
+                    self.log(),
+                    self.stderr()
+                )
+            },
+        );
     }
 
     pub fn log(&self) -> String {
@@ -263,16 +264,7 @@ server default {{
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        self.stop();
+        self.daemon.stop();
     }
 }
 
