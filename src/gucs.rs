@@ -20,16 +20,19 @@ static ENABLED_BITS: AtomicU32 = AtomicU32::new(0);
 
 pub fn init() {
     ENABLED_BITS.store(MethodSet::defaults().bits(), Ordering::Relaxed);
-    GucRegistry::define_string_guc(
-        c"pg_twofactor.hba_file",
-        c"The pg_twofactor rules file.",
-        c"A relative path is resolved against the directory that holds pg_hba.conf. Re-read on reload.",
-        &HBA_FILE,
-        GucContext::Sighup,
-        GucFlags::SUPERUSER_ONLY,
-    );
-    // SAFETY: both hooks are #[pg_guard]ed, so a Rust panic becomes a PostgreSQL error.
+    // SAFETY: the hooks are #[pg_guard]ed, so a Rust panic becomes a PostgreSQL error.
     unsafe {
+        GucRegistry::define_string_guc_with_hooks(
+            c"pg_twofactor.hba_file",
+            c"The pg_twofactor rules file.",
+            c"A relative path is resolved against the directory that holds pg_hba.conf. Re-read on reload.",
+            &HBA_FILE,
+            GucContext::Sighup,
+            GucFlags::SUPERUSER_ONLY,
+            Some(check_hba_file),
+            None,
+            None,
+        );
         GucRegistry::define_string_guc_with_hooks(
             c"pg_twofactor.enabled_extra_auth_methods",
             c"Two-factor methods enabled besides 2f-scram-sha-256 and 2f-ldap.",
@@ -54,6 +57,29 @@ unsafe fn value_of(p: *const c_char) -> String {
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
+/// Tells the GUC machinery why a value was rejected.
+fn reject_with_detail(detail: &str) -> bool {
+    let detail = CString::new(detail).unwrap_or_default();
+    // SAFETY: GUC_check_errdetail_string is read by the GUC code right after the check hook
+    // returns false; pstrdup copies into the current memory context, which outlives that use.
+    unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
+    false
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_hba_file(
+    newval: *mut *mut c_char,
+    _extra: *mut *mut c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: PostgreSQL passes a valid pointer to the proposed value.
+    let value = unsafe { value_of(*newval) };
+    if value.trim().is_empty() {
+        return reject_with_detail("The rules file name must not be empty.");
+    }
+    true
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_extra_methods(
     newval: *mut *mut c_char,
@@ -64,13 +90,7 @@ unsafe extern "C-unwind" fn check_extra_methods(
     let value = unsafe { value_of(*newval) };
     match MethodSet::parse_extra(&value) {
         Ok(_) => true,
-        Err(e) => {
-            let detail = CString::new(e.to_string()).unwrap_or_default();
-            // SAFETY: GUC_check_errdetail_string is read by the GUC code right after we return
-            // false; pstrdup copies into the current memory context, which outlives that use.
-            unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
-            false
-        }
+        Err(e) => reject_with_detail(&e.to_string()),
     }
 }
 
@@ -104,10 +124,10 @@ fn hba_conf_dir() -> PathBuf {
 /// The rules file, with a relative `pg_twofactor.hba_file` resolved against pg_hba.conf's
 /// directory.
 pub fn hba_file() -> PathBuf {
+    // The check hook rejects an empty value; a null one (never set) means the default.
     let value = HBA_FILE
         .get()
         .map(|c| c.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
         .unwrap_or_else(|| DEFAULT_HBA_FILE.to_string());
     let p = PathBuf::from(value);
     if p.is_absolute() {

@@ -151,6 +151,17 @@ fn hba_file_setting_resolves_relative_to_pg_hba_conf() {
         c.psql_admin("SHOW pg_twofactor.hba_file"),
         abs.display().to_string()
     );
+    // an empty file name is refused by the setting's check
+    let out = c.psql_admin_raw("postgres", "ALTER SYSTEM SET pg_twofactor.hba_file = ' '");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid value for parameter \"pg_twofactor.hba_file\": \" \""),
+        "{err}"
+    );
+    assert!(
+        err.contains("The rules file name must not be empty."),
+        "{err}"
+    );
 }
 
 #[test]
