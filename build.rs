@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn enabled_pg_feature() -> Option<String> {
-    (13..=18)
+    (15..=18)
         .map(|v| format!("pg{v}"))
         .find(|f| env::var_os(format!("CARGO_FEATURE_{}", f.to_uppercase())).is_some())
 }
@@ -66,6 +66,9 @@ fn main() {
 #include "libpq/hba.h"
 #include "libpq/auth.h"
 #include "utils/elog.h"
+#include "regex/regex.h"
+#include "mb/pg_wchar.h"
+#include "catalog/pg_collation_d.h"
 "#;
 
     let bindings = bindgen::Builder::default()
@@ -84,6 +87,17 @@ fn main() {
         .allowlist_function("errmsg")
         .allowlist_function("errdetail_log")
         .allowlist_function("errhint")
+        // PostgreSQL's regular expression engine, as hba.c calls it (16+ regex names)
+        .allowlist_type("pg_regex_t")
+        .allowlist_function("pg_regcomp")
+        .allowlist_function("pg_regexec")
+        .allowlist_function("pg_regerror")
+        .allowlist_function("pg_regfree")
+        .allowlist_function("pg_mb2wchar_with_len")
+        .allowlist_var("REG_ADVANCED")
+        .allowlist_var("REG_OKAY")
+        .allowlist_var("REG_NOMATCH")
+        .allowlist_var("C_COLLATION_OID")
         .constified_enum_module("UserAuth")
         // pgrx declares PostgreSQL callbacks as "C-unwind"; so do we.
         .override_abi(bindgen::Abi::CUnwind, ".*")
@@ -110,6 +124,11 @@ fn main() {
     let generated = std::fs::read_to_string(&out).expect("read back auth_bindings.rs");
     if generated.contains("pub static mut openssl_tls_init_hook") {
         println!("cargo:rustc-cfg=has_tls_init_hook");
+    }
+    // HbaLine.sourcefile (16+: pg_hba.conf can include other files)
+    println!("cargo::rustc-check-cfg=cfg(has_hba_sourcefile)");
+    if generated.contains("pub sourcefile:") {
+        println!("cargo:rustc-cfg=has_hba_sourcefile");
     }
     println!("cargo:rustc-env=PG_TWOFACTOR_BUILT_AGAINST={version}");
 }

@@ -1,6 +1,6 @@
 //! Client certificate checks: the CN against the login, SubjectAltName against the address.
 
-use crate::address::{self, ClientName};
+use crate::address::{self, ClientName, Tri};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use x509_parser::prelude::*;
@@ -47,8 +47,9 @@ impl fmt::Display for SanEntry {
 pub struct CertInfo {
     /// The subject in RFC 4514 form, for the log.
     pub subject: String,
-    /// Every CN attribute; `None` for one that is not a string.
-    pub common_names: Vec<Option<String>>,
+    /// Every CN attribute: the bytes of its value, as PostgreSQL's `peer_cn` holds them
+    /// (`X509_NAME_get_text_by_NID` copies the ASN.1 string's bytes, whatever its type).
+    pub common_names: Vec<Vec<u8>>,
     pub san: Vec<SanEntry>,
 }
 
@@ -103,7 +104,7 @@ impl CertInfo {
         let subject = cert.subject();
         let common_names = subject
             .iter_common_name()
-            .map(|cn| cn.as_str().ok().map(str::to_string))
+            .map(|cn| cn.attr_value().data.to_vec())
             .collect();
         let mut san = Vec::new();
         for ext in cert.extensions() {
@@ -138,15 +139,18 @@ impl CertInfo {
             .join(", ")
     }
 
-    /// The CN check: exactly one CN, a string equal byte-for-byte to the login.
-    pub fn check_cn(&self, login: &str) -> Result<(), String> {
+    /// The CN check: exactly one CN, its bytes equal to the login's bytes (PostgreSQL's
+    /// `strcmp(peer_cn, user_name)` for `clientcert=verify-full`).
+    pub fn check_cn(&self, login: &[u8]) -> Result<(), String> {
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         match self.common_names.as_slice() {
             [] => Err("the certificate has no CN".into()),
-            [Some(cn)] if cn.as_bytes() == login.as_bytes() => Ok(()),
-            [Some(cn)] => Err(format!(
-                "certificate CN \"{cn}\" is not the login \"{login}\""
+            [cn] if cn.as_slice() == login => Ok(()),
+            [cn] => Err(format!(
+                "certificate CN \"{}\" is not the login \"{}\"",
+                lossy(cn).escape_debug(),
+                lossy(login).escape_debug()
             )),
-            [None] => Err("the certificate CN is not a readable string".into()),
             many => Err(format!(
                 "the certificate has {} CN attributes; exactly one is required",
                 many.len()
@@ -159,36 +163,52 @@ impl CertInfo {
         self.san.iter().any(SanEntry::is_address)
     }
 
-    /// The address check: with IP/subnet/DNS entries present, the client address must match one.
+    /// The address check: with IP/subnet/DNS entries present, the client address must match one
+    /// (an IPv4 address and its IPv4-mapped IPv6 form are the same on either side).
     /// `Ok(true)` when it matched an entry, `Ok(false)` when there were no entries to check.
-    pub fn check_address(
-        &self,
-        client: &ClientName<'_>,
-        client_addr: IpAddr,
-    ) -> Result<bool, String> {
+    pub fn check_address(&self, client: &ClientName<'_>) -> Result<bool, AddressFailure> {
         if !self.has_address_entries() {
             return Ok(false);
         }
-        let addr = address::canonical(client_addr);
-        let matched = self.san.iter().any(|e| match e {
-            SanEntry::Ip(ip) => address::canonical(*ip) == addr,
-            SanEntry::Subnet { addr: net, mask } => address::in_network(addr, *net, *mask),
-            SanEntry::Dns(pattern) => {
-                client.confirmed(|name| address::dns_name_matches(pattern, name))
-            }
-            SanEntry::BadIp(_) | SanEntry::Other(_) => false,
+        let addr = client.addr;
+        let numeric = self.san.iter().any(|e| match e {
+            SanEntry::Ip(ip) => address::canonical(*ip) == address::canonical(addr),
+            SanEntry::Subnet { addr: net, mask } => address::in_san_network(addr, *net, *mask),
+            _ => false,
         });
-        if matched {
+        if numeric {
             return Ok(true);
         }
-        let name = match client.looked_up_name() {
-            Some(n) => format!(" (reverse lookup: {n})"),
-            None => String::new(),
-        };
-        Err(format!(
-            "client address {addr}{name} matches none of the certificate's SubjectAltName entries"
-        ))
+        let by_name = Tri::any(self.san.iter().filter_map(|e| match e {
+            SanEntry::Dns(pattern) => {
+                Some(client.confirmed(|name| address::dns_name_matches(pattern, name)))
+            }
+            _ => None,
+        }));
+        match by_name {
+            Tri::Yes => Ok(true),
+            Tri::Unknown(why) => Err(AddressFailure::Undecided(why)),
+            Tri::No => {
+                let name = match client.looked_up_name() {
+                    Some(n) => format!(" (reverse lookup: {n})"),
+                    None => String::new(),
+                };
+                Err(AddressFailure::Mismatch(format!(
+                    "client address {}{name} matches none of the certificate's SubjectAltName entries",
+                    address::canonical(addr)
+                )))
+            }
+        }
     }
+}
+
+/// Why the address check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressFailure {
+    /// No entry matches the client.
+    Mismatch(String),
+    /// A DNS entry could not be checked (a lookup failed).
+    Undecided(String),
 }
 
 #[cfg(test)]
@@ -199,7 +219,7 @@ mod tests {
     fn info(cns: &[Option<&str>], san: Vec<SanEntry>) -> CertInfo {
         CertInfo {
             subject: "CN=x".into(),
-            common_names: cns.iter().map(|c| c.map(str::to_string)).collect(),
+            common_names: cns.iter().map(|c| c.unwrap().as_bytes().to_vec()).collect(),
             san,
         }
     }
@@ -210,30 +230,34 @@ mod tests {
 
     #[test]
     fn cn_must_be_single_and_exact() {
-        assert_eq!(info(&[Some("test1")], vec![]).check_cn("test1"), Ok(()));
+        assert_eq!(info(&[Some("test1")], vec![]).check_cn(b"test1"), Ok(()));
         assert_eq!(
             info(&[Some("Test1")], vec![])
-                .check_cn("test1")
+                .check_cn(b"test1")
                 .unwrap_err(),
             "certificate CN \"Test1\" is not the login \"test1\""
         );
         assert_eq!(
-            info(&[], vec![]).check_cn("test1").unwrap_err(),
+            info(&[], vec![]).check_cn(b"test1").unwrap_err(),
             "the certificate has no CN"
         );
         assert_eq!(
             info(&[Some("test1"), Some("test1")], vec![])
-                .check_cn("test1")
+                .check_cn(b"test1")
                 .unwrap_err(),
             "the certificate has 2 CN attributes; exactly one is required"
         );
-        assert_eq!(
-            info(&[None], vec![]).check_cn("test1").unwrap_err(),
-            "the certificate CN is not a readable string"
-        );
+        // bytes, not text: a LATIN1 login is compared with the CN's bytes as they are
+        let latin1 = CertInfo {
+            subject: String::new(),
+            common_names: vec![b"j\xf6rg".to_vec()],
+            san: vec![],
+        };
+        assert_eq!(latin1.check_cn(b"j\xf6rg"), Ok(()));
+        assert!(latin1.check_cn("jörg".as_bytes()).is_err());
         // a prefix or a trailing NUL is not the same login
-        assert!(info(&[Some("test1\0")], vec![]).check_cn("test1").is_err());
-        assert!(info(&[Some("test")], vec![]).check_cn("test1").is_err());
+        assert!(info(&[Some("test1\0")], vec![]).check_cn(b"test1").is_err());
+        assert!(info(&[Some("test")], vec![]).check_cn(b"test1").is_err());
     }
 
     #[test]
@@ -268,13 +292,15 @@ mod tests {
             hosts: vec![
                 ("localhost".into(), ip("127.0.0.1")),
                 ("app.example.com".into(), ip("10.1.1.1")),
+                ("flaky.example.com".into(), ip("10.1.1.2")),
             ],
-            ifaces: vec![],
+            forward_fails: vec!["flaky.example.com".into()],
+            ..Default::default()
         };
         let check = |san: Vec<SanEntry>, client: &str| {
-            let a = ip(client);
-            info(&[Some("u")], san).check_address(&ClientName::new(&net, a), a)
+            info(&[Some("u")], san).check_address(&ClientName::new(&net, ip(client)))
         };
+        let mismatch = |s: &str| Err(AddressFailure::Mismatch(s.into()));
         assert_eq!(check(vec![], "127.0.0.1"), Ok(false));
         assert_eq!(
             check(vec![SanEntry::Other("email:a@b".into())], "127.0.0.1"),
@@ -289,15 +315,29 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            check(vec![SanEntry::Ip(ip("127.0.0.1"))], "127.0.0.2").unwrap_err(),
-            "client address 127.0.0.2 matches none of the certificate's SubjectAltName entries"
+            check(vec![SanEntry::Ip(ip("::ffff:127.0.0.1"))], "127.0.0.1"),
+            Ok(true)
+        );
+        assert_eq!(
+            check(vec![SanEntry::Ip(ip("127.0.0.1"))], "127.0.0.2"),
+            mismatch(
+                "client address 127.0.0.2 matches none of the certificate's SubjectAltName entries"
+            )
         );
         let sub = SanEntry::Subnet {
             addr: ip("127.0.0.0"),
             mask: ip("255.255.255.0"),
         };
         assert_eq!(check(vec![sub.clone()], "127.0.0.77"), Ok(true));
+        assert_eq!(check(vec![sub.clone()], "::ffff:127.0.0.77"), Ok(true));
         assert!(check(vec![sub], "127.0.1.1").is_err());
+        // a 32-byte IPv4-mapped subnet matches IPv4 clients
+        let mapped = SanEntry::Subnet {
+            addr: ip("::ffff:10.0.0.0"),
+            mask: address::mask_from_prefix(false, 104).unwrap(),
+        };
+        assert_eq!(check(vec![mapped.clone()], "10.200.0.1"), Ok(true));
+        assert!(check(vec![mapped], "11.0.0.1").is_err());
         assert_eq!(check(vec![SanEntry::Ip(ip("::1"))], "::1"), Ok(true));
         assert_eq!(
             check(vec![SanEntry::Dns("localhost".into())], "127.0.0.1"),
@@ -308,13 +348,30 @@ mod tests {
             Ok(true)
         );
         assert_eq!(
-            check(vec![SanEntry::Dns("nonexistent.invalid".into())], "127.0.0.1").unwrap_err(),
-            "client address 127.0.0.1 (reverse lookup: localhost) matches none of the certificate's SubjectAltName entries"
+            check(vec![SanEntry::Dns("nonexistent.invalid".into())], "127.0.0.1"),
+            mismatch("client address 127.0.0.1 (reverse lookup: localhost) matches none of the certificate's SubjectAltName entries")
+        );
+        // a lookup that fails cannot be decided; an IP entry that matches needs no lookup
+        assert!(matches!(
+            check(vec![SanEntry::Dns("*.example.com".into())], "10.1.1.2"),
+            Err(AddressFailure::Undecided(w)) if w.contains("flaky.example.com")
+        ));
+        assert_eq!(
+            check(
+                vec![
+                    SanEntry::Dns("*.example.com".into()),
+                    SanEntry::Ip(ip("10.1.1.2"))
+                ],
+                "10.1.1.2"
+            ),
+            Ok(true)
         );
         // the reverse name is only reported when a DNS entry made us look it up
         assert_eq!(
-            check(vec![SanEntry::Ip(ip("10.0.0.1"))], "127.0.0.1").unwrap_err(),
-            "client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"
+            check(vec![SanEntry::Ip(ip("10.0.0.1"))], "127.0.0.1"),
+            mismatch(
+                "client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"
+            )
         );
         // a malformed iPAddress still demands a match, and matches nothing
         assert!(check(vec![SanEntry::BadIp(vec![1, 2, 3])], "127.0.0.1").is_err());

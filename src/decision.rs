@@ -3,12 +3,14 @@
 //! This is the one code path for the hook (and for anything later that must say what the hook
 //! would do). It knows nothing of PostgreSQL's structures.
 
-use crate::address::{ClientName, Network};
-use crate::cert::CertInfo;
+use crate::address::{ClientName, KnownHost, Network};
+use crate::cert::{AddressFailure, CertInfo};
 use crate::methods::{BaseMethod, MethodSet};
-use crate::rules::{Connection, Roles, Rule, RuleSet, SanPolicy};
+use crate::rules::{Catalog, Connection, Found, Rule, RuleSet, SanPolicy};
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The client's certificate as TLS left it.
 #[derive(Debug, Clone)]
@@ -24,16 +26,31 @@ pub enum PeerCert {
 /// A login attempt that PostgreSQL's own method has accepted.
 #[derive(Debug, Clone)]
 pub struct LoginAttempt {
-    pub database: String,
-    pub user: String,
+    /// The database and user names as the client sent them, in the server encoding.
+    pub database: Vec<u8>,
+    pub user: Vec<u8>,
     /// `None` for Unix-socket connections, which no rule covers.
     pub client_addr: Option<IpAddr>,
+    /// What PostgreSQL already found out about the client's host name.
+    pub known_host: KnownHost,
     pub physical_replication: bool,
     pub ssl_in_use: bool,
     pub cert: PeerCert,
-    /// The method of the `pg_hba.conf` line PostgreSQL used, and that line's number.
+    /// The method of the `pg_hba.conf` line PostgreSQL used, that line's number, and (16+)
+    /// its file.
     pub hba_method: BaseMethod,
     pub hba_line: i32,
+    pub hba_file: Option<String>,
+}
+
+impl LoginAttempt {
+    /// `file:line` of the `pg_hba.conf` line PostgreSQL used, for the log.
+    pub fn hba_position(&self) -> String {
+        match &self.hba_file {
+            Some(f) => format!("{f}:{}", self.hba_line),
+            None => format!("line {}", self.hba_line),
+        }
+    }
 }
 
 /// Why a login was refused; `Display` is the REASON part of the client's message.
@@ -76,67 +93,107 @@ impl fmt::Display for Reason {
 pub enum Verdict {
     /// No rule covers the connection: PostgreSQL's decision stands.
     NotCovered,
-    /// The rule at `rule_line` matched and every check passed.
-    Accepted { rule_line: usize, detail: String },
+    /// The rule at `rule_file:rule_line` matched and every check passed.
+    Accepted {
+        rule_file: Arc<PathBuf>,
+        rule_line: usize,
+        detail: String,
+    },
     /// Refused; `detail` is for the server log only.
     Refused {
         reason: Reason,
+        rule_file: Arc<PathBuf>,
         rule_line: usize,
         detail: String,
     },
 }
 
 impl Verdict {
-    /// The client-facing message of a refusal.
-    pub fn message(user: &str, reason: Reason) -> String {
-        format!("two-factor authentication failed for user \"{user}\": {reason}")
+    /// The client-facing message of a refusal (a non-UTF-8 name is shown lossily).
+    pub fn message(user: &[u8], reason: Reason) -> String {
+        format!(
+            "two-factor authentication failed for user \"{}\": {reason}",
+            String::from_utf8_lossy(user)
+        )
+    }
+
+    /// The rule that decided, as `file:line`, or `none`.
+    pub fn rule_position(&self) -> String {
+        match self {
+            Verdict::NotCovered => "none".into(),
+            Verdict::Accepted {
+                rule_file,
+                rule_line,
+                ..
+            }
+            | Verdict::Refused {
+                rule_file,
+                rule_line,
+                ..
+            } => {
+                format!("{}:{rule_line}", rule_file.display())
+            }
+        }
     }
 }
 
 /// Decides a login. `enabled` is the set of enabled methods, `net` answers name lookups and
-/// interface questions, `roles` answers role membership.
+/// interface questions, `catalog` answers role membership and regular expressions.
 pub fn decide(
     rules: &RuleSet,
     attempt: &LoginAttempt,
     enabled: MethodSet,
     net: &dyn Network,
-    roles: &dyn Roles,
+    catalog: &dyn Catalog,
 ) -> Verdict {
     let Some(addr) = attempt.client_addr else {
         return Verdict::NotCovered;
     };
-    let client = ClientName::new(net, addr);
+    let client = ClientName::with_known(net, addr, attempt.known_host.clone());
     let conn = Connection {
         database: &attempt.database,
         user: &attempt.user,
         physical_replication: attempt.physical_replication,
         client: &client,
     };
-    let Some(rule) = rules.find(&conn, roles) else {
-        return Verdict::NotCovered;
-    };
-    check_rule(rules, rule, attempt, addr, &client, enabled)
+    match rules.find(&conn, catalog) {
+        Found::None => Verdict::NotCovered,
+        Found::Rule(rule) => check_rule(rule, attempt, addr, &client, enabled),
+        Found::Undecided { rule, cause } => Verdict::Refused {
+            reason: Reason::Internal,
+            rule_file: rule.file.clone(),
+            rule_line: rule.line,
+            detail: format!(
+                "{}; whether the rule applies cannot be decided, so it is taken to apply: {cause}",
+                rule_context(rule, attempt, addr)
+            ),
+        },
+    }
+}
+
+fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
+    format!(
+        "Rule {}:{} ({}); pg_hba.conf {} ({}); client address {}",
+        rule.file.display(),
+        rule.line,
+        rule.method,
+        attempt.hba_position(),
+        attempt.hba_method,
+        addr
+    )
 }
 
 fn check_rule(
-    rules: &RuleSet,
     rule: &Rule,
     attempt: &LoginAttempt,
     addr: IpAddr,
     client: &ClientName<'_>,
     enabled: MethodSet,
 ) -> Verdict {
-    let mut detail = format!(
-        "Rule {}:{} ({}); pg_hba.conf line {} ({}); client address {}",
-        rules.path.display(),
-        rule.line,
-        rule.method,
-        attempt.hba_line,
-        attempt.hba_method,
-        addr
-    );
+    let mut detail = rule_context(rule, attempt, addr);
     let refuse = |reason: Reason, detail: String, why: &str| Verdict::Refused {
         reason,
+        rule_file: rule.file.clone(),
         rule_line: rule.line,
         detail: format!("{detail}; {why}"),
     };
@@ -209,14 +266,16 @@ fn check_rule(
     }
 
     // 5. The client address matches the SubjectAltName entries, when there are any.
-    match cert.check_address(client, addr) {
-        Err(why) => refuse(Reason::AddressMismatch, detail, &why),
+    match cert.check_address(client) {
+        Err(AddressFailure::Mismatch(why)) => refuse(Reason::AddressMismatch, detail, &why),
+        Err(AddressFailure::Undecided(why)) => refuse(Reason::Internal, detail, &why),
         Ok(false) if rule.san == SanPolicy::Required => refuse(
             Reason::AddressMismatch,
             detail,
             "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required",
         ),
         Ok(checked) => Verdict::Accepted {
+            rule_file: rule.file.clone(),
             rule_line: rule.line,
             detail: format!(
                 "{detail}; {}",
@@ -230,33 +289,40 @@ fn check_rule(
 mod tests {
     use super::*;
     use crate::address::StaticNetwork;
-    use crate::rules::parse_text;
+    use crate::rules::{parse_text, AnyRegex, Syntax};
     use std::path::Path;
 
     struct NoRoles;
-    impl Roles for NoRoles {
-        fn is_member(&self, _: &str, _: &str) -> bool {
+    impl Catalog for NoRoles {
+        fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
             false
+        }
+        fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
+            Ok(false)
         }
     }
 
     fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
         LoginAttempt {
-            database: "test".into(),
-            user: "test1".into(),
+            database: b"test".to_vec(),
+            user: b"test1".to_vec(),
             client_addr: Some("127.0.0.1".parse().unwrap()),
+            known_host: KnownHost::default(),
             physical_replication: false,
             ssl_in_use: true,
             cert,
             hba_method: method,
             hba_line: 7,
+            hba_file: None,
         }
     }
 
     fn rules() -> RuleSet {
         parse_text(
             Path::new("/d/pg_twofactor_hba.conf"),
-            "hostssl test test1 127.0.0.1/32 2f-md5\nhostssl test test1 all 2f-scram-sha-256\n",
+            b"hostssl test test1 127.0.0.1/32 2f-md5\nhostssl test test1 all 2f-scram-sha-256\nhostssl all +x,bad.example.com bad.example.com 2f-md5\n",
+            Syntax::BUILT,
+            &AnyRegex,
         )
         .into_rule_set()
         .unwrap()
@@ -320,10 +386,39 @@ mod tests {
     #[test]
     fn uncovered_connections_are_left_alone() {
         let mut a = attempt(PeerCert::None, BaseMethod::Md5);
-        a.user = "someone".into();
+        a.user = b"someone".to_vec();
         assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
         a.client_addr = None;
-        a.user = "test1".into();
+        a.user = b"test1".to_vec();
+        assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
+    }
+
+    #[test]
+    fn an_undecidable_rule_refuses_with_the_cause() {
+        let mut a = attempt(PeerCert::None, BaseMethod::Md5);
+        a.user = b"bad.example.com".to_vec();
+        a.known_host = KnownHost {
+            name: None,
+            resolv: -2,
+            errcode: libc::EAI_AGAIN,
+        };
+        let v = run(&a, MethodSet::defaults());
+        let Verdict::Refused {
+            reason,
+            rule_line,
+            detail,
+            ..
+        } = v
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!((reason, rule_line), (Reason::Internal, 3));
+        assert!(
+            detail.ends_with("whether the rule applies cannot be decided, so it is taken to apply: host name lookup for 127.0.0.1 failed: Temporary failure in name resolution"),
+            "{detail}"
+        );
+        // a definite "no such name" is simply no match
+        a.known_host.errcode = libc::EAI_NONAME;
         assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
     }
 
@@ -331,7 +426,7 @@ mod tests {
     fn reasons_read_as_specified() {
         let msgs: Vec<String> = Reason::ALL
             .iter()
-            .map(|r| Verdict::message("u", *r))
+            .map(|r| Verdict::message(b"u", *r))
             .collect();
         assert_eq!(
             msgs,

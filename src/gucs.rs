@@ -1,7 +1,7 @@
 //! The GUCs, registered in one place and read through typed accessors.
 
 use crate::methods::MethodSet;
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::pg_sys;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -12,6 +12,19 @@ pub const DEFAULT_HBA_FILE: &str = "pg_twofactor_hba.conf";
 static HBA_FILE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"pg_twofactor_hba.conf"));
 static EXTRA_METHODS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c""));
+
+/// `pg_twofactor.log_decisions`: which decisions get a LOG line.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogDecisions {
+    #[name = c"off"]
+    Off,
+    #[name = c"refused"]
+    Refused,
+    #[name = c"all"]
+    All,
+}
+
+static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new(LogDecisions::Off);
 
 /// The parsed value of `pg_twofactor.enabled_extra_auth_methods`, kept by its assign hook so
 /// the login hook never parses it. Processes are single-threaded; the atomic only avoids
@@ -45,6 +58,19 @@ pub fn init() {
             None,
         );
     }
+    GucRegistry::define_enum_guc(
+        c"pg_twofactor.log_decisions",
+        c"Which two-factor decisions are logged: off, refused or all.",
+        c"One LOG line per decision with the rule file and line, the pg_hba.conf line PostgreSQL used, the verdict and the reason.",
+        &LOG_DECISIONS,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+}
+
+/// Which decisions to log.
+pub fn log_decisions() -> LogDecisions {
+    LOG_DECISIONS.get()
 }
 
 /// # Safety

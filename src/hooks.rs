@@ -6,13 +6,15 @@
 //! login, turns the `Port` into a [`LoginAttempt`], calls [`decision::decide`] and turns a
 //! refusal into FATAL. Any panic or PostgreSQL error on the way is a refusal.
 
+use crate::address::{self, KnownHost};
+use crate::catalog::ServerCatalog;
 use crate::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
+use crate::gucs::LogDecisions;
 use crate::methods::BaseMethod;
-use crate::rules::Roles;
-use crate::sysnet::{self, SystemNetwork};
+use crate::sysnet::SystemNetwork;
 use crate::{elog, ffi, gucs, store};
 use pgrx::pg_sys;
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const STATUS_OK: c_int = 0;
@@ -69,7 +71,7 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: 
     }
     let user = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `port` is MyProcPort, valid for the whole authentication.
-        unsafe { cstr((*port).user_name) }
+        unsafe { bytes((*port).user_name) }
     }))
     .unwrap_or_default();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -79,13 +81,15 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: 
         let Some(rules) = store::current() else {
             return Err("no pg_twofactor rules are loaded".to_string());
         };
-        Ok(decision::decide(
+        let verdict = decision::decide(
             &rules,
             &attempt,
             gucs::enabled_methods(),
             &SystemNetwork,
-            &CatalogRoles,
-        ))
+            &ServerCatalog::new(),
+        );
+        log_decision(&attempt, &verdict);
+        Ok(verdict)
     }));
     match outcome {
         Ok(Ok(Verdict::NotCovered)) | Ok(Ok(Verdict::Accepted { .. })) => {}
@@ -100,14 +104,39 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: 
     }
 }
 
+/// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision.
+fn log_decision(attempt: &LoginAttempt, verdict: &Verdict) {
+    let what = match (gucs::log_decisions(), verdict) {
+        (LogDecisions::Off, _) => return,
+        (LogDecisions::Refused, Verdict::Refused { .. }) | (LogDecisions::All, _) => verdict,
+        (LogDecisions::Refused, _) => return,
+    };
+    let outcome = match what {
+        Verdict::NotCovered => "not covered".to_string(),
+        Verdict::Accepted { .. } => "accepted".to_string(),
+        Verdict::Refused { reason, .. } => format!("refused ({reason})"),
+    };
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    elog::log_info(&format!(
+        "pg_twofactor decision: {outcome}; rule {}; pg_hba.conf {}; user \"{}\"; database \"{}\"; client {}",
+        what.rule_position(),
+        attempt.hba_position(),
+        lossy(&attempt.user).escape_debug(),
+        lossy(&attempt.database).escape_debug(),
+        attempt
+            .client_addr
+            .map_or_else(|| "local".to_string(), |a| a.to_string()),
+    ));
+}
+
 /// # Safety
 /// `p` is null or a NUL-terminated string.
-unsafe fn cstr(p: *const std::ffi::c_char) -> String {
+unsafe fn bytes(p: *const std::ffi::c_char) -> Vec<u8> {
     if p.is_null() {
-        String::new()
+        Vec::new()
     } else {
         // SAFETY: per the contract.
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
     }
 }
 
@@ -150,7 +179,7 @@ unsafe fn peer_der(peer: *mut ffi::X509) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
-/// Reads what the decision needs out of the Port.
+/// Reads what the decision needs out of the Port. Names stay bytes in the server encoding.
 ///
 /// # Safety
 /// `port` is MyProcPort during ClientAuthentication, after PostgreSQL's own method ran.
@@ -158,8 +187,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
     // SAFETY: see the function contract; every pointer read here is owned by the Port.
     unsafe {
         let p = &*port;
-        let client_addr =
-            sysnet::sockaddr_to_ip(&p.raddr.addr as *const _ as *const libc::sockaddr);
+        let client_addr = address::sockaddr_ip(&p.raddr.addr as *const _ as *const libc::sockaddr);
         let cert = if !p.ssl_in_use || p.peer.is_null() {
             PeerCert::None
         } else if !p.peer_cert_valid {
@@ -171,35 +199,30 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
             return Err("PostgreSQL chose no pg_hba.conf line".into());
         }
         let hba = &*p.hba;
+        #[cfg(has_hba_sourcefile)]
+        let hba_file = (!hba.sourcefile.is_null()).then(|| {
+            CStr::from_ptr(hba.sourcefile)
+                .to_string_lossy()
+                .into_owned()
+        });
+        #[cfg(not(has_hba_sourcefile))]
+        let hba_file = None;
+        let remote_hostname = (!p.remote_hostname.is_null()).then(|| bytes(p.remote_hostname));
         Ok(LoginAttempt {
-            database: cstr(p.database_name),
-            user: cstr(p.user_name),
+            database: bytes(p.database_name),
+            user: bytes(p.user_name),
             client_addr,
+            known_host: KnownHost {
+                name: remote_hostname,
+                resolv: p.remote_hostname_resolv,
+                errcode: p.remote_hostname_errcode,
+            },
             physical_replication: pg_sys::am_walsender && !pg_sys::am_db_walsender,
             ssl_in_use: p.ssl_in_use,
             cert,
             hba_method: base_method(hba.auth_method),
             hba_line: hba.linenumber,
+            hba_file,
         })
-    }
-}
-
-/// Role membership from the catalog (PostgreSQL's `is_member` in hba.c: not via superuser).
-struct CatalogRoles;
-
-impl Roles for CatalogRoles {
-    fn is_member(&self, user: &str, role: &str) -> bool {
-        let (Ok(user), Ok(role)) = (CString::new(user), CString::new(role)) else {
-            return false;
-        };
-        // SAFETY: ClientAuthentication runs inside the startup transaction with the shared
-        // catalogs available (PostgreSQL's own hba.c does these lookups at the same point).
-        unsafe {
-            let user_oid = pg_sys::get_role_oid(user.as_ptr(), true);
-            let role_oid = pg_sys::get_role_oid(role.as_ptr(), true);
-            user_oid != pg_sys::InvalidOid
-                && role_oid != pg_sys::InvalidOid
-                && pg_sys::is_member_of_role_nosuper(user_oid, role_oid)
-        }
     }
 }

@@ -5,7 +5,8 @@
 //! whose CN is the login and whose SubjectAltName matches the client address.
 //!
 //! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`].
-//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`view`], [`elog`], [`ffi`], [`sysnet`].
+//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`view`], [`elog`], [`ffi`],
+//! [`sysnet`].
 
 pub mod address;
 pub mod cert;
@@ -13,6 +14,7 @@ pub mod decision;
 pub mod methods;
 pub mod rules;
 
+pub mod catalog;
 pub mod elog;
 pub mod ffi;
 pub mod gucs;

@@ -4,9 +4,10 @@
 //! the postmaster and so start with the rules that were in force when they were forked. Nothing
 //! is read from disk on a connection.
 
+use crate::catalog::PgRegexCheck;
 use crate::elog;
 use crate::gucs;
-use crate::rules::{self, RuleError, RuleSet};
+use crate::rules::{self, RuleError, RuleSet, Syntax};
 use std::sync::{Arc, Mutex};
 
 static RULES: Mutex<Option<Arc<RuleSet>>> = Mutex::new(None);
@@ -17,7 +18,7 @@ pub fn current() -> Option<Arc<RuleSet>> {
 }
 
 fn read() -> Result<RuleSet, Vec<RuleError>> {
-    rules::parse_file(&gucs::hba_file()).into_rule_set()
+    rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set()
 }
 
 fn install(set: RuleSet) {

@@ -1,40 +1,18 @@
 //! The real [`Network`]: the system resolver and the machine's interfaces.
 
-use crate::address::Network;
+use crate::address::{gai_message, mask_from_prefix, sockaddr_ip, Lookup, Network};
 use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 
 pub struct SystemNetwork;
 
-/// Converts a `sockaddr` of family AF_INET/AF_INET6 into an address.
-///
-/// # Safety
-/// `sa` must be null or point to a sockaddr whose storage is at least as large as its family's
-/// structure (as `getifaddrs` and PostgreSQL's `SockAddr` guarantee).
-pub unsafe fn sockaddr_to_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and, per the contract, backed by the structure of its family.
-    unsafe {
-        match (*sa).sa_family as i32 {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-            }
-            _ => None,
-        }
-    }
+/// Error codes that mean a definite "no such name".
+fn is_definite(rc: i32) -> bool {
+    rc == libc::EAI_NONAME || rc == libc::EAI_NODATA
 }
 
 impl Network for SystemNetwork {
-    fn reverse(&self, addr: IpAddr) -> Option<String> {
+    fn reverse(&self, addr: IpAddr) -> Lookup<Vec<u8>> {
         let sa: raw_sockaddr::SockAddr = SocketAddr::new(addr, 0).into();
         let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
         // SAFETY: `sa` is a valid sockaddr of the given length; `host` is a writable buffer of
@@ -50,43 +28,75 @@ impl Network for SystemNetwork {
                 libc::NI_NAMEREQD,
             )
         };
+        if is_definite(rc) {
+            return Lookup::NotFound;
+        }
         if rc != 0 {
-            return None;
+            return Lookup::Failed(gai_message(rc));
         }
         // SAFETY: getnameinfo succeeded and NUL-terminated the buffer.
         let name = unsafe { CStr::from_ptr(host.as_ptr()) };
-        name.to_str().ok().map(str::to_string)
+        Lookup::Found(name.to_bytes().to_vec())
     }
 
-    fn forward(&self, name: &str) -> Vec<IpAddr> {
-        (name, 0u16)
-            .to_socket_addrs()
-            .map(|it| it.map(|sa| sa.ip()).collect())
-            .unwrap_or_default()
+    fn forward(&self, name: &[u8]) -> Lookup<Vec<IpAddr>> {
+        let Ok(c) = std::ffi::CString::new(name) else {
+            return Lookup::NotFound;
+        };
+        let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated name, no service, no hints (as PostgreSQL's check_hostname);
+        // the result list is freed below.
+        let rc =
+            unsafe { libc::getaddrinfo(c.as_ptr(), std::ptr::null(), std::ptr::null(), &mut res) };
+        if is_definite(rc) {
+            return Lookup::NotFound;
+        }
+        if rc != 0 {
+            return Lookup::Failed(gai_message(rc));
+        }
+        let mut out = Vec::new();
+        let mut cur = res;
+        // SAFETY: a list returned by a successful getaddrinfo; each ai_addr is a sockaddr of its
+        // family (or null); freed exactly once.
+        unsafe {
+            while !cur.is_null() {
+                if let Some(a) = sockaddr_ip((*cur).ai_addr) {
+                    out.push(a);
+                }
+                cur = (*cur).ai_next;
+            }
+            libc::freeaddrinfo(res);
+        }
+        Lookup::Found(out)
     }
 
-    fn interfaces(&self) -> Vec<(IpAddr, IpAddr)> {
+    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
         let mut out = Vec::new();
         let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
         // SAFETY: getifaddrs fills `head` with a list we free with freeifaddrs below; each
         // ifa_addr/ifa_netmask is null or a sockaddr of its family.
         unsafe {
             if libc::getifaddrs(&mut head) != 0 {
-                return out;
+                return Err(std::io::Error::last_os_error().to_string());
             }
             let mut cur = head;
             while !cur.is_null() {
-                if let (Some(a), Some(m)) = (
-                    sockaddr_to_ip((*cur).ifa_addr),
-                    sockaddr_to_ip((*cur).ifa_netmask),
-                ) {
+                if let Some(a) = sockaddr_ip((*cur).ifa_addr) {
+                    // run_ifaddr_callback: a missing, zero or other-family mask is all ones
+                    let all_ones =
+                        mask_from_prefix(a.is_ipv4(), if a.is_ipv4() { 32 } else { 128 })
+                            .expect("valid prefix");
+                    let m = match sockaddr_ip((*cur).ifa_netmask) {
+                        Some(m) if m.is_ipv4() == a.is_ipv4() && !m.is_unspecified() => m,
+                        _ => all_ones,
+                    };
                     out.push((a, m));
                 }
                 cur = (*cur).ifa_next;
             }
             libc::freeifaddrs(head);
         }
-        out
+        Ok(out)
     }
 }
 

@@ -1,10 +1,16 @@
 //! `pg_twofactor_rules`: the rules file as it is on disk now, errors included, shaped like
-//! `pg_hba_file_rules`, so a DBA can check an edit before reloading.
+//! `pg_hba_file_rules` of PostgreSQL 16+ (`rule_number`, `file_name`, `line_number`, ...), so a
+//! DBA can check an edit before reloading. Rules pulled in by `include*` (16+) carry their own
+//! file name and line number.
 
-use crate::{gucs, rules};
+use crate::catalog::PgRegexCheck;
+use crate::gucs;
+use crate::rules::{self, Syntax};
 use pgrx::prelude::*;
 
 type Row = (
+    Option<i32>,
+    Option<String>,
     Option<i32>,
     Option<String>,
     Option<Vec<String>>,
@@ -17,12 +23,13 @@ type Row = (
 );
 
 fn rows() -> Vec<Row> {
-    let parsed = rules::parse_file(&gucs::hba_file());
+    let parsed = rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck);
     let mut out: Vec<Row> = Vec::new();
     if let Some(e) = &parsed.file_error {
-        let line = (e.line > 0).then_some(e.line as i32);
         out.push((
-            line,
+            None,
+            Some(e.file.display().to_string()),
+            e.line.map(|l| l as i32),
             None,
             None,
             None,
@@ -30,14 +37,19 @@ fn rows() -> Vec<Row> {
             None,
             None,
             None,
-            Some(e.to_string()),
+            Some(e.message.clone()),
         ));
     }
-    for (line, result) in parsed.lines {
+    let mut rule_number = 0;
+    for (file, line, result) in parsed.lines {
+        let file = Some(file.display().to_string());
         out.push(match result {
             Ok(rule) => {
+                rule_number += 1;
                 let d = rule.display;
                 (
+                    Some(rule_number),
+                    file,
                     Some(line as i32),
                     Some(d.conn_type),
                     Some(d.databases),
@@ -50,6 +62,8 @@ fn rows() -> Vec<Row> {
                 )
             }
             Err(e) => (
+                None,
+                file,
                 Some(line as i32),
                 None,
                 None,
@@ -70,6 +84,8 @@ fn rows() -> Vec<Row> {
 fn pg_twofactor_rules() -> TableIterator<
     'static,
     (
+        name!(rule_number, Option<i32>),
+        name!(file_name, Option<String>),
         name!(line_number, Option<i32>),
         name!(type, Option<String>),
         name!(database, Option<Vec<String>>),
@@ -83,7 +99,6 @@ fn pg_twofactor_rules() -> TableIterator<
 > {
     TableIterator::new(rows())
 }
-
 extension_sql!(
     r#"
 CREATE VIEW pg_twofactor_rules AS SELECT * FROM pg_twofactor_rules();

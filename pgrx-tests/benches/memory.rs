@@ -2,7 +2,7 @@
 //! allocator. Each backend inherits the postmaster's copy at fork (copy-on-write), so this is
 //! also the most a backend can add. Run: `cargo bench -p pg_twofactor-e2e --bench memory`.
 
-use pg_twofactor::rules::parse_text;
+use pg_twofactor::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
@@ -39,7 +39,7 @@ fn main() {
     for n in [10, 1_000, 10_000] {
         let text = synthetic_rules(n, "bench");
         let before = LIVE.load(Ordering::Relaxed);
-        let set = parse_text(Path::new("/bench/pg_twofactor_hba.conf"), &text)
+        let set = parse_text(Path::new("/bench/pg_twofactor_hba.conf"), text.as_bytes(), Syntax::BUILT, &AnyRegex)
             .into_rule_set()
             .unwrap();
         let used = LIVE.load(Ordering::Relaxed) - before;

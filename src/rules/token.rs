@@ -1,0 +1,730 @@
+//! The tokenizer: PostgreSQL's `next_token`, `next_field_expand` and `tokenize_auth_file`
+//! (`src/backend/libpq/hba.c`), over bytes, for the major the library is built for.
+//!
+//! What it reproduces, each with the place in `hba.c` (15 and 16+ unless said otherwise):
+//! - physical lines are read up to `\n`, cut at the first NUL (PostgreSQL works on C strings)
+//!   and stripped of trailing `\r`/`\n` (`pg_strip_crlf`);
+//! - a line ending in `\` continues on the next one, joined *as is*, no blank inserted, and the
+//!   record keeps the number of its first line (`tokenize_auth_file`);
+//! - blanks are space, tab and CR (`pg_isblank`); blanks *and commas* before a token are
+//!   skipped, so `a, ,b` is `a,b` and a trailing comma is ignored (`next_token`);
+//! - a `"` opens or closes quoting anywhere in a token and `""` inside quotes is a literal `"`;
+//!   a token is *quoted* (a keyword in it is a plain name, `@` does not include) only when its
+//!   first character is a quote: `+"Domain Admins"` is a role-membership check, `"+admins"` a
+//!   name (`initial_quote`);
+//! - an unquoted `#` starts a comment, even in the middle of a token;
+//! - 15: a token may hold at most 255 bytes ("authentication file token too long",
+//!   `MAX_TOKEN`); 16+: no limit;
+//! - `@file` (unquoted, more than the `@`) is replaced by every token of that file, relative
+//!   to the including file (`tokenize_inc_file` in 15, `tokenize_expand_file` in 16+);
+//! - 16+: a record of exactly two fields whose first token is `include`, `include_if_exists`
+//!   or `include_dir` pulls in other files' records (`tokenize_include_file`,
+//!   `GetConfFilesInDir`), each keeping its own file name and line numbers.
+//!
+//! Files are read as bytes with [`read_limited`]: regular files only, at most
+//! [`MAX_FILE_BYTES`], never blocking on a FIFO or device.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Whose `pg_hba.conf` syntax the rules follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// PostgreSQL 15: no regular expressions, no `include` directives, 255-byte tokens.
+    Pg15,
+    /// PostgreSQL 16, 17 and 18: `/regex` names, `include*` directives, unlimited tokens.
+    Pg16,
+}
+
+impl Syntax {
+    /// The syntax of the PostgreSQL major this library is built against.
+    #[cfg(feature = "pg15")]
+    pub const BUILT: Syntax = Syntax::Pg15;
+    #[cfg(not(feature = "pg15"))]
+    pub const BUILT: Syntax = Syntax::Pg16;
+
+    /// Whether a name starting with `/` is a regular expression (PostgreSQL 16+).
+    pub fn has_regex(self) -> bool {
+        self == Syntax::Pg16
+    }
+
+    fn has_include_directives(self) -> bool {
+        self == Syntax::Pg16
+    }
+
+    /// `MAX_TOKEN - 1` in PostgreSQL 15's `next_token`.
+    fn max_token(self) -> Option<usize> {
+        match self {
+            Syntax::Pg15 => Some(255),
+            Syntax::Pg16 => None,
+        }
+    }
+}
+
+/// Nesting limit of `@file` and `include` (PostgreSQL 16's `CONF_FILE_MAX_DEPTH`; 15 has no
+/// limit and overflows its stack on a cycle, so no working 15 configuration is refused here).
+pub const MAX_DEPTH: usize = 10;
+
+/// The largest rules or included file read (a FIFO or `/dev/zero` must not bloat the
+/// postmaster during a reload).
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One token: its bytes with quotes removed, and whether it started with a quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub text: Vec<u8>,
+    pub quoted: bool,
+}
+
+impl Token {
+    /// `token_is_keyword`: unquoted and exactly `kw`.
+    pub fn is_keyword(&self, kw: &str) -> bool {
+        !self.quoted && self.text == kw.as_bytes()
+    }
+
+    /// The token for messages (lossy only here).
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.text).into_owned()
+    }
+}
+
+/// The comma-separated tokens of one field.
+pub type Field = Vec<Token>;
+
+/// One record as the tokenizer leaves it.
+#[derive(Debug, Clone)]
+pub struct TokLine {
+    /// The file the record is in (an included file for records pulled in by `include`).
+    pub file: Arc<PathBuf>,
+    /// The number of its first line in that file.
+    pub line: usize,
+    /// The fields, or the tokenizer's error for the record.
+    pub fields: Result<Vec<Field>, String>,
+}
+
+/// `strerror` text of an I/O error, as PostgreSQL's `%m` prints it.
+pub fn os_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`]. Opening does
+/// not block (a FIFO is refused, not waited on).
+pub fn read_limited(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (pg_twofactor reads regular files only)",
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "file is larger than {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "file is larger than {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(buf)
+}
+
+/// `canonicalize_path` for the cases that matter here: drops `.` and empty components and
+/// folds `dir/..`.
+pub fn canonical_path(p: &Path) -> PathBuf {
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    out.iter().collect()
+}
+
+/// `AbsoluteConfigLocation`: `location` relative to the directory of `calling_file`.
+pub fn relative_to(location: &[u8], calling_file: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let loc = Path::new(std::ffi::OsStr::from_bytes(location));
+    if loc.is_absolute() {
+        return loc.to_path_buf();
+    }
+    let dir = calling_file.parent().unwrap_or(Path::new("/"));
+    canonical_path(&dir.join(loc))
+}
+
+fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t' || c == b'\r'
+}
+
+/// The physical-to-logical line step of `tokenize_auth_file`: each record's text and the
+/// number of its first line.
+pub fn logical_lines(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    let mut line_number = 1;
+    while !rest.is_empty() {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut last_backslash_len = 0;
+        let mut continuations = 0;
+        // pg_get_line_append until a line does not end in a backslash (or the file ends)
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            buf.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            // pg_strip_crlf works on the C string: cut at a NUL, then drop trailing CR/LF
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                buf.truncate(nul);
+            }
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            if buf.len() > last_backslash_len && buf.last() == Some(&b'\\') {
+                buf.pop();
+                last_backslash_len = buf.len();
+                continuations += 1;
+                continue;
+            }
+            break;
+        }
+        out.push((line_number, buf));
+        line_number += continuations + 1;
+    }
+    out
+}
+
+/// `next_token`: the next token of `line` from `*pos`, with whether a comma ended it.
+/// `Ok(None)` at the end of the line or at a comment.
+fn next_token(
+    line: &[u8],
+    pos: &mut usize,
+    syntax: Syntax,
+) -> Result<Option<(Token, bool)>, String> {
+    let at = |i: usize| line.get(i).copied().unwrap_or(0);
+    let mut i = *pos;
+    while at(i) != 0 && (is_blank(at(i)) || at(i) == b',') {
+        i += 1;
+    }
+    let mut buf = Vec::new();
+    let (mut in_quote, mut was_quote, mut saw_quote) = (false, false, false);
+    let (mut initial_quote, mut comma) = (false, false);
+    while at(i) != 0 && (!is_blank(at(i)) || in_quote) {
+        let c = at(i);
+        if c == b'#' && !in_quote {
+            i = line.len();
+            break;
+        }
+        if syntax.max_token().is_some_and(|max| buf.len() >= max) {
+            *pos = line.len();
+            return Err("authentication file token too long".into());
+        }
+        if c == b',' && !in_quote {
+            comma = true;
+            i += 1;
+            break;
+        }
+        if c != b'"' || was_quote {
+            buf.push(c);
+        }
+        was_quote = in_quote && c == b'"' && !was_quote;
+        if c == b'"' {
+            in_quote = !in_quote;
+            saw_quote = true;
+            if buf.is_empty() {
+                initial_quote = true;
+            }
+        }
+        i += 1;
+    }
+    *pos = i;
+    if saw_quote || !buf.is_empty() {
+        Ok(Some((
+            Token {
+                text: buf,
+                quoted: initial_quote,
+            },
+            comma,
+        )))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads and tokenizes files, following `@file` and `include*` (16+) as PostgreSQL does.
+pub struct Tokenizer {
+    pub syntax: Syntax,
+}
+
+impl Tokenizer {
+    /// Every record of `path` (and of the files it includes), in order. A file that cannot be
+    /// read is an `Err`; errors inside it are records with an error.
+    pub fn file(&self, path: &Path) -> Result<Vec<TokLine>, String> {
+        let bytes = read_limited(path).map_err(|e| os_message(&e))?;
+        let mut out = Vec::new();
+        self.text(path, &bytes, 0, &mut out);
+        Ok(out)
+    }
+
+    /// Tokenizes `bytes` as the contents of `path` (at include depth `depth`) into `out`.
+    pub fn text(&self, path: &Path, bytes: &[u8], depth: usize, out: &mut Vec<TokLine>) {
+        let file = Arc::new(path.to_path_buf());
+        for (line, text) in logical_lines(bytes) {
+            let mut fields = Vec::new();
+            let mut pos = 0;
+            let mut err = None;
+            while pos < text.len() && err.is_none() {
+                match self.field(&text, &mut pos, path, depth) {
+                    Ok(f) if f.is_empty() => {}
+                    Ok(f) => fields.push(f),
+                    Err(e) => err = Some(e),
+                }
+            }
+            if fields.is_empty() && err.is_none() {
+                continue;
+            }
+            if err.is_none() && fields.len() == 2 && self.syntax.has_include_directives() {
+                match self.directive(&fields, path, depth, out) {
+                    Some(Ok(())) => continue,
+                    Some(Err(e)) => err = Some(e),
+                    None => {}
+                }
+            }
+            out.push(TokLine {
+                file: file.clone(),
+                line,
+                fields: match err {
+                    Some(e) => Err(e),
+                    None => Ok(fields),
+                },
+            });
+        }
+    }
+
+    /// `next_field_expand`: one field's tokens, `@file` expanded.
+    fn field(
+        &self,
+        line: &[u8],
+        pos: &mut usize,
+        path: &Path,
+        depth: usize,
+    ) -> Result<Field, String> {
+        let mut tokens = Vec::new();
+        loop {
+            let Some((tok, comma)) = next_token(line, pos, self.syntax)? else {
+                break;
+            };
+            if !tok.quoted && tok.text.len() > 1 && tok.text[0] == b'@' {
+                self.expand_at_file(&tok.text[1..], path, depth + 1, &mut tokens)?;
+            } else {
+                tokens.push(tok);
+            }
+            if !comma {
+                break;
+            }
+        }
+        Ok(tokens)
+    }
+
+    fn open_error(&self, name: &[u8], full: &Path, why: &str) -> String {
+        match self.syntax {
+            Syntax::Pg15 => format!(
+                "could not open secondary authentication file \"@{}\" as \"{}\": {why}",
+                String::from_utf8_lossy(name),
+                full.display()
+            ),
+            Syntax::Pg16 => format!("could not open file \"{}\": {why}", full.display()),
+        }
+    }
+
+    /// Reads an included file (`@file` or `include*`) at `depth`.
+    fn read_included(
+        &self,
+        name: &[u8],
+        full: &Path,
+        depth: usize,
+    ) -> Result<Vec<u8>, (Option<std::io::ErrorKind>, String)> {
+        if depth > MAX_DEPTH {
+            return Err((
+                None,
+                self.open_error(name, full, "maximum nesting depth exceeded"),
+            ));
+        }
+        read_limited(full)
+            .map_err(|e| (Some(e.kind()), self.open_error(name, full, &os_message(&e))))
+    }
+
+    /// `tokenize_expand_file`: appends every token of the file to `tokens`.
+    fn expand_at_file(
+        &self,
+        name: &[u8],
+        outer: &Path,
+        depth: usize,
+        tokens: &mut Field,
+    ) -> Result<(), String> {
+        let full = relative_to(name, outer);
+        let bytes = self.read_included(name, &full, depth).map_err(|(_, e)| e)?;
+        let mut lines = Vec::new();
+        self.text(&full, &bytes, depth, &mut lines);
+        for l in lines {
+            for f in l.fields? {
+                tokens.extend(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// 16+: handles an `include`, `include_if_exists` or `include_dir` record. `None` when the
+    /// record is not one.
+    fn directive(
+        &self,
+        fields: &[Field],
+        path: &Path,
+        depth: usize,
+        out: &mut Vec<TokLine>,
+    ) -> Option<Result<(), String>> {
+        let first = &fields[0][0].text;
+        let second = &fields[1][0].text;
+        let include = |name: &[u8], missing_ok: bool, out: &mut Vec<TokLine>| {
+            let full = relative_to(name, path);
+            match self.read_included(name, &full, depth + 1) {
+                Ok(bytes) => {
+                    self.text(&full, &bytes, depth + 1, out);
+                    Ok(())
+                }
+                Err((Some(std::io::ErrorKind::NotFound), _)) if missing_ok => Ok(()),
+                Err((_, e)) => Err(e),
+            }
+        };
+        match first.as_slice() {
+            b"include" => Some(include(second, false, out)),
+            b"include_if_exists" => Some(include(second, true, out)),
+            b"include_dir" => Some(self.include_dir(second, path, out, &include)),
+            _ => None,
+        }
+    }
+
+    /// `GetConfFilesInDir` + `tokenize_include_file` for each file: `*.conf` not starting with
+    /// `.`, directories skipped, in byte order of the full path; errors are collected.
+    fn include_dir(
+        &self,
+        dir_name: &[u8],
+        path: &Path,
+        out: &mut Vec<TokLine>,
+        include: &dyn Fn(&[u8], bool, &mut Vec<TokLine>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        use std::os::unix::ffi::OsStrExt;
+        if dir_name.iter().all(|c| b" \t\r\n".contains(c)) {
+            return Err("empty configuration directory name".into());
+        }
+        let dir = relative_to(dir_name, path);
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|_| format!("could not open directory \"{}\"", dir.display()))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.map_err(|_| format!("could not open directory \"{}\"", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.len() < 6 || name[0] == b'.' || !name.ends_with(b".conf") {
+                continue;
+            }
+            let full = canonical_path(&dir.join(std::ffi::OsStr::from_bytes(name)));
+            let meta = std::fs::metadata(&full)
+                .map_err(|_| format!("could not stat file \"{}\"", full.display()))?;
+            if !meta.is_dir() {
+                files.push(full);
+            }
+        }
+        files.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+        let mut errors = Vec::new();
+        for f in files {
+            if let Err(e) = include(f.as_os_str().as_bytes(), false, out) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(text: &str, quoted: bool) -> Token {
+        Token {
+            text: text.as_bytes().to_vec(),
+            quoted,
+        }
+    }
+
+    fn fields(syntax: Syntax, text: &str) -> Result<Vec<Field>, String> {
+        let mut out = Vec::new();
+        Tokenizer { syntax }.text(
+            Path::new("/nonexistent/r.conf"),
+            text.as_bytes(),
+            0,
+            &mut out,
+        );
+        assert!(out.len() <= 1, "one record expected: {out:?}");
+        out.pop().map(|l| l.fields).unwrap_or(Ok(Vec::new()))
+    }
+
+    fn both(text: &str) -> Result<Vec<Field>, String> {
+        let a = fields(Syntax::Pg15, text);
+        assert_eq!(
+            a,
+            fields(Syntax::Pg16, text),
+            "15 and 16 differ on {text:?}"
+        );
+        a
+    }
+
+    #[test]
+    fn quotes_mark_a_token_only_when_they_start_it() {
+        assert_eq!(
+            both("+\"Domain Admins\" \"+x\" al\"l\" \"\"").unwrap(),
+            vec![
+                vec![t("+Domain Admins", false)],
+                vec![t("+x", true)],
+                vec![t("all", false)],
+                vec![t("", true)],
+            ]
+        );
+        assert_eq!(
+            both("\"say \"\"hi\"\"\"").unwrap(),
+            vec![vec![t("say \"hi\"", true)]]
+        );
+        // an unterminated quote takes the rest of the line, as in PostgreSQL
+        assert_eq!(both("\"open x").unwrap(), vec![vec![t("open x", true)]]);
+    }
+
+    #[test]
+    fn commas_and_blanks_as_postgresql_reads_them() {
+        assert_eq!(
+            both("a, ,b c ,d e,").unwrap(),
+            vec![
+                vec![t("a", false), t("b", false)],
+                vec![t("c", false)],
+                vec![t("d", false)],
+                vec![t("e", false)],
+            ]
+        );
+        assert_eq!(
+            both("a,,b").unwrap(),
+            vec![vec![t("a", false), t("b", false)]]
+        );
+        assert_eq!(both(",a").unwrap(), vec![vec![t("a", false)]]);
+        assert_eq!(both("\"a,b\"").unwrap(), vec![vec![t("a,b", true)]]);
+        assert_eq!(both("a#b c").unwrap(), vec![vec![t("a", false)]]);
+        assert_eq!(both("# only a comment").unwrap(), Vec::<Field>::new());
+        assert_eq!(
+            both("\"#\" x").unwrap(),
+            vec![vec![t("#", true)], vec![t("x", false)]]
+        );
+    }
+
+    #[test]
+    fn continuation_joins_lines_as_they_are() {
+        let l = logical_lines(b"hostssl all ad\\\nmin all 2f-md5\nnext\n");
+        assert_eq!(l[0], (1, b"hostssl all admin all 2f-md5".to_vec()));
+        assert_eq!(l[1], (3, b"next".to_vec()));
+        let l = logical_lines(b"a\\\r\n\\\nb\r\nc");
+        assert_eq!(l, vec![(1, b"ab".to_vec()), (4, b"c".to_vec())]);
+        // a NUL ends the physical line for PostgreSQL
+        assert_eq!(
+            logical_lines(b"ab\0cd\nx"),
+            vec![(1, b"ab".to_vec()), (2, b"x".to_vec())]
+        );
+        // a backslash at the end of the file
+        assert_eq!(logical_lines(b"a\\"), vec![(1, b"a".to_vec())]);
+    }
+
+    #[test]
+    fn token_length_limit_is_15_only() {
+        let long = "x".repeat(256);
+        assert_eq!(
+            fields(Syntax::Pg15, &format!("a {long}")).unwrap_err(),
+            "authentication file token too long"
+        );
+        assert_eq!(
+            fields(Syntax::Pg16, &format!("a {long}")).unwrap()[1][0]
+                .text
+                .len(),
+            256
+        );
+        assert!(fields(Syntax::Pg15, &"y".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn names_are_bytes() {
+        let f = both("caf\u{e9}").unwrap();
+        assert_eq!(f[0][0].text, "café".as_bytes());
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg15,
+        }
+        .text(Path::new("/x"), b"caf\xe9 \xff", 0, &mut out);
+        let f = out[0].fields.as_ref().unwrap();
+        assert_eq!(f[0][0].text, b"caf\xe9");
+        assert_eq!(f[1][0].text, b"\xff");
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pg2f-tok-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn at_files_with_quotes_and_spaces() {
+        let d = tempdir("at");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::fs::write(
+            d.join("users list.txt"),
+            "alice, bob\n# c\ncarol @sub/more\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("sub/more"), "dave \"@lit\"").unwrap();
+        let main = d.join("r.conf");
+        for syntax in [Syntax::Pg15, Syntax::Pg16] {
+            let mut out = Vec::new();
+            Tokenizer { syntax }.text(
+                &main,
+                b"x @\"users list.txt\",e \"@users list.txt\"",
+                0,
+                &mut out,
+            );
+            let f = out[0].fields.as_ref().unwrap();
+            let names: Vec<_> = f[1].iter().map(Token::lossy).collect();
+            assert_eq!(names, ["alice", "bob", "carol", "dave", "@lit", "e"]);
+            assert_eq!(f[2], vec![t("@users list.txt", true)]);
+        }
+        // a cycle stops at the nesting limit with an error, never loops
+        std::fs::write(d.join("loop"), "@loop").unwrap();
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg16,
+        }
+        .text(&main, b"x @loop", 0, &mut out);
+        assert!(out[0]
+            .fields
+            .as_ref()
+            .unwrap_err()
+            .contains("maximum nesting depth exceeded"));
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg15,
+        }
+        .text(&main, b"x @missing", 0, &mut out);
+        assert_eq!(
+            out[0].fields.as_ref().unwrap_err(),
+            &format!(
+                "could not open secondary authentication file \"@missing\" as \"{}\": No such file or directory",
+                d.join("missing").display()
+            )
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let d = tempdir("fifo");
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_limited(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(read_limited(Path::new("/dev/zero")).is_err());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn include_directives_are_16_only() {
+        let d = tempdir("inc");
+        std::fs::create_dir_all(d.join("conf.d/skipdir.conf")).unwrap();
+        std::fs::write(d.join("conf.d/b.conf"), "b1\n\nb3 x\n").unwrap();
+        std::fs::write(d.join("conf.d/a.conf"), "a1\n").unwrap();
+        std::fs::write(d.join("conf.d/.hidden.conf"), "no\n").unwrap();
+        std::fs::write(d.join("conf.d/c.txt"), "no\n").unwrap();
+        std::fs::write(d.join("one.conf"), "one\n").unwrap();
+        let main = d.join("r.conf");
+        let text = b"first\ninclude one.conf\ninclude_dir conf.d\ninclude_if_exists none.conf\n\"include\" one.conf\nlast\n";
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg16,
+        }
+        .text(&main, text, 0, &mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|l| {
+                (
+                    l.file.file_name().unwrap().to_string_lossy().into_owned(),
+                    l.line,
+                    l.fields.as_ref().unwrap()[0][0].lossy(),
+                )
+            })
+            .collect();
+        let want = [
+            ("r.conf", 1, "first"),
+            ("one.conf", 1, "one"),
+            ("a.conf", 1, "a1"),
+            ("b.conf", 1, "b1"),
+            ("b.conf", 3, "b3"),
+            ("one.conf", 1, "one"),
+            ("r.conf", 6, "last"),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(f, l, t)| (f.to_string(), *l, t.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // 15: an include line is just a record (which the line parser then rejects)
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg15,
+        }
+        .text(&main, b"include one.conf\n", 0, &mut out);
+        assert_eq!(out[0].fields.as_ref().unwrap()[0][0].lossy(), "include");
+        // a missing include is an error on the include line
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg16,
+        }
+        .text(&main, b"\ninclude none.conf\n", 0, &mut out);
+        assert_eq!(out[0].line, 2);
+        assert!(out[0]
+            .fields
+            .as_ref()
+            .unwrap_err()
+            .starts_with("could not open file"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
