@@ -121,7 +121,13 @@ fn main() {
     // openssl_tls_init_hook (PostgreSQL 14 and later) is how the postmaster tells us about a
     // reload; without it the rules are read at server start only.
     println!("cargo::rustc-check-cfg=cfg(has_tls_init_hook)");
-    let generated = std::fs::read_to_string(&out).expect("read back auth_bindings.rs");
+    let mut generated = std::fs::read_to_string(&out).expect("read back auth_bindings.rs");
+    // regex.h says `#define regex_t pg_regex_t`; depending on the clang version bindgen names
+    // PostgreSQL's struct either way. The Rust side always says pg_regex_t.
+    if !generated.contains("pub struct pg_regex_t") && generated.contains("pub struct regex_t") {
+        generated.push_str("\npub type pg_regex_t = regex_t;\n");
+        std::fs::write(&out, &generated).expect("write auth_bindings.rs");
+    }
     if generated.contains("pub static mut openssl_tls_init_hook") {
         println!("cargo:rustc-cfg=has_tls_init_hook");
     }

@@ -86,9 +86,14 @@ fn bench(c: &mut Criterion) {
             })
             .collect();
         text.push_str("hostssl all all 127.0.0.1/32 2f-scram-sha-256\n");
-        let set = parse_text(Path::new("/bench/r.conf"), text.as_bytes(), Syntax::BUILT, &AnyRegex)
-            .into_rule_set()
-            .unwrap();
+        let set = parse_text(
+            Path::new("/bench/r.conf"),
+            text.as_bytes(),
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
         assert_eq!(set.rules.len(), n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
             b.iter(|| black_box(lookup(set, &net)))
@@ -108,9 +113,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cn_and_address_check", |b| {
         b.iter(|| {
             let client = ClientName::new(&net, client_ip);
-            black_box(
-                info.check_cn(b"bench").is_ok() && info.check_address(&client).is_ok(),
-            )
+            black_box(info.check_cn(b"bench").is_ok() && info.check_address(&client).is_ok())
         })
     });
     let subnet_der = cert_der(&[San::Subnet(

@@ -39,9 +39,14 @@ fn main() {
     for n in [10, 1_000, 10_000] {
         let text = synthetic_rules(n, "bench");
         let before = LIVE.load(Ordering::Relaxed);
-        let set = parse_text(Path::new("/bench/pg_twofactor_hba.conf"), text.as_bytes(), Syntax::BUILT, &AnyRegex)
-            .into_rule_set()
-            .unwrap();
+        let set = parse_text(
+            Path::new("/bench/pg_twofactor_hba.conf"),
+            text.as_bytes(),
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
         let used = LIVE.load(Ordering::Relaxed) - before;
         println!("| {n} | {used} | {} |", used / n as isize);
         drop(set);

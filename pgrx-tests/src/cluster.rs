@@ -48,7 +48,7 @@ fn as_cluster_user(program: &Path) -> Command {
     }
 }
 
-fn chown_to_cluster_user(path: &Path) {
+pub fn chown_to_cluster_user(path: &Path) {
     if is_root() {
         let st = Command::new("chown")
             .arg("-R")
@@ -90,6 +90,9 @@ pub struct ClusterBuilder {
     rules: String,
     settings: Vec<String>,
     preload: bool,
+    encoding: String,
+    listen: String,
+    hosts: Option<Vec<u8>>,
 }
 
 impl Default for ClusterBuilder {
@@ -100,6 +103,9 @@ impl Default for ClusterBuilder {
             rules: String::new(),
             settings: Vec::new(),
             preload: true,
+            encoding: "UTF8".into(),
+            listen: "127.0.0.1,::1".into(),
+            hosts: None,
         }
     }
 }
@@ -127,6 +133,26 @@ impl ClusterBuilder {
     /// A `postgresql.conf` line.
     pub fn setting(mut self, line: &str) -> Self {
         self.settings.push(line.to_string());
+        self
+    }
+
+    /// The server encoding (initdb -E), UTF8 unless set.
+    pub fn encoding(mut self, enc: &str) -> Self {
+        self.encoding = enc.to_string();
+        self
+    }
+
+    /// `listen_addresses` (default `127.0.0.1,::1`).
+    pub fn listen(mut self, addrs: &str) -> Self {
+        self.listen = addrs.to_string();
+        self
+    }
+
+    /// Runs the server with a name service of the test's own: `/etc/hosts` replaced by `hosts`
+    /// and DNS pointed at a loopback address where nothing answers (every DNS question fails
+    /// at once with "temporary failure"), in a private mount namespace. Needs root.
+    pub fn name_service(mut self, hosts: &[u8]) -> Self {
+        self.hosts = Some(hosts.to_vec());
         self
     }
 
@@ -171,7 +197,7 @@ impl ClusterBuilder {
                     "postgres",
                     "--no-sync",
                     "-E",
-                    "UTF8",
+                    &self.encoding,
                     "--locale=C",
                     "-D",
                 ])
@@ -186,7 +212,7 @@ impl ClusterBuilder {
         let port = free_port();
         let mut conf = vec![
             format!("port = {port}"),
-            "listen_addresses = '127.0.0.1,::1'".into(),
+            format!("listen_addresses = '{}'", self.listen),
             format!("unix_socket_directories = '{}'", root.display()),
             "ssl = on".into(),
             "ssl_cert_file = 'server.crt'".into(),
@@ -218,6 +244,18 @@ impl ClusterBuilder {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
+        let name_service = self.hosts.map(|hosts| {
+            let dir = root.join("etc");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("hosts"), hosts).unwrap();
+            std::fs::write(
+                dir.join("resolv.conf"),
+                "nameserver 127.83.0.53\noptions timeout:1 attempts:1\n",
+            )
+            .unwrap();
+            std::fs::write(dir.join("nsswitch.conf"), "hosts: files dns\n").unwrap();
+            dir
+        });
         chown_to_cluster_user(&root);
         std::fs::set_permissions(
             data.join("server.key"),
@@ -233,6 +271,8 @@ impl ClusterBuilder {
             bin,
             log_file: root.join("server.log"),
             running: false,
+            name_service,
+            encoding: self.encoding,
         }
     }
 }
@@ -247,6 +287,9 @@ pub struct Cluster {
     bin: PathBuf,
     log_file: PathBuf,
     running: bool,
+    /// The directory with the server's own hosts, resolv.conf and nsswitch.conf.
+    name_service: Option<PathBuf>,
+    encoding: String,
 }
 
 impl Cluster {
@@ -256,7 +299,21 @@ impl Cluster {
 
     /// Starts the server; returns pg_ctl's result (the server log tells why it failed).
     pub fn try_start(&mut self) -> Output {
-        let out = as_cluster_user(&self.bin.join("pg_ctl"))
+        let mut cmd = match &self.name_service {
+            None => as_cluster_user(&self.bin.join("pg_ctl")),
+            Some(etc) => {
+                assert!(is_root(), "a private name service needs root");
+                let mut c = Command::new("unshare");
+                c.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+                    "for f in hosts resolv.conf nsswitch.conf; do mount --bind {}/$f /etc/$f || exit 1; done; exec runuser -u {} -- \"$0\" \"$@\"",
+                    etc.display(),
+                    CLUSTER_OS_USER
+                ));
+                c.arg(self.bin.join("pg_ctl"));
+                c
+            }
+        };
+        let out = cmd
             // libldap in the server trusts this cluster's CA (for ldaptls=1 and ldaps)
             .env("LDAPTLS_CACERT", &self.pki.ca_cert)
             .args(["-w", "-t", "60", "-D"])
@@ -283,16 +340,25 @@ impl Cluster {
 
     /// The whole server log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+        // the server writes names in its own encoding: read the log lossily
+        String::from_utf8_lossy(&std::fs::read(&self.log_file).unwrap_or_default()).into_owned()
     }
 
-    /// A position in the log, for [`Cluster::log_since`].
+    /// A position in the log (its length in bytes), for [`Cluster::log_since`].
     pub fn log_mark(&self) -> usize {
-        self.log().len()
+        std::fs::metadata(&self.log_file).map_or(0, |m| m.len() as usize)
     }
 
+    /// What the server logged after `mark`, read lossily.
     pub fn log_since(&self, mark: usize) -> String {
-        self.log().get(mark..).unwrap_or_default().to_string()
+        use std::io::{Read, Seek, SeekFrom};
+        let mut buf = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log_file) {
+            if f.seek(SeekFrom::Start(mark as u64)).is_ok() {
+                let _ = f.read_to_end(&mut buf);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     /// Runs SQL as the superuser over the Unix socket; returns unaligned, tuples-only output.
@@ -321,6 +387,33 @@ impl Cluster {
             ])
             .output()
             .unwrap()
+    }
+
+    /// Runs SQL given as bytes in the server encoding (names that are not UTF-8) as the
+    /// superuser; panics on failure.
+    pub fn psql_admin_bytes(&self, sql: &[u8]) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.root)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(std::ffi::OsStr::from_bytes(sql))
+            .env("PGCLIENTENCODING", &self.encoding)
+            .output()
+            .unwrap();
+        check(
+            &format!("psql {}", String::from_utf8_lossy(sql)),
+            out.clone(),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Creates a login role with a password.

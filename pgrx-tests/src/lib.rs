@@ -7,8 +7,11 @@ pub mod client;
 pub mod cluster;
 pub mod daemon;
 pub mod ldap;
+pub mod netns;
+pub mod oracle;
 pub mod radius;
 pub mod scenario;
+pub mod wire;
 
 pub use certs::{CertFiles, Pki, San};
 pub use client::{psql_login, rust_login, two_factor, Login, Outcome};

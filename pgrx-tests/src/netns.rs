@@ -1,0 +1,92 @@
+//! A second host for tests: a network namespace joined to this one by a veth pair, on an
+//! address range used only on that link. Clients run in it on a thread that has entered the
+//! namespace (`setns`), so the test process needs no helper program. Needs root.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+/// The host side and the namespace side of the link.
+pub const HOST_ADDR: &str = "10.213.7.1";
+pub const PEER_ADDR: &str = "10.213.7.2";
+
+/// A namespace host; deleted (with its link) when dropped.
+pub struct NetnsHost {
+    pub name: String,
+    link: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+impl NetnsHost {
+    /// Creates the namespace `pg2f-<tag>` with PEER_ADDR, linked to HOST_ADDR here.
+    pub fn create(tag: &str) -> Result<NetnsHost, String> {
+        let name = format!("pg2f-{tag}");
+        let link = format!("p2f{}", &tag[..tag.len().min(8)]);
+        let peer = format!("{link}n");
+        // leftovers of an interrupted run
+        let _ = ip(&["netns", "del", &name]);
+        let _ = ip(&["link", "del", &link]);
+        ip(&["netns", "add", &name])?;
+        let host = NetnsHost {
+            name: name.clone(),
+            link: link.clone(),
+        };
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer])?;
+        ip(&["link", "set", &peer, "netns", &name])?;
+        ip(&["addr", "add", &format!("{HOST_ADDR}/24"), "dev", &link])?;
+        ip(&["link", "set", &link, "up"])?;
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{PEER_ADDR}/24"),
+            "dev",
+            &peer,
+        ])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", &peer, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Ok(host)
+    }
+
+    pub fn peer(&self) -> IpAddr {
+        PEER_ADDR.parse().unwrap()
+    }
+
+    /// Runs `f` on a new thread that has entered the namespace.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only (CLONE_NEWNET), with an open namespace fd.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .expect("namespace thread")
+    }
+}
+
+impl Drop for NetnsHost {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.link]);
+    }
+}

@@ -1,0 +1,205 @@
+//! A minimal PostgreSQL protocol client for what neither psql nor tokio-postgres can do: user
+//! and database names as raw bytes (a LATIN1 cluster's names), a chosen source address, the
+//! `replication` startup option, and running inside a network namespace. It speaks TLS
+//! (optionally with a client certificate) and the `trust` and `password` methods, which is all
+//! the rules oracle needs; it stops when authentication has been decided.
+
+use crate::certs::CertFiles;
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// One raw login attempt.
+#[derive(Debug, Clone)]
+pub struct RawLogin {
+    pub user: Vec<u8>,
+    pub database: Vec<u8>,
+    pub password: Vec<u8>,
+    /// `replication=true` (physical) or `replication=database` (logical).
+    pub replication: Option<&'static str>,
+    pub source: Option<IpAddr>,
+    pub server: SocketAddr,
+    pub cert: Option<CertFiles>,
+}
+
+/// How the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// Authentication succeeded (the server sent AuthenticationOk).
+    Authenticated,
+    /// An ErrorResponse: SQLSTATE and message.
+    Error { sqlstate: String, message: String },
+}
+
+fn connect(login: &RawLogin) -> std::io::Result<TcpStream> {
+    let socket = if login.server.is_ipv4() {
+        // SAFETY: socket(2) with constant arguments; the fd is owned by TcpStream below.
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
+    } else {
+        // SAFETY: as above.
+        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
+    };
+    if socket < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `socket` is a fresh, owned, valid fd.
+    let stream = unsafe { TcpStream::from_raw_fd(socket) };
+    let to_raw = |sa: SocketAddr| -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: plain data, zero is valid.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match sa {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+                let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (ss, len as libc::socklen_t)
+    };
+    use std::os::fd::AsRawFd;
+    if let Some(src) = login.source {
+        let (ss, len) = to_raw(SocketAddr::new(src, 0));
+        // SAFETY: a valid fd and a sockaddr of `len` bytes.
+        if unsafe {
+            libc::bind(
+                stream.as_raw_fd(),
+                &ss as *const _ as *const libc::sockaddr,
+                len,
+            )
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let (ss, len) = to_raw(login.server);
+    // SAFETY: as above.
+    if unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            &ss as *const _ as *const libc::sockaddr,
+            len,
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    Ok(stream)
+}
+
+fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn read_message(s: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head)?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len.saturating_sub(4)];
+    s.read_exact(&mut body)?;
+    Ok((head[0], body))
+}
+
+fn error_fields(body: &[u8]) -> RawOutcome {
+    let (mut sqlstate, mut msg) = (String::new(), String::new());
+    for field in body.split(|&b| b == 0) {
+        match field.first() {
+            Some(b'C') => sqlstate = String::from_utf8_lossy(&field[1..]).into_owned(),
+            Some(b'M') => msg = String::from_utf8_lossy(&field[1..]).into_owned(),
+            _ => {}
+        }
+    }
+    RawOutcome::Error {
+        sqlstate,
+        message: msg,
+    }
+}
+
+/// Logs in over TLS and returns once authentication is decided.
+pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawOutcome> {
+    let mut tcp = connect(login)?;
+    tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?; // SSLRequest
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer)?;
+    if answer[0] != b'S' {
+        return Err(std::io::Error::other("the server refused TLS"));
+    }
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(std::io::Error::other)?;
+    b.set_ca_file(ca).map_err(std::io::Error::other)?;
+    b.set_verify(SslVerifyMode::PEER);
+    if let Some(c) = &login.cert {
+        b.set_certificate_file(&c.cert, SslFiletype::PEM)
+            .map_err(std::io::Error::other)?;
+        b.set_private_key_file(&c.key, SslFiletype::PEM)
+            .map_err(std::io::Error::other)?;
+    }
+    let mut s = b
+        .build()
+        .configure()
+        .map_err(std::io::Error::other)?
+        .verify_hostname(false)
+        .connect("localhost", tcp)
+        .map_err(std::io::Error::other)?;
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196608u32.to_be_bytes());
+    for (k, v) in [
+        (&b"user"[..], &login.user[..]),
+        (b"database", &login.database[..]),
+    ] {
+        startup.extend_from_slice(k);
+        startup.push(0);
+        startup.extend_from_slice(v);
+        startup.push(0);
+    }
+    if let Some(r) = login.replication {
+        startup.extend_from_slice(b"replication\0");
+        startup.extend_from_slice(r.as_bytes());
+        startup.push(0);
+    }
+    startup.push(0);
+    let mut packet = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&startup);
+    s.write_all(&packet)?;
+    loop {
+        let (tag, body) = match read_message(&mut s) {
+            Ok(m) => m,
+            Err(e) => return Err(e),
+        };
+        match tag {
+            b'R' => match body
+                .get(..4)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            {
+                Some(0) => return Ok(RawOutcome::Authenticated),
+                Some(3) => {
+                    let mut pw = login.password.clone();
+                    pw.push(0);
+                    s.write_all(&message(b'p', &pw))?;
+                }
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "authentication request {other:?} is not supported by this client"
+                    )))
+                }
+            },
+            b'E' => return Ok(error_fields(&body)),
+            _ => {}
+        }
+    }
+}

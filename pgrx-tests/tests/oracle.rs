@@ -1,0 +1,77 @@
+//! The rules oracle (see `pg_twofactor_e2e::oracle`): on a real cluster, for thousands of
+//! logins over generated rule files, the rule pg_twofactor chooses is the `pg_hba.conf` line
+//! PostgreSQL chooses for the same lines. `ORACLE_DECISIONS` (default 2000) sets how many
+//! decisions are compared, `ORACLE_SEED` the seed; a difference prints the seed, the files
+//! and the connection.
+
+use pg_twofactor_e2e::cluster::bindir;
+use pg_twofactor_e2e::netns::NetnsHost;
+use pg_twofactor_e2e::oracle::{self, Major, HOSTS};
+use pg_twofactor_e2e::Cluster;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn pg_twofactor_chooses_the_line_postgresql_chooses() {
+    let version = String::from_utf8(
+        std::process::Command::new(bindir().join("pg_config"))
+            .arg("--version")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let major = Major::of(&version);
+    let target = env_or("ORACLE_DECISIONS", 2000) as usize;
+    let seed = env_or("ORACLE_SEED", 20_261_126);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let netns = if root {
+        Some(NetnsHost::create("oracle").expect("network namespace host"))
+    } else {
+        eprintln!("not root: no network-namespace host, no private hosts file");
+        None
+    };
+    let mut builder = Cluster::builder()
+        .encoding("LATIN1")
+        .listen("*")
+        .setting("log_min_messages = log");
+    if root {
+        builder = builder.name_service(HOSTS);
+    }
+    let mut c = builder.create();
+    oracle::configure(&c);
+    let out = c.try_start();
+    assert!(out.status.success(), "server did not start:\n{}", c.log());
+    oracle::create_roles(&c);
+
+    let tally = oracle::run(&c, major, seed, target, 250, 20, netns.as_ref());
+    eprintln!(
+        "oracle on {}: seed {seed}: {} decisions compared ({} covered by a rule, {} not covered), {} skipped (PostgreSQL refused the password first), {} differences",
+        version.trim(),
+        tally.decisions,
+        tally.covered,
+        tally.not_covered,
+        tally.skipped,
+        tally.mismatches.len()
+    );
+    assert!(
+        tally.covered > target / 10 && tally.not_covered > target / 10,
+        "{tally:?}"
+    );
+    if !tally.mismatches.is_empty() {
+        for m in tally.mismatches.iter().take(3) {
+            eprintln!("{m}\n");
+        }
+        panic!(
+            "{} of {} decisions differ from PostgreSQL's (first ones printed above; replay with ORACLE_SEED={seed} ORACLE_DECISIONS={target})",
+            tally.mismatches.len(),
+            tally.decisions
+        );
+    }
+}
