@@ -150,16 +150,36 @@ impl Pki {
     /// Issues a certificate signed by the CA for `subject` (attribute, value) pairs, with an
     /// optional SubjectAltName (DER), written as `STEM.crt` and `STEM.key`.
     fn issue(&self, stem: &str, subject: &[(Nid, &str)], san: Option<Vec<u8>>) -> CertFiles {
-        let key = new_key();
         let mut name = X509NameBuilder::new().unwrap();
         for (nid, value) in subject {
             name.append_entry_by_nid(*nid, value).unwrap();
         }
-        let name = name.build();
+        self.issue_for(stem, &name.build(), san)
+    }
+
+    /// A client certificate whose one CN holds exactly `cn`'s bytes (a T61String, which
+    /// OpenSSL and PostgreSQL pass on as raw bytes): a login in a LATIN1 cluster.
+    pub fn client_raw_cn(&self, stem: &str, cn: &[u8], san: Option<&[San]>) -> CertFiles {
+        let atv = der_tlv(
+            0x30,
+            &[der_tlv(0x06, &[0x55, 0x04, 0x03]), der_tlv(0x14, cn)].concat(),
+        );
+        let name = der_tlv(0x30, &der_tlv(0x31, &atv));
+        let name = openssl::x509::X509Name::from_der(&name).unwrap();
+        self.issue_for(stem, &name, san.map(san_der))
+    }
+
+    fn issue_for(
+        &self,
+        stem: &str,
+        name: &openssl::x509::X509NameRef,
+        san: Option<Vec<u8>>,
+    ) -> CertFiles {
+        let key = new_key();
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
         b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&name).unwrap();
+        b.set_subject_name(name).unwrap();
         b.set_issuer_name(self.ca.subject_name()).unwrap();
         b.set_pubkey(&key).unwrap();
         b.set_not_before(&Asn1Time::days_from_now(0).unwrap())

@@ -85,9 +85,9 @@ fn check(what: &str, out: Output) -> Output {
 
 /// Sets up a cluster: `pg_hba.conf` lines, the rules file, extra settings.
 pub struct ClusterBuilder {
-    extra_files: Vec<(String, String)>,
+    extra_files: Vec<(String, Vec<u8>)>,
     hba: Vec<String>,
-    rules: String,
+    rules: Vec<u8>,
     settings: Vec<String>,
     preload: bool,
     encoding: String,
@@ -100,7 +100,7 @@ impl Default for ClusterBuilder {
         ClusterBuilder {
             extra_files: Vec::new(),
             hba: Vec::new(),
-            rules: String::new(),
+            rules: Vec::new(),
             settings: Vec::new(),
             preload: true,
             encoding: "UTF8".into(),
@@ -119,14 +119,20 @@ impl ClusterBuilder {
 
     /// The contents of `pg_twofactor_hba.conf`.
     pub fn rules(mut self, text: &str) -> Self {
-        self.rules = text.to_string();
+        self.rules = text.as_bytes().to_vec();
+        self
+    }
+
+    /// The contents of `pg_twofactor_hba.conf` as bytes (names in a non-UTF-8 encoding).
+    pub fn rules_bytes(mut self, text: &[u8]) -> Self {
+        self.rules = text.to_vec();
         self
     }
 
     /// Another file in the data directory (for example a rules file at another path).
     pub fn create_rules_at(mut self, relative: &str, text: &str) -> Self {
         self.extra_files
-            .push((relative.to_string(), text.to_string()));
+            .push((relative.to_string(), text.as_bytes().to_vec()));
         self
     }
 

@@ -168,7 +168,11 @@ fn db_token(rng: &mut Rng, major: Major) -> Vec<u8> {
         0 => keyword(rng, "all"),
         1 => keyword(rng, "sameuser"),
         2 => {
-            let kw = if rng.chance(50) { "samerole" } else { "samegroup" };
+            let kw = if rng.chance(50) {
+                "samerole"
+            } else {
+                "samegroup"
+            };
             keyword(rng, kw)
         }
         3 => keyword(rng, "replication"),
@@ -643,6 +647,7 @@ pub fn run(
                     SocketAddr::new("127.0.0.1".parse().unwrap(), cluster.port)
                 },
                 cert: None,
+                query: false,
             };
             let ca = cluster.pki.ca_cert.clone();
             let outcome = match netns {

@@ -21,6 +21,8 @@ pub struct RawLogin {
     pub source: Option<IpAddr>,
     pub server: SocketAddr,
     pub cert: Option<CertFiles>,
+    /// After authentication, run `SELECT current_user` and report the session.
+    pub query: bool,
 }
 
 /// How the server answered.
@@ -28,6 +30,8 @@ pub struct RawLogin {
 pub enum RawOutcome {
     /// Authentication succeeded (the server sent AuthenticationOk).
     Authenticated,
+    /// A working session: what `SELECT current_user` returned, as bytes.
+    Session { current_user: Vec<u8> },
     /// An ErrorResponse: SQLSTATE and message.
     Error { sqlstate: String, message: String },
 }
@@ -186,7 +190,8 @@ pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawO
                 .get(..4)
                 .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
             {
-                Some(0) => return Ok(RawOutcome::Authenticated),
+                Some(0) if !login.query => return Ok(RawOutcome::Authenticated),
+                Some(0) => return session(&mut s),
                 Some(3) => {
                     let mut pw = login.password.clone();
                     pw.push(0);
@@ -199,6 +204,34 @@ pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawO
                 }
             },
             b'E' => return Ok(error_fields(&body)),
+            _ => {}
+        }
+    }
+}
+
+/// After AuthenticationOk: waits for ReadyForQuery, runs `SELECT current_user`.
+fn session(s: &mut (impl Read + Write)) -> std::io::Result<RawOutcome> {
+    let mut asked = false;
+    let mut user = None;
+    loop {
+        let (tag, body) = read_message(s)?;
+        match tag {
+            b'E' => return Ok(error_fields(&body)),
+            b'D' => {
+                // DataRow: int16 count, int32 len, bytes
+                let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+                user = Some(body[6..6 + len.max(0) as usize].to_vec());
+            }
+            b'Z' if !asked => {
+                s.write_all(&message(b'Q', b"SELECT current_user\0"))?;
+                asked = true;
+            }
+            b'Z' => {
+                s.write_all(&message(b'X', b""))?;
+                return Ok(RawOutcome::Session {
+                    current_user: user.unwrap_or_default(),
+                });
+            }
             _ => {}
         }
     }
