@@ -53,7 +53,8 @@ fn reload_with_a_broken_file_keeps_the_previous_rules() {
     for want in [
         format!("LOG:  authentication method \"scram-sha-256\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-scram-sha-256\" (line 2 of configuration file \"{f}\")"),
         format!("LOG:  connection type \"host\" cannot carry a two-factor method; pg_twofactor rules must be hostssl (line 3 of configuration file \"{f}\")"),
-        format!("LOG:  invalid IP address \"10.0.0.300\" (line 4 of configuration file \"{f}\")"),
+        // as in pg_hba.conf: not a number for getaddrinfo, so a host name, which takes no mask
+        format!("LOG:  specifying both host name and CIDR mask is invalid: \"10.0.0.300/32\" (line 4 of configuration file \"{f}\")"),
         format!("LOG:  pg_twofactor rules file \"{f}\" was not reloaded; the previous rules stay in force"),
     ] {
         assert!(log.contains(&want), "wanted {want}\nin\n{log}");
@@ -73,7 +74,7 @@ fn reload_with_a_broken_file_keeps_the_previous_rules() {
         "1|2f-scram-sha-256|-\n\
          2|-|authentication method \"scram-sha-256\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-scram-sha-256\"\n\
          3|-|connection type \"host\" cannot carry a two-factor method; pg_twofactor rules must be hostssl\n\
-         4|-|invalid IP address \"10.0.0.300\""
+         4|-|specifying both host name and CIDR mask is invalid: \"10.0.0.300/32\""
     );
     // a missing file on reload is also logged and ignored
     std::fs::remove_file(&file).unwrap();
@@ -103,7 +104,7 @@ fn startup_with_a_broken_file_fails_naming_file_and_line() {
     assert!(log.contains(&want), "wanted {want}\nin\n{log}");
     assert!(
         log.contains(&format!(
-            "LOG:  invalid IP address \"10.0.0.300\" (line 4 of configuration file \"{}\")",
+            "LOG:  specifying both host name and CIDR mask is invalid: \"10.0.0.300/32\" (line 4 of configuration file \"{}\")",
             f.display()
         )),
         "{log}"
