@@ -18,7 +18,7 @@
 
 use crate::cluster::Cluster;
 use crate::netns::NetnsHost;
-use crate::wire::{raw_login, RawLogin, RawOutcome};
+use crate::wire::{raw_login_at, RawLogin, RawOutcome};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -578,6 +578,104 @@ fn parse_decision(line: &str) -> Option<(String, String)> {
     Some((hba.to_string(), rule.to_string()))
 }
 
+/// The log line prefix the oracle's cluster uses: `%r` (client address and port) tells which
+/// connection a decision belongs to.
+pub const LOG_LINE_PREFIX: &str = "log_line_prefix = '%m [%p] %r '";
+
+/// Decisions in `log`, by the client's `address(port)`; `None` when two lines share a key.
+fn decisions_by_client(log: &str) -> std::collections::HashMap<String, Option<(String, String)>> {
+    let mut out = std::collections::HashMap::new();
+    for line in log.lines() {
+        let Some(d) = parse_decision(line) else {
+            continue;
+        };
+        let Some(client) = line.split("] ").nth(1).and_then(|r| r.split(' ').next()) else {
+            continue;
+        };
+        out.entry(client.to_string())
+            .and_modify(|e| *e = None)
+            .or_insert(Some(d));
+    }
+    out
+}
+
+fn raw(cluster: &Cluster, a: &Attempt) -> RawLogin {
+    RawLogin {
+        user: a.user.clone(),
+        database: a.database.clone(),
+        password: PASSWORD.to_vec(),
+        replication: a.replication,
+        source: (!a.in_netns).then_some(a.source),
+        server: if a.in_netns {
+            SocketAddr::new(crate::netns::HOST_ADDR.parse().unwrap(), cluster.port)
+        } else if a.source.is_ipv6() {
+            SocketAddr::new("::1".parse().unwrap(), cluster.port)
+        } else {
+            SocketAddr::new("127.0.0.1".parse().unwrap(), cluster.port)
+        },
+        cert: None,
+        query: false,
+    }
+}
+
+type Answer = (RawOutcome, SocketAddr);
+
+fn login_all(jobs: Vec<(usize, RawLogin)>, ca: PathBuf) -> Vec<(usize, Answer)> {
+    jobs.into_iter()
+        .map(|(i, l)| {
+            let r = raw_login_at(&l, &ca)
+                .unwrap_or_else(|e| panic!("connection failed for {l:?}: {e}"));
+            (i, r)
+        })
+        .collect()
+}
+
+/// Makes every attempt, `clients` at a time (those from the namespace host on one thread
+/// inside it); returns the outcomes and client addresses in the attempts' order.
+fn connect_all(
+    cluster: &Cluster,
+    attempts: &[Attempt],
+    netns: Option<&NetnsHost>,
+    clients: usize,
+) -> Vec<Answer> {
+    let clients = clients.max(1);
+    let ca = cluster.pki.ca_cert.clone();
+    let share = |pick: &dyn Fn(usize, &Attempt) -> bool| -> Vec<(usize, RawLogin)> {
+        attempts
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| pick(*i, a))
+            .map(|(i, a)| (i, raw(cluster, a)))
+            .collect()
+    };
+    let mut results: Vec<Option<Answer>> = vec![None; attempts.len()];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|t| {
+                let mine = share(&|i, a| !a.in_netns && i % clients == t);
+                let ca = ca.clone();
+                scope.spawn(move || login_all(mine, ca))
+            })
+            .collect();
+        if let Some(ns) = netns {
+            let mine = share(&|_, a| a.in_netns);
+            let ca = ca.clone();
+            for (i, r) in ns.run(move || login_all(mine, ca)) {
+                results[i] = Some(r);
+            }
+        }
+        for h in handles {
+            for (i, r) in h.join().expect("client thread") {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.expect("every attempt ran"))
+        .collect()
+}
+
 /// The oracle's result.
 #[derive(Default, Debug)]
 pub struct Tally {
@@ -599,6 +697,7 @@ pub fn run(
     per_round: usize,
     rules_per_round: usize,
     netns: Option<&NetnsHost>,
+    clients: usize,
 ) -> Tally {
     let root = cluster.root.join("oracle");
     let mut rng = Rng::new(seed);
@@ -630,37 +729,16 @@ pub fn run(
         let ours =
             cluster.psql_admin("SELECT count(*) FROM pg_twofactor_rules WHERE error IS NOT NULL");
         assert_eq!(ours, "0", "pg_twofactor rejected rules PostgreSQL accepts (seed {seed}, round {round}):\n{}\n{}", cluster.psql_admin("SELECT file_name, line_number, error FROM pg_twofactor_rules WHERE error IS NOT NULL"), dump(&g));
-        for _ in 0..per_round {
-            let a = attempt(&mut rng, netns.is_some());
-            let mark = cluster.log_mark();
-            let login = RawLogin {
-                user: a.user.clone(),
-                database: a.database.clone(),
-                password: PASSWORD.to_vec(),
-                replication: a.replication,
-                source: (!a.in_netns).then_some(a.source),
-                server: if a.in_netns {
-                    SocketAddr::new(crate::netns::HOST_ADDR.parse().unwrap(), cluster.port)
-                } else if a.source.is_ipv6() {
-                    SocketAddr::new("::1".parse().unwrap(), cluster.port)
-                } else {
-                    SocketAddr::new("127.0.0.1".parse().unwrap(), cluster.port)
-                },
-                cert: None,
-                query: false,
-            };
-            let ca = cluster.pki.ca_cert.clone();
-            let outcome = match netns {
-                Some(ns) if a.in_netns => {
-                    let l = login.clone();
-                    ns.run(move || raw_login(&l, &ca))
-                }
-                _ => raw_login(&login, &ca),
-            }
-            .unwrap_or_else(|e| panic!("connection failed for {a}: {e}"));
-            let log = cluster.log_since(mark);
-            let decision = log.lines().find_map(parse_decision);
-            let Some((hba, rule)) = decision else {
+        let attempts: Vec<Attempt> = (0..per_round)
+            .map(|_| attempt(&mut rng, netns.is_some()))
+            .collect();
+        let mark = cluster.log_mark();
+        let results = connect_all(cluster, &attempts, netns, clients);
+        let log = cluster.log_since(mark);
+        let decisions = decisions_by_client(&log);
+        for (a, (outcome, local)) in attempts.iter().zip(results) {
+            let key = format!("{}({})", local.ip(), local.port());
+            let Some(found) = decisions.get(&key) else {
                 match &outcome {
                     RawOutcome::Error { message, .. }
                         if message.starts_with("password authentication failed") =>
@@ -668,17 +746,21 @@ pub fn run(
                         tally.skipped += 1;
                         continue;
                     }
-                    other => panic!("no decision logged for {a}: {other:?}\n{log}"),
+                    other => panic!("no decision logged for {a} ({key}): {other:?}\n{log}"),
                 }
             };
+            let Some((hba, rule)) = found else {
+                tally.skipped += 1; // two connections of the round had the same address and port
+                continue;
+            };
             tally.decisions += 1;
-            let expected = expected_rule(&hba, &hba_root, &two_root, g.catch_all_from);
+            let expected = expected_rule(hba, &hba_root, &two_root, g.catch_all_from);
             if rule == "none" {
                 tally.not_covered += 1;
             } else {
                 tally.covered += 1;
             }
-            if expected != rule {
+            if &expected != rule {
                 tally.mismatches.push(format!(
                     "seed {seed}, round {round}: {a}: PostgreSQL chose pg_hba.conf {hba}, so the rule should be {expected}; pg_twofactor chose {rule}\n{}",
                     dump(&g)

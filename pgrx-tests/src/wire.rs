@@ -137,7 +137,25 @@ fn error_fields(body: &[u8]) -> RawOutcome {
 
 /// Logs in over TLS and returns once authentication is decided.
 pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawOutcome> {
+    raw_login_at(login, ca).map(|(outcome, _)| outcome)
+}
+
+/// [`raw_login`], also returning the client's own address and port (what the server logs as
+/// `%r`).
+pub fn raw_login_at(
+    login: &RawLogin,
+    ca: &std::path::Path,
+) -> std::io::Result<(RawOutcome, SocketAddr)> {
     let mut tcp = connect(login)?;
+    let local = tcp.local_addr()?;
+    login_over(login, ca, &mut tcp).map(|o| (o, local))
+}
+
+fn login_over(
+    login: &RawLogin,
+    ca: &std::path::Path,
+    tcp: &mut TcpStream,
+) -> std::io::Result<RawOutcome> {
     tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?; // SSLRequest
     let mut answer = [0u8; 1];
     tcp.read_exact(&mut answer)?;
@@ -158,7 +176,7 @@ pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawO
         .configure()
         .map_err(std::io::Error::other)?
         .verify_hostname(false)
-        .connect("localhost", tcp)
+        .connect("localhost", tcp.try_clone()?)
         .map_err(std::io::Error::other)?;
     let mut startup = Vec::new();
     startup.extend_from_slice(&196608u32.to_be_bytes());

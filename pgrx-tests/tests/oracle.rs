@@ -40,7 +40,8 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     let mut builder = Cluster::builder()
         .encoding("LATIN1")
         .listen("*")
-        .setting("log_min_messages = log");
+        .setting("log_min_messages = log")
+        .setting(oracle::LOG_LINE_PREFIX);
     if root {
         builder = builder.name_service(HOSTS);
     }
@@ -50,7 +51,16 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     assert!(out.status.success(), "server did not start:\n{}", c.log());
     oracle::create_roles(&c);
 
-    let tally = oracle::run(&c, major, seed, target, 250, 20, netns.as_ref());
+    let tally = oracle::run(
+        &c,
+        major,
+        seed,
+        target,
+        250,
+        20,
+        netns.as_ref(),
+        env_or("ORACLE_CLIENTS", 4) as usize,
+    );
     eprintln!(
         "oracle on {}: seed {seed}: {} decisions compared ({} covered by a rule, {} not covered), {} skipped (PostgreSQL refused the password first), {} differences",
         version.trim(),
