@@ -11,6 +11,7 @@
 use crate::ffi;
 use crate::rules::{Catalog, RegexCheck};
 use pgrx::pg_sys;
+use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -20,8 +21,10 @@ struct Compiled(Box<ffi::pg_regex_t>);
 
 impl Drop for Compiled {
     fn drop(&mut self) {
-        // SAFETY: the regex_t was successfully compiled by pg_regcomp and is freed once.
-        unsafe { ffi::pg_regfree(&mut *self.0) };
+        // SAFETY: the regex_t was successfully compiled by pg_regcomp and is freed once; the
+        // guard turns a PostgreSQL ERROR into a Rust panic instead of a longjmp over our frames
+        // (main thread only, as every hook runs).
+        unsafe { pg_guard_ffi_boundary(|| ffi::pg_regfree(&mut *self.0)) };
     }
 }
 
@@ -29,9 +32,11 @@ impl Drop for Compiled {
 fn wide(bytes: &[u8]) -> Vec<ffi::pg_wchar> {
     let mut out: Vec<ffi::pg_wchar> = vec![0; bytes.len() + 1];
     // SAFETY: `out` has room for len + 1 wide characters, as pg_mb2wchar_with_len requires;
-    // `bytes` is readable for len bytes.
+    // `bytes` is readable for len bytes; guarded as in Drop above.
     let n = unsafe {
-        ffi::pg_mb2wchar_with_len(bytes.as_ptr().cast(), out.as_mut_ptr(), bytes.len() as i32)
+        pg_guard_ffi_boundary(|| {
+            ffi::pg_mb2wchar_with_len(bytes.as_ptr().cast(), out.as_mut_ptr(), bytes.len() as i32)
+        })
     };
     out.truncate(n.max(0) as usize);
     out
@@ -42,20 +47,25 @@ fn compile(pattern: &[u8]) -> Result<Compiled, String> {
     // SAFETY: regex_t is plain data that pg_regcomp initialises; zeroed is how hba.c starts it
     // (palloc0).
     let mut re: Box<ffi::pg_regex_t> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: `w` holds w.len() wide characters; `re` is a writable regex_t.
+    // SAFETY: `w` holds w.len() wide characters; `re` is a writable regex_t; guarded (the
+    // engine reports out-of-memory as REG_ESPACE, but any ERROR must not longjmp over Rust).
     let rc = unsafe {
-        ffi::pg_regcomp(
-            &mut *re,
-            w.as_ptr(),
-            w.len(),
-            ffi::REG_ADVANCED as i32,
-            ffi::C_COLLATION_OID,
-        )
+        pg_guard_ffi_boundary(|| {
+            ffi::pg_regcomp(
+                &mut *re,
+                w.as_ptr(),
+                w.len(),
+                ffi::REG_ADVANCED as i32,
+                ffi::C_COLLATION_OID,
+            )
+        })
     };
     if rc != 0 {
         let mut buf = [0 as std::ffi::c_char; 100];
         // SAFETY: pg_regerror writes at most buf.len() bytes, NUL-terminated, into `buf`.
-        unsafe { ffi::pg_regerror(rc, &*re, buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            pg_guard_ffi_boundary(|| ffi::pg_regerror(rc, &*re, buf.as_mut_ptr(), buf.len()))
+        };
         // SAFETY: NUL-terminated by pg_regerror.
         let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
         return Err(msg.to_string_lossy().into_owned());
@@ -135,18 +145,20 @@ impl Catalog for ServerCatalog {
         let re = cache.get_mut(pattern).expect("just inserted");
         let w = wide(subject);
         // SAFETY: `re` is a compiled regex_t; `w` holds w.len() wide characters; no match
-        // details are requested (nmatch 0, pmatch null), as regexec_auth_token does.
+        // details are requested (nmatch 0, pmatch null), as regexec_auth_token does; guarded.
         let rc = unsafe {
-            ffi::pg_regexec(
-                &mut *re.0,
-                w.as_ptr(),
-                w.len(),
-                0,
-                std::ptr::null_mut(),
-                0,
-                std::ptr::null_mut(),
-                0,
-            )
+            pg_guard_ffi_boundary(|| {
+                ffi::pg_regexec(
+                    &mut *re.0,
+                    w.as_ptr(),
+                    w.len(),
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            })
         };
         match rc as u32 {
             ffi::REG_OKAY => Ok(true),
@@ -154,7 +166,11 @@ impl Catalog for ServerCatalog {
             _ => {
                 let mut buf = [0 as std::ffi::c_char; 100];
                 // SAFETY: as in compile().
-                unsafe { ffi::pg_regerror(rc, &*re.0, buf.as_mut_ptr(), buf.len()) };
+                unsafe {
+                    pg_guard_ffi_boundary(|| {
+                        ffi::pg_regerror(rc, &*re.0, buf.as_mut_ptr(), buf.len())
+                    })
+                };
                 // SAFETY: NUL-terminated by pg_regerror.
                 let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
                 Err(msg.to_string_lossy().into_owned())

@@ -103,6 +103,22 @@ pub fn two_factor(user: &str, reason: &str) -> String {
     format!("two-factor authentication failed for user \"{user}\": {reason}")
 }
 
+/// A TCP connection to `server` from `source` (bound before connecting; `None`: the OS picks).
+pub async fn tcp_from(
+    source: Option<IpAddr>,
+    server: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if server.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(src) = source {
+        socket.bind(SocketAddr::new(src, 0))?;
+    }
+    socket.connect(server).await
+}
+
 /// Logs in with the Rust client.
 pub fn rust_login(cluster: &Cluster, login: &Login) -> Outcome {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -132,21 +148,9 @@ async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
     let tls = postgres_openssl::TlsConnector::new(connector.configure().unwrap(), "localhost");
 
     let server = SocketAddr::new(login.server, cluster.port);
-    let socket = if server.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .unwrap();
-    if let Some(src) = login.source {
-        socket
-            .bind(SocketAddr::new(src, 0))
-            .unwrap_or_else(|e| panic!("bind {src}: {e}"));
-    }
-    let stream = socket
-        .connect(server)
+    let stream = tcp_from(login.source, server)
         .await
-        .unwrap_or_else(|e| panic!("connect {server}: {e}"));
+        .unwrap_or_else(|e| panic!("connect {server} from {:?}: {e}", login.source));
 
     let mut config = tokio_postgres::Config::new();
     config

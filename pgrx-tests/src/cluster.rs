@@ -37,6 +37,20 @@ pub fn bindir() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The PostgreSQL major of the programs in `bin`.
+pub fn major_of_bindir(bin: &Path) -> u32 {
+    let out = Command::new(bin.join("pg_config"))
+        .arg("--version")
+        .output()
+        .expect("pg_config --version");
+    let v = String::from_utf8_lossy(&out.stdout);
+    v.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.split('.').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the major from {v:?}"))
+}
+
 /// Runs a server program as the cluster's OS user.
 fn as_cluster_user(program: &Path) -> Command {
     if is_root() {
@@ -378,6 +392,22 @@ impl Cluster {
 
     /// Runs SQL over the Unix socket as `user`, returning psql's output whatever happened.
     pub fn psql_admin_raw(&self, user: &str, sql: &str) -> Output {
+        self.psql_as(user, sql.as_ref())
+    }
+
+    /// Runs SQL given as bytes in the server encoding (names that are not UTF-8) as the
+    /// superuser; panics on failure.
+    pub fn psql_admin_bytes(&self, sql: &[u8]) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let out = check(
+            &format!("psql {}", String::from_utf8_lossy(sql)),
+            self.psql_as("postgres", std::ffi::OsStr::from_bytes(sql)),
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// psql over the Unix socket as `user`, in the server's encoding.
+    fn psql_as(&self, user: &str, sql: &std::ffi::OsStr) -> Output {
         Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.root)
@@ -389,37 +419,21 @@ impl Cluster {
                 "-d",
                 "postgres",
                 "-c",
-                sql,
             ])
+            .arg(sql)
+            .env("PGCLIENTENCODING", &self.encoding)
             .output()
             .unwrap()
     }
 
-    /// Runs SQL given as bytes in the server encoding (names that are not UTF-8) as the
-    /// superuser; panics on failure.
-    pub fn psql_admin_bytes(&self, sql: &[u8]) -> String {
-        use std::os::unix::ffi::OsStrExt;
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.root)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(std::ffi::OsStr::from_bytes(sql))
-            .env("PGCLIENTENCODING", &self.encoding)
-            .output()
-            .unwrap();
-        check(
-            &format!("psql {}", String::from_utf8_lossy(sql)),
-            out.clone(),
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    /// How pg_twofactor's messages name line `n` of this cluster's `pg_hba.conf`: `line N` on
+    /// PostgreSQL 15, `FILE:N` on 16+ (where pg_hba.conf can include other files).
+    pub fn hba_position(&self, n: usize) -> String {
+        if major_of_bindir(&self.bin) == 15 {
+            format!("line {n}")
+        } else {
+            format!("{}:{n}", self.data.join("pg_hba.conf").display())
+        }
     }
 
     /// Creates a login role with a password.

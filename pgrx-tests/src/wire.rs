@@ -37,69 +37,13 @@ pub enum RawOutcome {
 }
 
 fn connect(login: &RawLogin) -> std::io::Result<TcpStream> {
-    let socket = if login.server.is_ipv4() {
-        // SAFETY: socket(2) with constant arguments; the fd is owned by TcpStream below.
-        unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
-    } else {
-        // SAFETY: as above.
-        unsafe { libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) }
-    };
-    if socket < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: `socket` is a fresh, owned, valid fd.
-    let stream = unsafe { TcpStream::from_raw_fd(socket) };
-    let to_raw = |sa: SocketAddr| -> (libc::sockaddr_storage, libc::socklen_t) {
-        // SAFETY: plain data, zero is valid.
-        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match sa {
-            SocketAddr::V4(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-                let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr.s6_addr = a.ip().octets();
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        (ss, len as libc::socklen_t)
-    };
-    use std::os::fd::AsRawFd;
-    if let Some(src) = login.source {
-        let (ss, len) = to_raw(SocketAddr::new(src, 0));
-        // SAFETY: a valid fd and a sockaddr of `len` bytes.
-        if unsafe {
-            libc::bind(
-                stream.as_raw_fd(),
-                &ss as *const _ as *const libc::sockaddr,
-                len,
-            )
-        } != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    let (ss, len) = to_raw(login.server);
-    // SAFETY: as above.
-    if unsafe {
-        libc::connect(
-            stream.as_raw_fd(),
-            &ss as *const _ as *const libc::sockaddr,
-            len,
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error());
-    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let stream = rt
+        .block_on(crate::client::tcp_from(login.source, login.server))?
+        .into_std()?;
+    stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     Ok(stream)
 }

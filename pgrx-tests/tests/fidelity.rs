@@ -4,18 +4,14 @@
 //! `include`; plus IPv4-mapped SubjectAltName subnets and the decision log. Run on every
 //! tested major (`PG_CONFIG` picks it).
 
-use pg_twofactor_e2e::cluster::bindir;
+use pg_twofactor_e2e::cluster::{bindir, major_of_bindir};
 use pg_twofactor_e2e::scenario::{cert_for, PASSWORD};
 use pg_twofactor_e2e::wire::{raw_login, RawLogin, RawOutcome};
 use pg_twofactor_e2e::{rust_login, two_factor, Cluster, Login, San};
 use std::net::SocketAddr;
 
 fn is_16_or_later() -> bool {
-    let v = std::process::Command::new(bindir().join("pg_config"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    !String::from_utf8_lossy(&v.stdout).contains(" 15.")
+    major_of_bindir(&bindir()) >= 16
 }
 
 fn is_root() -> bool {
@@ -283,11 +279,7 @@ fn the_decision_log_says_what_was_decided_and_why() {
     for u in ["test1", "other"] {
         c.create_user(u, PASSWORD);
     }
-    let hba_line = if is_16_or_later() {
-        format!("{}:2", c.data.join("pg_hba.conf").display())
-    } else {
-        "line 2".to_string()
-    };
+    let hba_line = c.hba_position(2);
     let rules = c.data.join("pg_twofactor_hba.conf");
     let cert = cert_for(&c, "test1");
     let attempts = |c: &Cluster| {

@@ -127,7 +127,9 @@ fn certificate_reasons_with_a_good_directory_password() {
     rust_login(&c, &Login::new("alice", &pw).cert(&alice).from("127.0.0.2")).assert_refused(
         &two_factor("alice", "client address does not match the certificate"),
     );
-    assert!(c.log().contains("pg_hba.conf line 2 (ldap)"));
+    assert!(c
+        .log()
+        .contains(&format!("pg_hba.conf {} (ldap)", c.hba_position(2))));
 }
 
 #[test]

@@ -108,8 +108,9 @@ fn refusal_is_sqlstate_28000_with_log_detail() {
     let log = c.log_since(mark);
     let rules = c.data.join("pg_twofactor_hba.conf");
     let want = format!(
-        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf line 5 (scram-sha-256); client address 127.0.0.1; certificate subject \"O=pg_twofactor tests, CN=nobody\"; SubjectAltName: none; certificate CN \"nobody\" is not the login \"test1\"",
-        rules.display()
+        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf {} (scram-sha-256); client address 127.0.0.1; certificate subject \"O=pg_twofactor tests, CN=nobody\"; SubjectAltName: none; certificate CN \"nobody\" is not the login \"test1\"",
+        rules.display(),
+        c.hba_position(5)
     );
     assert!(log.contains(&want), "wanted {want}\nin\n{log}");
 }

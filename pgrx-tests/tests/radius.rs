@@ -140,7 +140,9 @@ fn certificate_reasons_with_a_good_code() {
         "carol",
         "pg_hba.conf method does not match the rule",
     ));
-    assert!(c.log().contains("pg_hba.conf line 2 (radius)"));
+    assert!(c
+        .log()
+        .contains(&format!("pg_hba.conf {} (radius)", c.hba_position(2))));
     assert!(c.log().contains("2f-radius requires pg_hba.conf method radius, but the connection matched a scram-sha-256 line"));
 }
 
