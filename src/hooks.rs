@@ -96,12 +96,24 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: 
         Ok(Ok(Verdict::Refused { reason, detail, .. })) => {
             elog::fatal_auth(&Verdict::message(&user, reason), &detail)
         }
-        Ok(Err(why)) => elog::fatal_auth(&Verdict::message(&user, Reason::Internal), &why),
-        Err(_) => elog::fatal_auth(
-            &Verdict::message(&user, Reason::Internal),
+        Ok(Err(why)) => refuse_internal(&user, &why),
+        Err(_) => refuse_internal(
+            &user,
             "pg_twofactor: the two-factor check failed unexpectedly (see the preceding log lines)",
         ),
     }
+}
+
+/// A refusal without a decision (the Port could not be read, no rules, a panic): logged in
+/// the decision log too, then FATAL.
+fn refuse_internal(user: &[u8], why: &str) -> ! {
+    if gucs::log_decisions() != LogDecisions::Off {
+        elog::log_info(&format!(
+            "pg_twofactor decision: refused (internal error); rule unknown; user \"{}\"",
+            String::from_utf8_lossy(user).escape_debug()
+        ));
+    }
+    elog::fatal_auth(&Verdict::message(user, Reason::Internal), why)
 }
 
 /// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision.
