@@ -216,14 +216,37 @@ pub unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
     }
 }
 
-/// `hostname_match`: ASCII case-insensitive; a pattern starting with `.` matches a name that
-/// ends in it (and `.example.com` does not match `example.com`). Bytes, as PostgreSQL compares.
+/// `pg_strcasecmp` equality: ASCII letters folded, and a byte with the high bit set folded by
+/// the process's `LC_CTYPE` (`isupper`/`tolower`), as PostgreSQL does in the same process.
+fn pg_strcase_eq(a: &[u8], b: &[u8]) -> bool {
+    fn fold(c: u8) -> u8 {
+        if c.is_ascii_uppercase() {
+            c.to_ascii_lowercase()
+        } else if c >= 0x80 {
+            // SAFETY: isupper/tolower are defined for every unsigned char value.
+            unsafe {
+                if libc::isupper(i32::from(c)) != 0 {
+                    libc::tolower(i32::from(c)) as u8
+                } else {
+                    c
+                }
+            }
+        } else {
+            c
+        }
+    }
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+/// `hostname_match`: case-insensitive as `pg_strcasecmp`; a pattern starting with `.` matches
+/// a name that ends in it (and `.example.com` does not match `example.com`). Bytes, as
+/// PostgreSQL compares.
 pub fn hostname_matches(pattern: &[u8], actual: &[u8]) -> bool {
     if pattern.first() == Some(&b'.') {
         actual.len() >= pattern.len()
-            && actual[actual.len() - pattern.len()..].eq_ignore_ascii_case(pattern)
+            && pg_strcase_eq(&actual[actual.len() - pattern.len()..], pattern)
     } else {
-        pattern.eq_ignore_ascii_case(actual)
+        pg_strcase_eq(pattern, actual)
     }
 }
 

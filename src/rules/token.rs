@@ -2,8 +2,9 @@
 //! (`src/backend/libpq/hba.c`), over bytes, for the major the library is built for.
 //!
 //! What it reproduces, each with the place in `hba.c` (15 and 16+ unless said otherwise):
-//! - physical lines are read up to `\n`, cut at the first NUL (PostgreSQL works on C strings)
-//!   and stripped of trailing `\r`/`\n` (`pg_strip_crlf`);
+//! - physical lines are read up to `\n` and stripped of trailing `\r`/`\n` (`pg_strip_crlf`);
+//!   a NUL byte is an error of its record (PostgreSQL reads lines as C strings, so what it
+//!   makes of a NUL depends on `fgets` buffer sizes; pg_twofactor refuses to guess);
 //! - a line ending in `\` continues on the next one, joined *as is*, no blank inserted, and the
 //!   record keeps the number of its first line (`tokenize_auth_file`);
 //! - blanks are space, tab and CR (`pg_isblank`); blanks *and commas* before a token are
@@ -161,15 +162,20 @@ pub fn canonical_path(p: &Path) -> PathBuf {
     out.iter().collect()
 }
 
-/// `AbsoluteConfigLocation`: `location` relative to the directory of `calling_file`.
-pub fn relative_to(location: &[u8], calling_file: &Path) -> PathBuf {
+/// `AbsoluteConfigLocation` (16+) / `tokenize_inc_file` (15): `location` relative to the
+/// directory of `calling_file`. 16's `canonicalize_path` folds `dir/..`; 15's left a `..` in
+/// the middle of a path to the kernel (which differs where `dir` is a symbolic link).
+pub fn relative_to(location: &[u8], calling_file: &Path, syntax: Syntax) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     let loc = Path::new(std::ffi::OsStr::from_bytes(location));
     if loc.is_absolute() {
         return loc.to_path_buf();
     }
     let dir = calling_file.parent().unwrap_or(Path::new("/"));
-    canonical_path(&dir.join(loc))
+    match syntax {
+        Syntax::Pg16 => canonical_path(&dir.join(loc)),
+        Syntax::Pg15 => dir.join(loc).components().collect(),
+    }
 }
 
 fn is_blank(c: u8) -> bool {
@@ -194,10 +200,6 @@ pub fn logical_lines(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
                 .map_or(rest.len(), |i| i + 1);
             buf.extend_from_slice(&rest[..end]);
             rest = &rest[end..];
-            // pg_strip_crlf works on the C string: cut at a NUL, then drop trailing CR/LF
-            if let Some(nul) = buf.iter().position(|&b| b == 0) {
-                buf.truncate(nul);
-            }
             while matches!(buf.last(), Some(b'\n' | b'\r')) {
                 buf.pop();
             }
@@ -293,7 +295,9 @@ impl Tokenizer {
         for (line, text) in logical_lines(bytes) {
             let mut fields = Vec::new();
             let mut pos = 0;
-            let mut err = None;
+            let mut err = text
+                .contains(&0)
+                .then(|| "invalid NUL byte in the line".to_string());
             while pos < text.len() && err.is_none() {
                 match self.field(&text, &mut pos, path, depth) {
                     Ok(f) if f.is_empty() => {}
@@ -383,7 +387,7 @@ impl Tokenizer {
         depth: usize,
         tokens: &mut Field,
     ) -> Result<(), String> {
-        let full = relative_to(name, outer);
+        let full = relative_to(name, outer, self.syntax);
         let bytes = self.read_included(name, &full, depth).map_err(|(_, e)| e)?;
         let mut lines = Vec::new();
         self.text(&full, &bytes, depth, &mut lines);
@@ -407,7 +411,7 @@ impl Tokenizer {
         let first = &fields[0][0].text;
         let second = &fields[1][0].text;
         let include = |name: &[u8], missing_ok: bool, out: &mut Vec<TokLine>| {
-            let full = relative_to(name, path);
+            let full = relative_to(name, path, self.syntax);
             match self.read_included(name, &full, depth + 1) {
                 Ok(bytes) => {
                     self.text(&full, &bytes, depth + 1, out);
@@ -438,7 +442,7 @@ impl Tokenizer {
         if dir_name.iter().all(|c| b" \t\r\n".contains(c)) {
             return Err("empty configuration directory name".into());
         }
-        let dir = relative_to(dir_name, path);
+        let dir = relative_to(dir_name, path, self.syntax);
         let entries = std::fs::read_dir(&dir)
             .map_err(|_| format!("could not open directory \"{}\"", dir.display()))?;
         let mut files = Vec::new();
@@ -556,10 +560,10 @@ mod tests {
         assert_eq!(l[1], (3, b"next".to_vec()));
         let l = logical_lines(b"a\\\r\n\\\nb\r\nc");
         assert_eq!(l, vec![(1, b"ab".to_vec()), (4, b"c".to_vec())]);
-        // a NUL ends the physical line for PostgreSQL
+        // a NUL is kept (and makes its record an error, see names_are_bytes)
         assert_eq!(
             logical_lines(b"ab\0cd\nx"),
-            vec![(1, b"ab".to_vec()), (2, b"x".to_vec())]
+            vec![(1, b"ab\0cd".to_vec()), (2, b"x".to_vec())]
         );
         // a backslash at the end of the file
         assert_eq!(logical_lines(b"a\\"), vec![(1, b"a".to_vec())]);
@@ -593,6 +597,16 @@ mod tests {
         let f = out[0].fields.as_ref().unwrap();
         assert_eq!(f[0][0].text, b"caf\xe9");
         assert_eq!(f[1][0].text, b"\xff");
+        let mut out = Vec::new();
+        Tokenizer {
+            syntax: Syntax::Pg16,
+        }
+        .text(Path::new("/x"), b"ok\nal\\\0\nice\n", 0, &mut out);
+        assert_eq!(out[0].fields.as_ref().unwrap()[0][0].lossy(), "ok");
+        assert_eq!(
+            (out[1].line, out[1].fields.as_ref().unwrap_err().as_str()),
+            (2, "invalid NUL byte in the line")
+        );
     }
 
     fn tempdir(tag: &str) -> PathBuf {
