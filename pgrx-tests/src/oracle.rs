@@ -30,7 +30,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -38,10 +38,10 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
     pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
+        self.next_u64() % 100 < percent
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
@@ -687,18 +687,28 @@ pub struct Tally {
     pub mismatches: Vec<String>,
 }
 
-/// Runs rounds of `per_round` connections against `cluster` (configured by [`configure`])
-/// until `target` decisions have been compared.
-pub fn run(
-    cluster: &Cluster,
-    major: Major,
-    seed: u64,
-    target: usize,
-    per_round: usize,
-    rules_per_round: usize,
-    netns: Option<&NetnsHost>,
-    clients: usize,
-) -> Tally {
+/// How much the oracle runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub seed: u64,
+    /// Decisions to compare (whole rounds are run until there are at least this many).
+    pub target: usize,
+    pub per_round: usize,
+    pub rules_per_round: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+}
+
+/// Runs rounds of connections against `cluster` (configured by [`configure`]) until
+/// `plan.target` decisions have been compared.
+pub fn run(cluster: &Cluster, major: Major, plan: Plan, netns: Option<&NetnsHost>) -> Tally {
+    let Plan {
+        seed,
+        target,
+        per_round,
+        rules_per_round,
+        clients,
+    } = plan;
     let root = cluster.root.join("oracle");
     let mut rng = Rng::new(seed);
     let mut tally = Tally::default();

@@ -143,10 +143,7 @@ fn login_over(
     packet.extend_from_slice(&startup);
     s.write_all(&packet)?;
     loop {
-        let (tag, body) = match read_message(&mut s) {
-            Ok(m) => m,
-            Err(e) => return Err(e),
-        };
+        let (tag, body) = read_message(&mut s)?;
         match tag {
             b'R' => match body
                 .get(..4)

@@ -51,16 +51,14 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     assert!(out.status.success(), "server did not start:\n{}", c.log());
     oracle::create_roles(&c);
 
-    let tally = oracle::run(
-        &c,
-        major,
+    let plan = oracle::Plan {
         seed,
         target,
-        250,
-        20,
-        netns.as_ref(),
-        env_or("ORACLE_CLIENTS", 4) as usize,
-    );
+        per_round: 250,
+        rules_per_round: 20,
+        clients: env_or("ORACLE_CLIENTS", 4) as usize,
+    };
+    let tally = oracle::run(&c, major, plan, netns.as_ref());
     eprintln!(
         "oracle on {}: seed {seed}: {} decisions compared ({} covered by a rule, {} not covered), {} skipped (PostgreSQL refused the password first), {} differences",
         version.trim(),

@@ -110,7 +110,7 @@ fn display_token(t: &Token) -> String {
     }
 }
 
-fn regex_of<'t>(t: &'t Token, syntax: Syntax) -> Option<&'t [u8]> {
+fn regex_of(t: &Token, syntax: Syntax) -> Option<&[u8]> {
     (syntax.has_regex() && t.text.first() == Some(&b'/')).then(|| &t.text[1..])
 }
 
@@ -251,4 +251,151 @@ pub fn parse_record(
             options,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::super::*;
+
+    #[test]
+    fn parses_a_full_rule() {
+        for syntax in BOTH {
+            let r = parse_one(
+                syntax,
+                "hostssl test,\"all\" test1,+admins,+\"Domain Admins\",\"+lit\" 127.0.0.1/32 2f-scram-sha-256 san=required",
+            )
+            .unwrap();
+            assert_eq!(
+                r.databases,
+                vec![
+                    DbSpec::Name(b"test".to_vec()),
+                    DbSpec::Name(b"all".to_vec())
+                ]
+            );
+            assert_eq!(
+                r.users,
+                vec![
+                    UserSpec::Name(b"test1".to_vec()),
+                    UserSpec::MemberOf(b"admins".to_vec()),
+                    UserSpec::MemberOf(b"Domain Admins".to_vec()),
+                    UserSpec::Name(b"+lit".to_vec()),
+                ]
+            );
+            assert_eq!(r.method, Method::ScramSha256);
+            assert_eq!(r.san, SanPolicy::Required);
+            assert_eq!(r.display.address.as_deref(), Some("127.0.0.1"));
+            assert_eq!(r.display.netmask.as_deref(), Some("255.255.255.255"));
+            assert_eq!(r.display.databases, vec!["test", "\"all\""]);
+            let r = parse_one(syntax, "\"hostssl\" all all 10.0.0.0 255.0.0.0 2f-md5").unwrap();
+            assert_eq!(
+                r.address,
+                AddrSpec::Net {
+                    addr: "10.0.0.0".parse().unwrap(),
+                    mask: "255.0.0.0".parse().unwrap()
+                }
+            );
+            // not numeric for getaddrinfo: a host name, as in PostgreSQL
+            for host in ["db.example.com", "10.0.0.300", "bad!host", "\"all\""] {
+                let r = parse_one(syntax, &format!("hostssl all all {host} 2f-ldap")).unwrap();
+                assert_eq!(
+                    r.address,
+                    AddrSpec::Host(host.trim_matches('"').as_bytes().to_vec())
+                );
+            }
+            let r = parse_one(syntax, "hostssl all all ::1/128 2f-password").unwrap();
+            assert_eq!(
+                r.display.netmask.as_deref(),
+                Some("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+            );
+            let r = parse_one(syntax, "hostssl all all 127.1/+8 2f-password").unwrap();
+            assert_eq!(r.display.address.as_deref(), Some("127.0.0.1"));
+            assert_eq!(r.display.netmask.as_deref(), Some("255.0.0.0"));
+            assert_eq!(
+                parse_one(syntax, "hostssl replication all samenet 2f-md5")
+                    .unwrap()
+                    .databases,
+                vec![DbSpec::Replication]
+            );
+            assert_eq!(
+                parse_one(syntax, "hostssl samegroup all samehost 2f-md5")
+                    .unwrap()
+                    .address,
+                AddrSpec::SameHost
+            );
+        }
+    }
+
+    #[test]
+    fn regexes_are_16_only_and_checked_at_load() {
+        let r = parse_one(
+            Syntax::Pg16,
+            "hostssl /^app,\"/^q\" /^adm_,+/x,\"/lit\" all 2f-md5",
+        )
+        .unwrap();
+        assert_eq!(
+            r.databases,
+            vec![
+                DbSpec::Regex(b"^app".to_vec()),
+                DbSpec::Regex(b"^q".to_vec())
+            ]
+        );
+        // quoting does not stop a regex (regcomp_auth_token looks at the first character only)
+        assert_eq!(
+            r.users,
+            vec![
+                UserSpec::Regex(b"^adm_".to_vec()),
+                UserSpec::MemberOf(b"/x".to_vec()),
+                UserSpec::Regex(b"lit".to_vec())
+            ]
+        );
+        let r = parse_one(Syntax::Pg15, "hostssl /^app /^adm_ all 2f-md5").unwrap();
+        assert_eq!(r.databases, vec![DbSpec::Name(b"/^app".to_vec())]);
+        assert_eq!(r.users, vec![UserSpec::Name(b"/^adm_".to_vec())]);
+        assert_eq!(
+            parse_one(Syntax::Pg16, "hostssl all /a) all 2f-md5").unwrap_err(),
+            "invalid regular expression \"a)\": parentheses () not balanced"
+        );
+        assert!(parse_one(Syntax::Pg15, "hostssl all /a) all 2f-md5").is_ok());
+    }
+
+    #[test]
+    fn every_parse_error_message() {
+        let cases: &[(&str, &str)] = &[
+            ("host all all all 2f-md5", "connection type \"host\" cannot carry a two-factor method; pg_twofactor rules must be hostssl"),
+            ("local all all 2f-md5", "connection type \"local\" cannot carry a two-factor method; pg_twofactor rules must be hostssl"),
+            ("hostsll all all all 2f-md5", "invalid connection type \"hostsll\""),
+            ("hostssl,host all all all 2f-md5", "multiple values specified for connection type"),
+            ("hostssl", "end-of-line before database specification"),
+            ("hostssl all", "end-of-line before role specification"),
+            ("hostssl all all", "end-of-line before IP address specification"),
+            ("hostssl all all 1.2.3.4/32,5.6.7.8/32 2f-md5", "multiple values specified for host address"),
+            ("hostssl all all 10.0.0.300/32 2f-md5", "specifying both host name and CIDR mask is invalid: \"10.0.0.300/32\""),
+            ("hostssl all all 10.0.0.0/33 2f-md5", "invalid CIDR mask in address \"10.0.0.0/33\""),
+            ("hostssl all all 10.0.0.0/x 2f-md5", "invalid CIDR mask in address \"10.0.0.0/x\""),
+            ("hostssl all all db.example/24 2f-md5", "specifying both host name and CIDR mask is invalid: \"db.example/24\""),
+            ("hostssl all all 10.0.0.0", "end-of-line before netmask specification"),
+            ("hostssl all all 10.0.0.0 255.0.0.x 2f-md5", "invalid IP mask \"255.0.0.x\": Name or service not known"),
+            ("hostssl all all 10.0.0.0 ffff:: 2f-md5", "IP address and mask do not match"),
+            ("hostssl all all all", "end-of-line before authentication method"),
+            ("hostssl all all all 2f-md5,2f-password", "multiple values specified for authentication type"),
+            ("hostssl all all all scram-sha-256", "authentication method \"scram-sha-256\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-scram-sha-256\""),
+            ("hostssl all all all 2f-trust", "invalid authentication method \"2f-trust\" (expected one of 2f-scram-sha-256, 2f-ldap, 2f-md5, 2f-password, 2f-radius)"),
+            ("hostssl all all all 2f-md5 san", "authentication option not in name=value format: san"),
+            ("hostssl all all all 2f-md5 san=maybe", "invalid value for authentication option \"san\": \"maybe\" (expected \"required\" or \"optional\")"),
+            ("hostssl all all all 2f-md5 san=required san=optional", "authentication option \"san\" specified more than once"),
+            ("hostssl all all all 2f-md5 clientcert=verify-full", "unrecognized authentication option name: \"clientcert\""),
+        ];
+        for (line, want) in cases {
+            assert_eq!(&err(line), want, "for line {line:?}");
+        }
+        assert_eq!(
+            parse_one(Syntax::Pg16, "include missing.conf").unwrap_err(),
+            "could not open file \"/nonexistent/missing.conf\": No such file or directory"
+        );
+        assert_eq!(
+            parse_one(Syntax::Pg15, "include missing.conf").unwrap_err(),
+            "invalid connection type \"include\""
+        );
+    }
 }

@@ -274,6 +274,9 @@ fn next_token(
     }
 }
 
+/// Includes one file (name, missing is fine, records out).
+type IncludeFn<'a> = dyn Fn(&[u8], bool, &mut Vec<TokLine>) -> Result<(), String> + 'a;
+
 /// Reads and tokenizes files, following `@file` and `include*` (16+) as PostgreSQL does.
 pub struct Tokenizer {
     pub syntax: Syntax,
@@ -335,10 +338,7 @@ impl Tokenizer {
         depth: usize,
     ) -> Result<Field, String> {
         let mut tokens = Vec::new();
-        loop {
-            let Some((tok, comma)) = next_token(line, pos, self.syntax)? else {
-                break;
-            };
+        while let Some((tok, comma)) = next_token(line, pos, self.syntax)? {
             if !tok.quoted && tok.text.len() > 1 && tok.text[0] == b'@' {
                 self.expand_at_file(&tok.text[1..], path, depth + 1, &mut tokens)?;
             } else {
@@ -436,7 +436,7 @@ impl Tokenizer {
         dir_name: &[u8],
         path: &Path,
         out: &mut Vec<TokLine>,
-        include: &dyn Fn(&[u8], bool, &mut Vec<TokLine>) -> Result<(), String>,
+        include: &IncludeFn<'_>,
     ) -> Result<(), String> {
         use std::os::unix::ffi::OsStrExt;
         if dir_name.iter().all(|c| b" \t\r\n".contains(c)) {
