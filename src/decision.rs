@@ -164,11 +164,29 @@ pub fn decide(
             rule_file: rule.file.clone(),
             rule_line: rule.line,
             detail: format!(
-                "{}; whether the rule applies cannot be decided, so it is taken to apply: {cause}",
-                rule_context(rule, attempt, addr)
+                "{}. {}",
+                rule_context(rule, attempt, addr),
+                sentence(&format!(
+                    "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
+                ))
             ),
         },
     }
+}
+
+/// `text` as a sentence of a DETAIL (PostgreSQL's message style): capitalised, ending with a
+/// period.
+pub fn sentence(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
+    let mut chars = text.trim().chars();
+    if let Some(first) = chars.next() {
+        out.extend(first.to_uppercase());
+        out.push_str(chars.as_str());
+    }
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
 }
 
 fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
@@ -195,7 +213,7 @@ fn check_rule(
         reason,
         rule_file: rule.file.clone(),
         rule_line: rule.line,
-        detail: format!("{detail}; {why}"),
+        detail: format!("{detail}. {}", sentence(why)),
     };
 
     // 1. TLS with a verified client certificate.
@@ -278,8 +296,12 @@ fn check_rule(
             rule_file: rule.file.clone(),
             rule_line: rule.line,
             detail: format!(
-                "{detail}; {}",
-                if checked { "address matched SubjectAltName" } else { "no SubjectAltName address entries" }
+                "{detail}. {}",
+                if checked {
+                    "The client address matched the SubjectAltName."
+                } else {
+                    "The certificate has no SubjectAltName address entries."
+                }
             ),
         },
     }
@@ -377,7 +399,7 @@ mod tests {
         assert_eq!(rule_line, 1);
         assert_eq!(
             detail,
-            "Rule /d/pg_twofactor_hba.conf:1 (2f-md5); pg_hba.conf line 7 (scram-sha-256); client address 127.0.0.1; 2f-md5 requires pg_hba.conf method md5, but the connection matched a scram-sha-256 line"
+            "Rule /d/pg_twofactor_hba.conf:1 (2f-md5); pg_hba.conf line 7 (scram-sha-256); client address 127.0.0.1. 2f-md5 requires pg_hba.conf method md5, but the connection matched a scram-sha-256 line."
         );
         let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
         assert_eq!(reason(&run(&a, md5)), Some(Reason::Internal));
@@ -414,7 +436,7 @@ mod tests {
         };
         assert_eq!((reason, rule_line), (Reason::Internal, 3));
         assert!(
-            detail.ends_with("whether the rule applies cannot be decided, so it is taken to apply: host name lookup for 127.0.0.1 failed: Temporary failure in name resolution"),
+            detail.ends_with(". Whether the rule applies cannot be decided, so it is taken to apply: host name lookup for 127.0.0.1 failed: Temporary failure in name resolution."),
             "{detail}"
         );
         // a definite "no such name" is simply no match
@@ -439,5 +461,15 @@ mod tests {
                 "two-factor authentication failed for user \"u\": internal error",
             ]
         );
+    }
+
+    #[test]
+    fn details_are_sentences() {
+        assert_eq!(
+            sentence("the client sent no certificate"),
+            "The client sent no certificate."
+        );
+        assert_eq!(sentence("2f-md5 is off."), "2f-md5 is off.");
+        assert_eq!(sentence(""), ".");
     }
 }

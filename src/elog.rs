@@ -2,8 +2,10 @@
 //! (`errdetail_log`), as PostgreSQL does for its own authentication failures.
 
 use crate::ffi;
+use crate::methods::FailureCode;
 use pgrx::pg_sys;
-use pgrx::PgSqlErrorCode;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 use std::ffi::{c_int, CString};
 
 fn cstring(s: &str) -> CString {
@@ -97,14 +99,56 @@ pub fn warn_config(message: &str, hint: Option<&str>) {
     );
 }
 
-/// ERROR for `LOAD` / `CREATE EXTENSION` without preloading.
+/// Ends the connection the way PostgreSQL's own `auth_failed()` does when the base method
+/// fails: `format` is one of [`BaseMethod::postgres_failure`]'s messages (one `%s`, filled with
+/// the user name as the client sent it), translated like PostgreSQL's own; `detail_log` goes to
+/// the server log only.
+///
+/// [`BaseMethod::postgres_failure`]: crate::methods::BaseMethod::postgres_failure
+pub fn fatal_as_postgres(
+    code: FailureCode,
+    format: &'static str,
+    user: &[u8],
+    detail_log: &str,
+) -> ! {
+    let sqlstate = match code {
+        FailureCode::InvalidPassword => PgSqlErrorCode::ERRCODE_INVALID_PASSWORD,
+        FailureCode::InvalidAuthorization => {
+            PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+        }
+    };
+    let format = cstring(format);
+    let user =
+        CString::new(user.to_vec()).unwrap_or_else(|_| cstring(&String::from_utf8_lossy(user)));
+    let detail = cstring(detail_log);
+    // SAFETY: as in `report`. `format` is one of a fixed set of PostgreSQL's own messages,
+    // each with exactly one `%s` (unit-tested in `methods`), so errmsg reads exactly one
+    // argument, the NUL-terminated user name. errstart's null domain is PostgreSQL's own, so
+    // errmsg translates the message exactly as auth_failed() would. FATAL ends the process in
+    // errfinish.
+    unsafe {
+        if ffi::errstart(pg_sys::FATAL as c_int, std::ptr::null()) {
+            ffi::errcode(sqlstate as c_int);
+            ffi::errmsg(format.as_ptr(), user.as_ptr());
+            ffi::errdetail_log(c"%s".as_ptr(), detail.as_ptr());
+            ffi::errfinish(c"pg_twofactor".as_ptr(), 0, c"pg_twofactor".as_ptr());
+        }
+    }
+    unreachable!("ereport(FATAL) returned")
+}
+
+/// ERROR for `LOAD` / `CREATE EXTENSION` without preloading. Raised through pgrx's guarded
+/// reporting (a Rust panic that `#[pg_guard]` on `_PG_init` turns into the ERROR), so no
+/// `longjmp` crosses Rust frames.
 pub fn error_not_preloaded() -> ! {
-    report(
-        pg_sys::PGERROR,
+    ErrorReport::new(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         "pg_twofactor must be loaded via shared_preload_libraries",
-        None,
-        Some("Add pg_twofactor to shared_preload_libraries in postgresql.conf and restart the server."),
-    );
-    unreachable!("ereport(ERROR) returned")
+        "_PG_init",
+    )
+    .set_hint(
+        "Add pg_twofactor to shared_preload_libraries in postgresql.conf and restart the server.",
+    )
+    .report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report returned")
 }

@@ -24,6 +24,8 @@ pub enum LogDecisions {
     All,
 }
 
+static CLIENT_REASON: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new(LogDecisions::Off);
 
 /// The parsed value of `pg_twofactor.enabled_extra_auth_methods`, kept by its assign hook so
@@ -49,10 +51,10 @@ pub fn init() {
         GucRegistry::define_string_guc_with_hooks(
             c"pg_twofactor.enabled_extra_auth_methods",
             c"Two-factor methods enabled besides 2f-scram-sha-256 and 2f-ldap.",
-            c"Comma-separated list, e.g. '2f-md5, 2f-password'.",
+            c"A comma-separated list, for example '2f-md5, 2f-password'.",
             &EXTRA_METHODS,
             GucContext::Sighup,
-            GucFlags::default(),
+            GucFlags::from_bits_retain(pg_sys::GUC_LIST_INPUT as i32),
             Some(check_extra_methods),
             Some(assign_extra_methods),
             None,
@@ -66,6 +68,24 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_bool_guc(
+        c"pg_twofactor.client_reason",
+        c"Whether a client refused by pg_twofactor is told the reason.",
+        c"When off, the client sees exactly PostgreSQL's own failure of the pg_hba.conf method (for example 28P01 password authentication failed), so a refusal does not reveal that the password was right; the server log keeps the reason.",
+        &CLIENT_REASON,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    // SAFETY: called from _PG_init in the postmaster, after our GUCs are defined, as
+    // PostgreSQL's own contrib modules do; the name is a NUL-terminated static string.
+    // From here on an unknown pg_twofactor.* setting is reported instead of kept as a
+    // placeholder.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"pg_twofactor".as_ptr()) };
+}
+
+/// Whether the client is told why pg_twofactor refused it.
+pub fn client_reason() -> bool {
+    CLIENT_REASON.get()
 }
 
 /// Which decisions to log.

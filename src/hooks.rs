@@ -2,9 +2,11 @@
 //! (which the postmaster runs on every reload, after the new settings are in effect; we use
 //! it to re-read the rules).
 //!
-//! The login hook chains the previous hook, does nothing when PostgreSQL already failed the
-//! login, turns the `Port` into a [`LoginAttempt`], calls [`decision::decide`] and turns a
-//! refusal into FATAL. Any panic or PostgreSQL error on the way is a refusal.
+//! The login hook does nothing when PostgreSQL already failed the login; otherwise it turns
+//! the `Port` into a [`LoginAttempt`] and calls [`decision::decide`]. Then it chains the
+//! previous hook with the status that will apply (`STATUS_ERROR` when it refuses, so
+//! `auth_delay` and failed-login counters see the failure), and only then raises the FATAL.
+//! Any panic or PostgreSQL error on the way is a refusal.
 
 use crate::address::{self, KnownHost};
 use crate::catalog::ServerCatalog;
@@ -18,6 +20,7 @@ use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const STATUS_OK: c_int = 0;
+const STATUS_ERROR: c_int = -1;
 
 static mut PREV_CLIENT_AUTH: ffi::ClientAuthentication_hook_type = None;
 #[cfg(has_tls_init_hook)]
@@ -61,25 +64,88 @@ unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bo
 }
 
 unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: c_int) {
+    // Decide first, so that the hooks before us see the status that really applies.
+    let refusal = if status != STATUS_OK || port.is_null() {
+        None // PostgreSQL refuses this login itself
+    } else {
+        // SAFETY: `port` is MyProcPort, valid and fully initialised once PostgreSQL has
+        // chosen the pg_hba.conf line and run its method.
+        unsafe { decide(port) }
+    };
+    let applied = if refusal.is_some() {
+        STATUS_ERROR
+    } else {
+        status
+    };
     // SAFETY: PREV_CLIENT_AUTH was written once in init(), before this hook could run.
     if let Some(prev) = unsafe { PREV_CLIENT_AUTH } {
-        // SAFETY: we pass PostgreSQL's own arguments on to the hook that was there before us.
-        unsafe { prev(port, status) };
+        // SAFETY: PostgreSQL's own Port, with the status PostgreSQL will act on: ours when we
+        // refuse (auth_delay then delays, failed-login counters count), PostgreSQL's otherwise.
+        // An ERROR or FATAL raised there ends the process (during authentication there is no
+        // exception handler, so ERROR is promoted to FATAL): no longjmp lands in our frames.
+        unsafe { prev(port, applied) };
     }
-    if status != STATUS_OK || port.is_null() {
-        return; // PostgreSQL refuses this login itself
+    if let Some(refusal) = refusal {
+        refusal.raise();
     }
+}
+
+/// A refusal decided by the hook, raised after the previous hooks ran.
+struct Refusal {
+    user: Vec<u8>,
+    reason: Reason,
+    detail: String,
+    /// The method of the pg_hba.conf line PostgreSQL used, when it could be read.
+    hba_method: Option<BaseMethod>,
+}
+
+impl Refusal {
+    /// FATAL: with `pg_twofactor.client_reason = on` the two-factor message; with `off`
+    /// exactly PostgreSQL's own failure of the base method, the two-factor message going to
+    /// the server log only.
+    fn raise(self) -> ! {
+        let message = Verdict::message(&self.user, self.reason);
+        if gucs::client_reason() {
+            elog::fatal_auth(&message, &self.detail)
+        }
+        let method = self
+            .hba_method
+            .unwrap_or_else(|| BaseMethod::Other("unknown".into()));
+        let (code, format) = method.postgres_failure();
+        elog::fatal_as_postgres(
+            code,
+            format,
+            &self.user,
+            &format!(
+                "pg_twofactor refused the login ({message}); pg_twofactor.client_reason is off, so the client was sent PostgreSQL's own {method} failure. {}",
+                self.detail
+            ),
+        )
+    }
+}
+
+/// The verdict for a login PostgreSQL accepted: `None` lets it in. Never panics or raises:
+/// anything unexpected is an internal-error refusal.
+///
+/// # Safety
+/// `port` is MyProcPort during ClientAuthentication, after PostgreSQL's own method ran.
+unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let user = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `port` is MyProcPort, valid for the whole authentication.
+        // SAFETY: per the function contract.
         unsafe { bytes((*port).user_name) }
     }))
     .unwrap_or_default();
+    let hba_method = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the function contract; `hba` is PostgreSQL's chosen line, or null.
+        unsafe { (*port).hba.as_ref().map(|h| base_method(h.auth_method)) }
+    }))
+    .ok()
+    .flatten();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: `port` is MyProcPort, valid and fully initialised once PostgreSQL has chosen
-        // the pg_hba.conf line and run its method.
+        // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
         let Some(rules) = store::current() else {
-            return Err("no pg_twofactor rules are loaded".to_string());
+            return Err("No pg_twofactor rules are loaded.".to_string());
         };
         let verdict = decision::decide(
             &rules,
@@ -91,29 +157,39 @@ unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: 
         log_decision(&attempt, &verdict);
         Ok(verdict)
     }));
+    let internal = |why: &str| {
+        log_internal(&user);
+        Some(Refusal {
+            user: user.clone(),
+            reason: Reason::Internal,
+            detail: why.to_string(),
+            hba_method: hba_method.clone(),
+        })
+    };
     match outcome {
-        Ok(Ok(Verdict::NotCovered)) | Ok(Ok(Verdict::Accepted { .. })) => {}
-        Ok(Ok(Verdict::Refused { reason, detail, .. })) => {
-            elog::fatal_auth(&Verdict::message(&user, reason), &detail)
+        Ok(Ok(Verdict::NotCovered)) | Ok(Ok(Verdict::Accepted { .. })) => None,
+        Ok(Ok(Verdict::Refused { reason, detail, .. })) => Some(Refusal {
+            user: user.clone(),
+            reason,
+            detail,
+            hba_method: hba_method.clone(),
+        }),
+        Ok(Err(why)) => internal(&why),
+        Err(_) => {
+            internal("The two-factor check failed unexpectedly (see the preceding log lines).")
         }
-        Ok(Err(why)) => refuse_internal(&user, &why),
-        Err(_) => refuse_internal(
-            &user,
-            "pg_twofactor: the two-factor check failed unexpectedly (see the preceding log lines)",
-        ),
     }
 }
 
-/// A refusal without a decision (the Port could not be read, no rules, a panic): logged in
-/// the decision log too, then FATAL.
-fn refuse_internal(user: &[u8], why: &str) -> ! {
+/// The decision-log line of a refusal without a decision (the Port could not be read, no
+/// rules, a panic).
+fn log_internal(user: &[u8]) {
     if gucs::log_decisions() != LogDecisions::Off {
         elog::log_info(&format!(
             "pg_twofactor decision: refused (internal error); rule unknown; user \"{}\"",
             String::from_utf8_lossy(user).escape_debug()
         ));
     }
-    elog::fatal_auth(&Verdict::message(user, Reason::Internal), why)
 }
 
 /// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision.
@@ -166,6 +242,8 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
         U::uaIdent => BaseMethod::Other("ident".into()),
         U::uaPeer => BaseMethod::Other("peer".into()),
         U::uaGSS => BaseMethod::Other("gss".into()),
+        U::uaSSPI => BaseMethod::Other("sspi".into()),
+        U::uaBSD => BaseMethod::Other("bsd".into()),
         U::uaReject | U::uaImplicitReject => BaseMethod::Other("reject".into()),
         other => BaseMethod::Other(format!("method #{other}")),
     }

@@ -29,6 +29,54 @@ impl fmt::Display for BaseMethod {
     }
 }
 
+/// The SQLSTATE PostgreSQL's `auth_failed()` reports for a failed method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCode {
+    /// 28P01 `invalid_password` (password, md5, scram-sha-256).
+    InvalidPassword,
+    /// 28000 `invalid_authorization_specification` (every other method).
+    InvalidAuthorization,
+}
+
+impl BaseMethod {
+    /// What PostgreSQL itself reports to the client when this method fails (`auth_failed()` in
+    /// `src/backend/libpq/auth.c`, the same in 15, 16 and 18): the SQLSTATE and the untranslated
+    /// message, whose one `%s` is the user name. PostgreSQL translates it with `lc_messages`.
+    pub fn postgres_failure(&self) -> (FailureCode, &'static str) {
+        use FailureCode::*;
+        match self {
+            BaseMethod::ScramSha256 | BaseMethod::Md5 | BaseMethod::Password => (
+                InvalidPassword,
+                "password authentication failed for user \"%s\"",
+            ),
+            BaseMethod::Ldap => (
+                InvalidAuthorization,
+                "LDAP authentication failed for user \"%s\"",
+            ),
+            BaseMethod::Radius => (
+                InvalidAuthorization,
+                "RADIUS authentication failed for user \"%s\"",
+            ),
+            BaseMethod::Other(name) => (
+                InvalidAuthorization,
+                match name.as_str() {
+                    "reject" => "authentication failed for user \"%s\": host rejected",
+                    "trust" => "\"trust\" authentication failed for user \"%s\"",
+                    "ident" => "Ident authentication failed for user \"%s\"",
+                    "peer" => "Peer authentication failed for user \"%s\"",
+                    "gss" => "GSSAPI authentication failed for user \"%s\"",
+                    "sspi" => "SSPI authentication failed for user \"%s\"",
+                    "pam" => "PAM authentication failed for user \"%s\"",
+                    "bsd" => "BSD authentication failed for user \"%s\"",
+                    "cert" => "certificate authentication failed for user \"%s\"",
+                    "oauth" => "OAuth bearer authentication failed for user \"%s\"",
+                    _ => "authentication failed for user \"%s\": invalid authentication method",
+                },
+            ),
+        }
+    }
+}
+
 /// A two-factor method as written in the rules file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -196,6 +244,50 @@ mod tests {
             MethodListError::Empty.to_string(),
             "empty entry in the list of methods (two commas in a row, or a trailing comma)"
         );
+    }
+
+    #[test]
+    fn postgres_failures_follow_auth_failed() {
+        for m in [
+            BaseMethod::ScramSha256,
+            BaseMethod::Md5,
+            BaseMethod::Password,
+        ] {
+            assert_eq!(
+                m.postgres_failure(),
+                (
+                    FailureCode::InvalidPassword,
+                    "password authentication failed for user \"%s\""
+                )
+            );
+        }
+        assert_eq!(
+            BaseMethod::Ldap.postgres_failure(),
+            (
+                FailureCode::InvalidAuthorization,
+                "LDAP authentication failed for user \"%s\""
+            )
+        );
+        assert_eq!(
+            BaseMethod::Radius.postgres_failure().1,
+            "RADIUS authentication failed for user \"%s\""
+        );
+        assert_eq!(
+            BaseMethod::Other("trust".into()).postgres_failure().1,
+            "\"trust\" authentication failed for user \"%s\""
+        );
+        assert_eq!(
+            BaseMethod::Other("method #42".into()).postgres_failure().1,
+            "authentication failed for user \"%s\": invalid authentication method"
+        );
+        // every format has exactly one %s and nothing else a printf would interpret
+        for name in [
+            "reject", "trust", "ident", "peer", "gss", "sspi", "pam", "bsd", "cert", "oauth", "x",
+        ] {
+            let (_, f) = BaseMethod::Other(name.into()).postgres_failure();
+            assert_eq!(f.matches('%').count(), 1, "{f}");
+            assert_eq!(f.matches("%s").count(), 1, "{f}");
+        }
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub fn san_der(entries: &[San]) -> Vec<u8> {
     der_tlv(0x30, &body)
 }
 
+/// The current UTC time as openssl ca's database writes it (YYMMDDHHMMSSZ).
+fn utc_now_asn1() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%y%m%d%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn write_pem(path: &Path, pem: &[u8]) {
     std::fs::write(path, pem).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
@@ -200,6 +209,63 @@ impl Pki {
         write_pem(&files.cert, &b.build().to_pem().unwrap());
         write_key(&files.key, &key);
         files
+    }
+
+    /// A certificate revocation list signed by the CA that revokes `revoked`, written to `out`
+    /// (PEM), made with `openssl ca -gencrl` as a CA operator would.
+    pub fn revocation_list(&self, revoked: &[&CertFiles], out: &Path) {
+        let dir = self.dir.join("crl-ca");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("ca.key");
+        write_key(&key, &self.ca_key);
+        let mut index = String::new();
+        for c in revoked {
+            let cert = X509::from_pem(&std::fs::read(&c.cert).unwrap()).unwrap();
+            let serial = cert
+                .serial_number()
+                .to_bn()
+                .unwrap()
+                .to_hex_str()
+                .unwrap()
+                .to_string();
+            let serial = if serial.len() % 2 == 1 {
+                format!("0{serial}")
+            } else {
+                serial
+            };
+            // openssl ca's database: status, expiry, revocation time, serial, file, subject
+            index.push_str(&format!(
+                "R\t491231235959Z\t{}\t{serial}\tunknown\t/CN=revoked\n",
+                utc_now_asn1()
+            ));
+        }
+        std::fs::write(dir.join("index.txt"), index).unwrap();
+        std::fs::write(dir.join("crlnumber"), "1000\n").unwrap();
+        let config = dir.join("ca.cnf");
+        std::fs::write(
+            &config,
+            format!(
+                "[ca]\ndefault_ca = CA_default\n[CA_default]\ndatabase = {d}/index.txt\ncrlnumber = {d}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let status = std::process::Command::new("openssl")
+            .args(["ca", "-gencrl", "-batch", "-config"])
+            .arg(&config)
+            .arg("-cert")
+            .arg(&self.ca_cert)
+            .arg("-keyfile")
+            .arg(&key)
+            .arg("-out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "openssl ca -gencrl: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
     }
 
     /// The server's certificate: CN=localhost, SubjectAltName localhost, 127.0.0.1, ::1.

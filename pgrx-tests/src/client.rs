@@ -20,6 +20,10 @@ pub struct Login {
     pub server: IpAddr,
     /// Connect without TLS (psql only).
     pub no_tls: bool,
+    /// psql only: `sslmode` instead of `verify-full` (or `disable` for [`Login::without_tls`]),
+    /// and further `key=value` connection parameters.
+    pub sslmode: Option<String>,
+    pub conninfo: Vec<String>,
 }
 
 impl Login {
@@ -33,6 +37,8 @@ impl Login {
             source: None,
             server: "127.0.0.1".parse().unwrap(),
             no_tls: false,
+            sslmode: None,
+            conninfo: Vec::new(),
         }
     }
 
@@ -54,6 +60,18 @@ impl Login {
     /// Connect without TLS (`sslmode=disable`; psql only).
     pub fn without_tls(mut self) -> Self {
         self.no_tls = true;
+        self
+    }
+
+    /// psql with this `sslmode` (libpq's default is `prefer`).
+    pub fn sslmode(mut self, mode: &str) -> Self {
+        self.sslmode = Some(mode.into());
+        self
+    }
+
+    /// psql with a further connection parameter, e.g. `channel_binding=require`.
+    pub fn param(mut self, key_value: &str) -> Self {
+        self.conninfo.push(key_value.into());
         self
     }
 
@@ -182,19 +200,40 @@ async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
     }
 }
 
-/// Logs in with `psql` (sslmode=verify-full) from the default source address.
-pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
+/// What `psql` printed.
+#[derive(Debug, Clone)]
+pub struct PsqlRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl PsqlRun {
+    /// Every `FATAL:  ...` message the server sent, in order (libpq reports each attempt, e.g.
+    /// the TLS attempt and the plain retry of `sslmode=prefer`).
+    pub fn fatals(&self) -> Vec<String> {
+        self.stderr
+            .split("FATAL:  ")
+            .skip(1)
+            .map(|m| m.lines().next().unwrap_or("").trim().to_string())
+            .collect()
+    }
+}
+
+/// Runs `psql` for `login` (sslmode=verify-full unless the login says otherwise) from the
+/// default source address, querying `current_user|client address`.
+pub fn psql_run(cluster: &Cluster, login: &Login) -> PsqlRun {
+    let sslmode = match (&login.sslmode, login.no_tls) {
+        (Some(m), _) => m.as_str(),
+        (None, true) => "disable",
+        (None, false) => "verify-full",
+    };
     let mut conninfo = format!(
-        "host={} port={} user={} dbname={} sslmode={} sslrootcert={}",
+        "host={} port={} user={} dbname={} sslmode={sslmode} sslrootcert={}",
         login.server,
         cluster.port,
         login.user,
         login.dbname,
-        if login.no_tls {
-            "disable"
-        } else {
-            "verify-full"
-        },
         cluster.pki.ca_cert.display()
     );
     match &login.cert {
@@ -204,6 +243,10 @@ pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
             c.key.display()
         )),
         None => conninfo.push_str(" sslcert=/nonexistent sslkey=/nonexistent"),
+    }
+    for kv in &login.conninfo {
+        conninfo.push(' ');
+        conninfo.push_str(kv);
     }
     assert!(
         login.source.is_none(),
@@ -216,21 +259,32 @@ pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
         .env("PGCONNECT_TIMEOUT", "30")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if out.status.success() {
-        let (user, addr) = stdout.split_once('|').unwrap_or((&stdout, ""));
+    PsqlRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    }
+}
+
+/// Logs in with `psql` (sslmode=verify-full unless the login says otherwise).
+pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
+    let run = psql_run(cluster, login);
+    if run.success {
+        let (user, addr) = run.stdout.split_once('|').unwrap_or((&run.stdout, ""));
         return Outcome::Accepted {
             current_user: user.into(),
             client_addr: addr.into(),
         };
     }
     // psql: error: connection to server at "...", port N failed: FATAL:  MESSAGE
-    match stderr.split_once("FATAL:  ") {
-        Some((_, msg)) => Outcome::Refused {
+    match run.fatals().first() {
+        Some(msg) => Outcome::Refused {
             sqlstate: String::new(),
-            message: msg.lines().next().unwrap_or("").trim().to_string(),
+            message: msg.clone(),
         },
-        None => panic!("psql failed without a FATAL from the server: {stderr}"),
+        None => panic!(
+            "psql failed without a FATAL from the server: {}",
+            run.stderr
+        ),
     }
 }

@@ -83,11 +83,11 @@ fn subject_alt_name_ip_addresses_and_subnets() {
 
     let log = c.log();
     assert!(
-        log.contains("SubjectAltName: IP:10.0.0.0/255.0.0.0; client address 127.0.0.3"),
+        log.contains("SubjectAltName: IP:10.0.0.0/255.0.0.0. Client address 127.0.0.3"),
         "{log}"
     );
     assert!(
-        log.contains("SubjectAltName: IP:::1; client address 127.0.0.1"),
+        log.contains("SubjectAltName: IP:::1. Client address 127.0.0.1"),
         "{log}"
     );
 }
@@ -124,7 +124,7 @@ fn subject_alt_name_dns_names() {
     refused(&c, "test1", &nowhere, "127.0.0.1", "127.0.0.1", ADDR_REASON);
     accepted(&c, "test1", &mixed, "127.0.0.6", "127.0.0.1");
     refused(&c, "test1", &mixed, "127.0.0.1", "127.0.0.1", ADDR_REASON);
-    assert!(c.log().contains("SubjectAltName: DNS:nonexistent.invalid; client address 127.0.0.1 (reverse lookup: localhost) matches none"));
+    assert!(c.log().contains("SubjectAltName: DNS:nonexistent.invalid. Client address 127.0.0.1 (reverse lookup: localhost) matches none"));
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn certificates_without_address_entries() {
     accepted(&c, "sanreq", &ip_req, "127.0.0.1", "127.0.0.1");
     refused(&c, "sanreq", &ip_req, "127.0.0.2", "127.0.0.1", ADDR_REASON);
     let log = c.log();
-    assert!(log.contains("SubjectAltName: email:x@example.com; the certificate has no SubjectAltName IP or DNS entries and the rule says san=required"), "{log}");
+    assert!(log.contains("SubjectAltName: email:x@example.com. The certificate has no SubjectAltName IP or DNS entries and the rule says san=required"), "{log}");
 }
 
 #[test]
@@ -188,13 +188,13 @@ fn common_name_must_be_exactly_the_login() {
     let both = c.client_cert("cn-and-ip-wrong", &["test2"], Some(&[ip("10.0.0.1")]));
     refused(&c, "test1", &both, "127.0.0.1", "127.0.0.1", CN_REASON);
     let log = c.log();
-    assert!(log.contains("the certificate has no CN"), "{log}");
+    assert!(log.contains("The certificate has no CN."), "{log}");
     assert!(
-        log.contains("the certificate has 2 CN attributes; exactly one is required"),
+        log.contains("The certificate has 2 CN attributes; exactly one is required"),
         "{log}"
     );
     assert!(
-        log.contains("certificate CN \"Test1\" is not the login \"test1\""),
+        log.contains("Certificate CN \"Test1\" is not the login \"test1\""),
         "{log}"
     );
 }

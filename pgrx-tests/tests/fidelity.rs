@@ -165,7 +165,7 @@ fn a_host_name_rule_whose_lookup_fails_refuses() {
         .assert_refused(&two_factor("alice", "internal error"));
     let log = c.log_since(mark);
     assert!(
-        log.contains("whether the rule applies cannot be decided, so it is taken to apply: reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution"),
+        log.contains("Whether the rule applies cannot be decided, so it is taken to apply: reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution"),
         "{log}"
     );
     // a reverse name that is not UTF-8 matches like any other

@@ -138,7 +138,7 @@ fn connections_no_rule_covers_are_left_alone() {
     // a covered user cannot sidestep the rule by not using TLS
     psql_login(&c, &Login::new("test1", PASSWORD).without_tls())
         .assert_refused(&two_factor("test1", "no client certificate"));
-    assert!(c.log().contains("the connection does not use TLS"));
+    assert!(c.log().contains("The connection does not use TLS."));
     // Unix-socket connections are not covered (they carry no address)
     assert_eq!(
         String::from_utf8_lossy(&c.psql_admin_raw("test1", "SELECT current_user").stdout).trim(),
@@ -180,4 +180,31 @@ hostssl all      test1      127.0.0.0 255.255.255.0  2f-scram-sha-256
     rust_login(&c, &none("test1").from("127.0.0.9"))
         .assert_refused(&two_factor("test1", "no client certificate"));
     rust_login(&c, &none("test1").to("::1").from("::1")).assert_accepted_as("test1");
+}
+
+#[test]
+fn the_methods_list_takes_postgresql_list_syntax() {
+    let c = scenario::start(scenario::builder());
+    // GUC_LIST_INPUT: several values, as for search_path
+    c.psql_admin(
+        "ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = '2f-md5', '2f-password'",
+    );
+    c.reload();
+    assert_eq!(
+        c.psql_admin("SHOW pg_twofactor.enabled_extra_auth_methods"),
+        "2f-md5, 2f-password"
+    );
+    let md5 = scenario::cert_for(&c, "md5user");
+    let pw = scenario::cert_for(&c, "pwuser");
+    rust_login(&c, &Login::new("md5user", PASSWORD).cert(&md5)).assert_accepted_as("md5user");
+    psql_login(&c, &Login::new("pwuser", PASSWORD).cert(&pw)).assert_accepted_as("pwuser");
+    let out = c.psql_admin_raw(
+        "postgres",
+        "ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = '2f-md5', 'md5'",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown two-factor method \"md5\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

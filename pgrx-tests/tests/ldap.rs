@@ -146,7 +146,7 @@ fn login_differing_in_case_from_the_cn_is_refused() {
     );
     assert!(c
         .log()
-        .contains("certificate CN \"alice\" is not the login \"ALICE\""));
+        .contains("Certificate CN \"alice\" is not the login \"ALICE\""));
     let upper = c.client_cert(
         "ALICE",
         &["ALICE"],
@@ -199,4 +199,44 @@ fn directory_down_or_unreachable_is_refused() {
     assert!(log.contains("Can't contact LDAP server"), "{log}");
     assert!(c.log().contains("Can't contact LDAP server"));
     assert!(!c.log().contains("two-factor authentication failed"));
+}
+
+#[test]
+fn client_reason_off_makes_certificate_refusals_look_like_a_wrong_directory_password() {
+    let Env {
+        cluster: c,
+        slapd: _slapd,
+    } = setup();
+    c.append_settings(&["pg_twofactor.client_reason = off"]);
+    c.reload();
+    let pw = dir_pw("alice");
+    let alice = scenario::cert_for(&c, "alice");
+    let bobs = scenario::cert_for(&c, "bob");
+    let wrong_password = rust_login(&c, &Login::new("alice", "wrong").cert(&alice));
+    wrong_password.assert_refused(&ldap_refused("alice"));
+    let mark = c.log_mark();
+    assert_eq!(rust_login(&c, &Login::new("alice", &pw)), wrong_password);
+    assert_eq!(
+        rust_login(&c, &Login::new("alice", &pw).cert(&bobs)),
+        wrong_password
+    );
+    assert_eq!(
+        rust_login(&c, &Login::new("alice", &pw).cert(&alice).from("127.0.0.2")),
+        wrong_password
+    );
+    let log = c.log_since(mark);
+    for reason in [
+        "no client certificate",
+        "certificate CN does not match the user name",
+        "client address does not match the certificate",
+    ] {
+        assert!(
+            log.contains(&format!(
+                "pg_twofactor refused the login ({})",
+                two_factor("alice", reason)
+            )),
+            "{log}"
+        );
+    }
+    rust_login(&c, &Login::new("alice", &pw).cert(&alice)).assert_accepted_as("alice");
 }

@@ -61,14 +61,14 @@ fn method_scenarios(user: &str) {
         log.contains(&format!("DETAIL:  Rule {}:", rules.display())),
         "{log}"
     );
-    assert!(log.contains("the client sent no certificate"), "{log}");
+    assert!(log.contains("The client sent no certificate."), "{log}");
     assert!(
         log.contains(&format!(
-            "certificate CN \"someone-else\" is not the login \"{user}\""
+            "Certificate CN \"someone-else\" is not the login \"{user}\"."
         )),
         "{log}"
     );
-    assert!(log.contains("SubjectAltName: IP:10.9.9.9; client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"), "{log}");
+    assert!(log.contains("SubjectAltName: IP:10.9.9.9. Client address 127.0.0.1 matches none of the certificate's SubjectAltName entries"), "{log}");
     assert!(!log.contains(
         &two_factor(user, "no client certificate")
             .replace("no client certificate", "internal error")
@@ -108,7 +108,7 @@ fn refusal_is_sqlstate_28000_with_log_detail() {
     let log = c.log_since(mark);
     let rules = c.data.join("pg_twofactor_hba.conf");
     let want = format!(
-        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf {} (scram-sha-256); client address 127.0.0.1; certificate subject \"O=pg_twofactor tests, CN=nobody\"; SubjectAltName: none; certificate CN \"nobody\" is not the login \"test1\"",
+        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf {} (scram-sha-256); client address 127.0.0.1; certificate subject \"O=pg_twofactor tests, CN=nobody\"; SubjectAltName: none. Certificate CN \"nobody\" is not the login \"test1\".",
         rules.display(),
         c.hba_position(5)
     );

@@ -192,3 +192,51 @@ fn radius_down_or_wrong_shared_secret_is_refused() {
     );
     assert!(!log.contains("two-factor authentication failed"), "{log}");
 }
+
+#[test]
+fn client_reason_off_makes_certificate_refusals_look_like_a_wrong_code() {
+    let env = setup(true);
+    let c = &env.cluster;
+    c.append_settings(&["pg_twofactor.client_reason = off"]);
+    c.reload();
+    let a = &env.alice;
+    let cert = scenario::cert_for(c, "alice");
+    let wrong = format!("{}{}", a.password, wrong_code(a));
+    let wrong_code = rust_login(c, &Login::new("alice", &wrong).cert(&cert));
+    wrong_code.assert_refused(&radius_refused("alice"));
+    let mark = c.log_mark();
+    assert_eq!(
+        rust_login(c, &Login::new("alice", &a.password_with_current_code())),
+        wrong_code
+    );
+    let other = c.client_cert(
+        "not-alice",
+        &["mallory"],
+        Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+    );
+    assert_eq!(
+        rust_login(
+            c,
+            &Login::new("alice", &a.password_with_current_code()).cert(&other)
+        ),
+        wrong_code
+    );
+    let log = c.log_since(mark);
+    for reason in [
+        "no client certificate",
+        "certificate CN does not match the user name",
+    ] {
+        assert!(
+            log.contains(&format!(
+                "pg_twofactor refused the login ({})",
+                two_factor("alice", reason)
+            )),
+            "{log}"
+        );
+    }
+    rust_login(
+        c,
+        &Login::new("alice", &a.password_with_current_code()).cert(&cert),
+    )
+    .assert_accepted_as("alice");
+}
