@@ -136,7 +136,7 @@ unsafe extern "C-unwind" fn check_extra_methods(
     let value = unsafe { value_of(*newval) };
     match MethodSet::parse_extra(&value) {
         Ok(_) => true,
-        Err(e) => reject_with_detail(&e.to_string()),
+        Err(e) => reject_with_detail(&crate::decision::sentence(&e.to_string())),
     }
 }
 

@@ -162,7 +162,7 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
         Some(Refusal {
             user: user.clone(),
             reason: Reason::Internal,
-            detail: why.to_string(),
+            detail: decision::sentence(why),
             hba_method: hba_method.clone(),
         })
     };
@@ -286,7 +286,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
             PeerCert::Verified(peer_der(p.peer)?)
         };
         if p.hba.is_null() {
-            return Err("PostgreSQL chose no pg_hba.conf line".into());
+            return Err("PostgreSQL chose no pg_hba.conf line.".into());
         }
         let hba = &*p.hba;
         #[cfg(has_hba_sourcefile)]

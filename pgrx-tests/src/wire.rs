@@ -1,8 +1,9 @@
 //! A minimal PostgreSQL protocol client for what neither psql nor tokio-postgres can do: user
 //! and database names as raw bytes (a LATIN1 cluster's names), a chosen source address, the
 //! `replication` startup option, and running inside a network namespace. It speaks TLS
-//! (optionally with a client certificate) and the `trust` and `password` methods, which is all
-//! the rules oracle needs; it stops when authentication has been decided.
+//! (optionally with a client certificate) and the `trust`, `password` and `scram-sha-256`
+//! (without channel binding) methods, and can report which authentication messages the server
+//! sent on the way; it stops when authentication has been decided.
 
 use crate::certs::CertFiles;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
@@ -84,6 +85,19 @@ pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawO
     raw_login_at(login, ca).map(|(outcome, _)| outcome)
 }
 
+/// [`raw_login`], also returning the authentication request codes the server sent, in order
+/// (3 cleartext password, 10 SASL, 11 SASL continue, 12 SASL final: the server's proof that the
+/// SCRAM exchange succeeded, i.e. that the password was right; 0 OK).
+pub fn raw_login_trace(
+    login: &RawLogin,
+    ca: &std::path::Path,
+) -> std::io::Result<(RawOutcome, Vec<u32>)> {
+    let mut tcp = connect(login)?;
+    let mut trace = Vec::new();
+    let outcome = login_over(login, ca, &mut tcp, &mut trace)?;
+    Ok((outcome, trace))
+}
+
 /// [`raw_login`], also returning the client's own address and port (what the server logs as
 /// `%r`).
 pub fn raw_login_at(
@@ -92,13 +106,14 @@ pub fn raw_login_at(
 ) -> std::io::Result<(RawOutcome, SocketAddr)> {
     let mut tcp = connect(login)?;
     let local = tcp.local_addr()?;
-    login_over(login, ca, &mut tcp).map(|o| (o, local))
+    login_over(login, ca, &mut tcp, &mut Vec::new()).map(|o| (o, local))
 }
 
 fn login_over(
     login: &RawLogin,
     ca: &std::path::Path,
     tcp: &mut TcpStream,
+    trace: &mut Vec<u32>,
 ) -> std::io::Result<RawOutcome> {
     tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?; // SSLRequest
     let mut answer = [0u8; 1];
@@ -142,14 +157,36 @@ fn login_over(
     let mut packet = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
     packet.extend_from_slice(&startup);
     s.write_all(&packet)?;
+    let mut scram = None;
     loop {
         let (tag, body) = read_message(&mut s)?;
+        let code = body
+            .get(..4)
+            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        if let (b'R', Some(c)) = (tag, code) {
+            trace.push(c);
+        }
         match tag {
-            b'R' => match body
-                .get(..4)
-                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-            {
+            b'R' => match code {
                 Some(0) if !login.query => return Ok(RawOutcome::Authenticated),
+                Some(10) => {
+                    let (first, state) = ScramClient::start();
+                    let mut m = b"SCRAM-SHA-256\0".to_vec();
+                    m.extend_from_slice(&(first.len() as u32).to_be_bytes());
+                    m.extend_from_slice(first.as_bytes());
+                    s.write_all(&message(b'p', &m))?;
+                    scram = Some(state);
+                }
+                Some(11) => {
+                    let state = scram
+                        .as_ref()
+                        .ok_or_else(|| std::io::Error::other("SASL continue before SASL"))?;
+                    let last = state
+                        .final_message(&login.password, &String::from_utf8_lossy(&body[4..]))
+                        .map_err(std::io::Error::other)?;
+                    s.write_all(&message(b'p', last.as_bytes()))?;
+                }
+                Some(12) => {} // SASL final: the server accepted our proof
                 Some(0) => return session(&mut s),
                 Some(3) => {
                     let mut pw = login.password.clone();
@@ -165,6 +202,74 @@ fn login_over(
             b'E' => return Ok(error_fields(&body)),
             _ => {}
         }
+    }
+}
+
+/// The client side of SCRAM-SHA-256 without channel binding (RFC 5802, RFC 7677), as libpq
+/// speaks it with `channel_binding=disable`.
+struct ScramClient {
+    nonce: String,
+    first_bare: String,
+}
+
+impl ScramClient {
+    fn start() -> (String, ScramClient) {
+        let mut raw = [0u8; 18];
+        openssl::rand::rand_bytes(&mut raw).unwrap();
+        let nonce = openssl::base64::encode_block(&raw);
+        let first_bare = format!("n=,r={nonce}");
+        (
+            format!("n,,{first_bare}"),
+            ScramClient { nonce, first_bare },
+        )
+    }
+
+    /// The client-final-message for the server-first-message `server_first`.
+    fn final_message(&self, password: &[u8], server_first: &str) -> Result<String, String> {
+        use openssl::hash::MessageDigest;
+        use openssl::pkey::PKey;
+        use openssl::sign::Signer;
+        let attr = |k: &str| {
+            server_first
+                .split(',')
+                .find_map(|f| f.strip_prefix(k))
+                .ok_or_else(|| format!("no {k} in {server_first:?}"))
+        };
+        let nonce = attr("r=")?;
+        if !nonce.starts_with(&self.nonce) {
+            return Err("the server's nonce does not extend ours".into());
+        }
+        let salt = openssl::base64::decode_block(attr("s=")?).map_err(|e| e.to_string())?;
+        let iterations: usize = attr("i=")?.parse().map_err(|_| "bad iteration count")?;
+        let mut salted = [0u8; 32];
+        openssl::pkcs5::pbkdf2_hmac(
+            password,
+            &salt,
+            iterations,
+            MessageDigest::sha256(),
+            &mut salted,
+        )
+        .map_err(|e| e.to_string())?;
+        let hmac = |key: &[u8], data: &[u8]| {
+            let key = PKey::hmac(key).unwrap();
+            let mut signer = Signer::new(MessageDigest::sha256(), &key).unwrap();
+            signer.update(data).unwrap();
+            signer.sign_to_vec().unwrap()
+        };
+        let client_key = hmac(&salted, b"Client Key");
+        let stored_key = openssl::sha::sha256(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.first_bare);
+        let signature = hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        Ok(format!(
+            "{without_proof},p={}",
+            openssl::base64::encode_block(&proof)
+        ))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use pg_twofactor_e2e::cluster::chown_to_cluster_user;
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
+use pg_twofactor_e2e::wire::{raw_login_trace, RawLogin, RawOutcome};
 use pg_twofactor_e2e::{
     psql_login, psql_run, rust_login, two_factor, Cluster, Login, Outcome, San,
 };
@@ -177,4 +178,70 @@ fn a_revoked_certificate_is_refused_after_reload_and_its_replacement_works() {
     assert!(log.contains("could not accept SSL connection"), "{log}");
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&replacement)).assert_accepted_as("test1");
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&replacement)).assert_accepted_as("test1");
+}
+
+#[test]
+fn scram_final_message_shows_a_right_password_unless_verify_full_refuses_first() {
+    // PostgreSQL sends SCRAM's server-final message (its own proof) as soon as the password
+    // checks out, before any ClientAuthentication_hook runs. A client that speaks the protocol
+    // itself therefore learns that the password was right even when the error text is the
+    // same (pg_twofactor.client_reason = off). This is PostgreSQL's behaviour (its own
+    // clientcert=verify-full CN check comes after it too) and is documented as a limit.
+    let c = scenario::start(scenario::builder().setting("pg_twofactor.client_reason = off"));
+    let raw = |c: &Cluster, password: &str| RawLogin {
+        user: b"test1".to_vec(),
+        database: b"postgres".to_vec(),
+        password: password.as_bytes().to_vec(),
+        replication: None,
+        source: None,
+        server: std::net::SocketAddr::new([127, 0, 0, 1].into(), c.port),
+        cert: None,
+        query: false,
+    };
+    let (wrong, wrong_trace) = raw_login_trace(&raw(&c, "wrong"), &c.pki.ca_cert).unwrap();
+    let (right, right_trace) = raw_login_trace(&raw(&c, PASSWORD), &c.pki.ca_cert).unwrap();
+    let same = RawOutcome::Error {
+        sqlstate: "28P01".into(),
+        message: "password authentication failed for user \"test1\"".into(),
+    };
+    assert_eq!(wrong, same);
+    assert_eq!(right, same);
+    assert_eq!(
+        wrong_trace,
+        vec![10, 11],
+        "SASL, SASL continue, then the error"
+    );
+    assert_eq!(right_trace, vec![10, 11, 12], "SASL final before the error");
+    // and the raw client's SCRAM is real: with the certificate it logs in
+    let cert = scenario::cert_for(&c, "test1");
+    let login = RawLogin {
+        cert: Some(cert),
+        query: true,
+        ..raw(&c, PASSWORD)
+    };
+    assert_eq!(
+        raw_login_trace(&login, &c.pki.ca_cert).unwrap(),
+        (
+            RawOutcome::Session {
+                current_user: b"test1".to_vec()
+            },
+            vec![10, 11, 12, 0]
+        )
+    );
+
+    // With clientcert=verify-full, a client without a certificate never gets to SCRAM.
+    let c = Cluster::builder()
+        .hba("hostssl all test1 all scram-sha-256 clientcert=verify-full")
+        .rules("hostssl all test1 all 2f-scram-sha-256\n")
+        .start();
+    c.create_user("test1", PASSWORD);
+    let (outcome, trace) = raw_login_trace(&raw(&c, PASSWORD), &c.pki.ca_cert).unwrap();
+    assert_eq!(
+        outcome,
+        RawOutcome::Error {
+            sqlstate: "28000".into(),
+            message: "connection requires a valid client certificate".into(),
+        }
+    );
+    assert!(trace.is_empty(), "{trace:?}");
 }

@@ -55,20 +55,20 @@ fn invalid_method_lists_are_rejected_by_name() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid value for parameter \"pg_twofactor.enabled_extra_auth_methods\": \"2f-md5, 2f-bogus\""), "{err}");
     assert!(
-        err.contains("unknown two-factor method \"2f-bogus\""),
+        err.contains("Unknown two-factor method \"2f-bogus\""),
         "{err}"
     );
     let out = c.psql_admin_raw(
         "postgres",
         "ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = 'md5'",
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown two-factor method \"md5\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unknown two-factor method \"md5\""));
     // a bad value in postgresql.conf is logged on reload and the previous value stays
     c.append_settings(&["pg_twofactor.enabled_extra_auth_methods = '2f-md5, scram'"]);
     let mark = c.log_mark();
     c.reload();
     let log = c.log_since(mark);
-    assert!(log.contains("unknown two-factor method \"scram\""), "{log}");
+    assert!(log.contains("Unknown two-factor method \"scram\""), "{log}");
     assert_eq!(
         c.psql_admin("SHOW pg_twofactor.enabled_extra_auth_methods"),
         "2f-md5"
@@ -203,7 +203,7 @@ fn the_methods_list_takes_postgresql_list_syntax() {
         "ALTER SYSTEM SET pg_twofactor.enabled_extra_auth_methods = '2f-md5', 'md5'",
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown two-factor method \"md5\""),
+        String::from_utf8_lossy(&out.stderr).contains("Unknown two-factor method \"md5\""),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
