@@ -10,7 +10,6 @@ use crate::rules::{Catalog, Connection, Found, Rule, RuleSet, SanPolicy};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// The client's certificate as TLS left it.
 #[derive(Debug, Clone)]
@@ -95,14 +94,14 @@ pub enum Verdict {
     NotCovered,
     /// The rule at `rule_file:rule_line` matched and every check passed.
     Accepted {
-        rule_file: Arc<PathBuf>,
+        rule_file: PathBuf,
         rule_line: usize,
         detail: String,
     },
     /// Refused; `detail` is for the server log only.
     Refused {
         reason: Reason,
-        rule_file: Arc<PathBuf>,
+        rule_file: PathBuf,
         rule_line: usize,
         detail: String,
     },
@@ -161,7 +160,7 @@ pub fn decide(
         Found::Rule(rule) => check_rule(rule, attempt, addr, &client, enabled),
         Found::Undecided { rule, cause } => Verdict::Refused {
             reason: Reason::Internal,
-            rule_file: rule.file.clone(),
+            rule_file: rule.file.to_path_buf(),
             rule_line: rule.line,
             detail: format!(
                 "{}. {}",
@@ -211,7 +210,7 @@ fn check_rule(
     let mut detail = rule_context(rule, attempt, addr);
     let refuse = |reason: Reason, detail: String, why: &str| Verdict::Refused {
         reason,
-        rule_file: rule.file.clone(),
+        rule_file: rule.file.to_path_buf(),
         rule_line: rule.line,
         detail: format!("{detail}. {}", sentence(why)),
     };
@@ -293,7 +292,7 @@ fn check_rule(
             "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required",
         ),
         Ok(checked) => Verdict::Accepted {
-            rule_file: rule.file.clone(),
+            rule_file: rule.file.to_path_buf(),
             rule_line: rule.line,
             detail: format!(
                 "{detail}. {}",

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod methods;
 pub mod rules;
 
+pub mod arena;
 pub mod catalog;
 pub mod elog;
 pub mod ffi;
@@ -26,6 +27,11 @@ pub mod view;
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!();
+
+/// Rust allocations go to `malloc`, except while the rules in force are being frozen into their
+/// own arena (see [`arena`]).
+#[global_allocator]
+static ALLOCATOR: arena::ArenaOrSystem = arena::ArenaOrSystem;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -4,34 +4,45 @@
 //! the postmaster and so start with the rules that were in force when they were forked. Nothing
 //! is read from disk on a connection.
 
+use crate::arena::Frozen;
 use crate::catalog::PgRegexCheck;
 use crate::elog;
 use crate::gucs;
 use crate::rules::{self, RuleError, RuleSet, Syntax};
 use std::sync::{Arc, Mutex};
 
-static RULES: Mutex<Option<Arc<RuleSet>>> = Mutex::new(None);
+static RULES: Mutex<Option<Arc<Frozen<RuleSet>>>> = Mutex::new(None);
 
 /// The rules in force, `None` only if they were never loaded (then every covered login fails).
-pub fn current() -> Option<Arc<RuleSet>> {
+pub fn current() -> Option<Arc<Frozen<RuleSet>>> {
     RULES.lock().ok().and_then(|g| g.clone())
 }
 
-fn read() -> Result<RuleSet, Vec<RuleError>> {
-    rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set()
+/// The rules file parsed, and how long reading and parsing took.
+fn read() -> (Result<RuleSet, Vec<RuleError>>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let set = rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set();
+    (set, started.elapsed())
 }
 
-fn install(set: RuleSet) {
+fn install(set: RuleSet, parse_took: std::time::Duration) {
+    // The rules in force live in their own arena; the parsed original and everything parsing
+    // left behind are freed, so the malloc heap every backend inherits holds no holes among
+    // live rules (see `arena`).
+    let started = std::time::Instant::now();
+    let frozen = Frozen::new(|| set.deep_clone());
+    drop(set);
     let msg = format!(
-        "pg_twofactor: loaded {} rule(s) from \"{}\"",
-        set.rules.len(),
-        set.path.display()
+        "pg_twofactor: loaded {} rule(s) from \"{}\" in {:.1} ms ({} bytes)",
+        frozen.rules.len(),
+        frozen.path.display(),
+        (parse_took + started.elapsed()).as_secs_f64() * 1000.0,
+        frozen.bytes()
     );
     if let Ok(mut g) = RULES.lock() {
-        *g = Some(Arc::new(set));
+        *g = Some(Arc::new(frozen));
     }
-    // Parsing freed far more than the rules keep; hand it back to the OS so the postmaster
-    // (which every backend is forked from) stays small.
+    // Hand the freed memory back to the OS so the postmaster stays small.
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap memory; no pointer is invalidated.
     unsafe {
@@ -51,8 +62,8 @@ pub fn load_at_startup() {
         );
     }
     match read() {
-        Ok(set) => install(set),
-        Err(errors) => {
+        (Ok(set), took) => install(set, took),
+        (Err(errors), _) => {
             for e in &errors {
                 elog::log_config(&e.to_string());
             }
@@ -72,8 +83,8 @@ pub fn load_at_startup() {
 /// previous rules stay in force.
 pub fn reload() {
     match read() {
-        Ok(set) => install(set),
-        Err(errors) => {
+        (Ok(set), took) => install(set, took),
+        (Err(errors), _) => {
             for e in &errors {
                 elog::log_config(&e.to_string());
             }

@@ -139,14 +139,33 @@ pub async fn tcp_from(
 
 /// Logs in with the Rust client.
 pub fn rust_login(cluster: &Cluster, login: &Login) -> Outcome {
+    match rust_query(
+        cluster,
+        login,
+        "SELECT current_user::text || '|' || host(inet_client_addr())",
+    ) {
+        Ok(row) => {
+            let (user, addr) = row.split_once('|').unwrap_or((&row, ""));
+            Outcome::Accepted {
+                current_user: user.into(),
+                client_addr: addr.into(),
+            }
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Logs in with the Rust client and returns the one text value `sql` yields in the new
+/// session, or the refusal.
+pub fn rust_query(cluster: &Cluster, login: &Login, sql: &str) -> Result<String, Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(rust_login_async(cluster, login))
+    rt.block_on(rust_query_async(cluster, login, sql))
 }
 
-async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
+async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result<String, Outcome> {
     assert!(
         !login.no_tls,
         "the Rust client always uses TLS; use psql_login for plain connections"
@@ -180,21 +199,18 @@ async fn rust_login_async(cluster: &Cluster, login: &Login) -> Outcome {
         Ok((client, connection)) => {
             let conn = tokio::spawn(connection);
             let row = client
-                .query_one("SELECT current_user::text, host(inet_client_addr())", &[])
+                .query_one(sql, &[])
                 .await
                 .expect("a query in the new session");
             drop(client);
             let _ = conn.await;
-            Outcome::Accepted {
-                current_user: row.get(0),
-                client_addr: row.get(1),
-            }
+            Ok(row.get(0))
         }
         Err(e) => match e.as_db_error() {
-            Some(db) => Outcome::Refused {
+            Some(db) => Err(Outcome::Refused {
                 sqlstate: db.code().code().to_string(),
                 message: db.message().to_string(),
-            },
+            }),
             None => panic!("connection failed without a server error: {e}"),
         },
     }

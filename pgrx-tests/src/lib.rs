@@ -14,5 +14,7 @@ pub mod scenario;
 pub mod wire;
 
 pub use certs::{CertFiles, Pki, San};
-pub use client::{psql_login, psql_run, rust_login, two_factor, Login, Outcome, PsqlRun};
+pub use client::{
+    psql_login, psql_run, rust_login, rust_query, two_factor, Login, Outcome, PsqlRun,
+};
 pub use cluster::Cluster;

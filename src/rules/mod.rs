@@ -251,6 +251,43 @@ impl RuleSet {
     pub fn empty(path: PathBuf) -> RuleSet {
         RuleSet::new(path, Vec::new())
     }
+
+    /// A copy that shares no memory with `self` (each file's `Arc` is made again) and holds no
+    /// spare capacity: what the rules in force keep in their arena (`crate::arena`).
+    pub fn deep_clone(&self) -> RuleSet {
+        let mut files: Vec<(*const PathBuf, Arc<PathBuf>)> = Vec::new();
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| {
+                let old = Arc::as_ptr(&r.file);
+                let file = match files.iter().find(|(p, _)| *p == old) {
+                    Some((_, f)) => f.clone(),
+                    None => {
+                        let f = Arc::new(PathBuf::from(r.file.as_os_str().to_owned()));
+                        files.push((old, f.clone()));
+                        f
+                    }
+                };
+                Rule {
+                    file,
+                    line: r.line,
+                    databases: r.databases.clone(),
+                    users: r.users.clone(),
+                    address: r.address.clone(),
+                    method: r.method,
+                    san: r.san,
+                    display: r.display.clone(),
+                }
+            })
+            .collect();
+        RuleSet {
+            path: self.path.clone(),
+            rules,
+            by_user: self.by_user.clone(),
+            any_user: self.any_user.clone(),
+        }
+    }
 }
 /// Helpers shared by the tests of the tokenizer, parser and lookup.
 #[cfg(test)]

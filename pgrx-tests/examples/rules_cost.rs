@@ -1,0 +1,185 @@
+//! What a rules file costs every login, in figures that do not depend on a noisy machine:
+//! minor page faults of a backend right after authentication, the postmaster's resident memory,
+//! the time to load the rules, and the time from fork to "connection authorized".
+//!
+//! For each configuration a cluster (as the tests build them) is started and LOGINS covered
+//! logins (TLS, client certificate, SCRAM) are made by a superuser whose session reads its own
+//! `/proc/self/stat`. Configurations: PostgreSQL alone; pg_twofactor with an empty rules file;
+//! 1, 1,000, 10,000 and 100,000 rules with the login's rule last; 10,000 rules for other users
+//! only (the login is not covered). Prints a markdown table (medians).
+//!
+//! Run as root after installing the extension:
+//!   cargo run --release -p pg_twofactor-e2e --example rules_cost [LOGINS=30]
+//! PG_CONFIG chooses the PostgreSQL major, as for the tests.
+
+use pg_twofactor_e2e::scenario::synthetic_rules;
+use pg_twofactor_e2e::{rust_query, Cluster, Login, San};
+use std::collections::HashMap;
+
+const PASSWORD: &str = "bench-pw";
+
+struct Config {
+    name: &'static str,
+    preload: bool,
+    rules: Option<String>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn status_kb(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since midnight of a `%m` log timestamp.
+fn millis(line: &str) -> Option<f64> {
+    let time = line.split(' ').nth(1)?;
+    let (hms, ms) = time.split_once('.')?;
+    let p: Vec<f64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+    Some(((p.first()? * 60.0 + p.get(1)?) * 60.0 + p.get(2)?) * 1000.0 + ms.parse::<f64>().ok()?)
+}
+
+/// Per backend pid: "connection received" to "connection authorized", in ms.
+fn fork_to_auth(log: &str) -> Vec<f64> {
+    let mut received: HashMap<&str, f64> = HashMap::new();
+    let mut out = Vec::new();
+    for l in log.lines() {
+        let Some(pid) = l
+            .split_once('[')
+            .and_then(|(_, r)| r.split_once(']'))
+            .map(|(p, _)| p)
+        else {
+            continue;
+        };
+        if l.contains("connection received:") {
+            if let Some(t) = millis(l) {
+                received.insert(pid, t);
+            }
+        } else if l.contains("connection authorized:") {
+            if let (Some(t0), Some(t1)) = (received.get(pid), millis(l)) {
+                out.push(t1 - t0);
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let logins: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
+    let covered_last = |n: usize| Some(synthetic_rules(n, "bench"));
+    let configs = [
+        Config {
+            name: "PostgreSQL alone",
+            preload: false,
+            rules: None,
+        },
+        Config {
+            name: "pg_twofactor, empty rules file",
+            preload: true,
+            rules: Some(String::new()),
+        },
+        Config {
+            name: "1 rule",
+            preload: true,
+            rules: covered_last(1),
+        },
+        Config {
+            name: "1,000 rules, the login's last",
+            preload: true,
+            rules: covered_last(1_000),
+        },
+        Config {
+            name: "10,000 rules, the login's last",
+            preload: true,
+            rules: covered_last(10_000),
+        },
+        Config {
+            name: "100,000 rules, the login's last",
+            preload: true,
+            rules: covered_last(100_000),
+        },
+        Config {
+            name: "10,000 rules for other users (not covered)",
+            preload: true,
+            rules: Some(synthetic_rules(10_001, "nobody-at-all")),
+        },
+    ];
+    println!("| configuration | backend minor faults after authentication | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for cfg in &configs {
+        let mut b = Cluster::builder()
+            .hba("hostssl all bench 127.0.0.1/32 scram-sha-256")
+            .setting("log_connections = on");
+        b = match &cfg.rules {
+            Some(r) => b.rules(r),
+            None => b,
+        };
+        if !cfg.preload {
+            b = b.without_preload();
+        }
+        let c = b.start();
+        c.psql_admin(&format!(
+            "CREATE ROLE bench SUPERUSER LOGIN PASSWORD '{PASSWORD}'"
+        ));
+        let cert = c.client_cert(
+            "bench",
+            &["bench"],
+            Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+        );
+        let login = Login::new("bench", PASSWORD).cert(&cert);
+        let mut faults = Vec::new();
+        for _ in 0..logins {
+            let stat = rust_query(
+                &c,
+                &login,
+                "SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 10)",
+            )
+            .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
+            faults.push(stat.parse::<f64>().unwrap());
+        }
+        let pid = std::fs::read_to_string(c.data.join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let log = c.log();
+        // "pg_twofactor: loaded N rule(s) from "FILE" in T ms (B bytes)"
+        let loaded = log
+            .lines()
+            .filter_map(|l| l.split_once("\" in ").map(|(_, r)| r))
+            .next_back()
+            .and_then(|r| {
+                let (ms, rest) = r.split_once(" ms (")?;
+                let bytes = rest.split_once(" bytes")?.0;
+                Some((ms.parse::<f64>().ok()?, bytes.parse::<u64>().ok()?))
+            });
+        let (load, bytes) = loaded.map_or(("–".to_string(), "–".to_string()), |(ms, b)| {
+            (format!("{ms:.1}"), format!("{}", b / 1024))
+        });
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {:.1} |",
+            cfg.name,
+            median(faults),
+            status_kb(&pid, "VmRSS:"),
+            status_kb(&pid, "RssAnon:"),
+            bytes,
+            load,
+            median(fork_to_auth(&log)),
+        );
+    }
+}
