@@ -71,7 +71,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_twofactor.client_reason",
         c"Whether a client refused by pg_twofactor is told the reason.",
-        c"When off, the client sees exactly PostgreSQL's own failure of the pg_hba.conf method (for example 28P01 password authentication failed), so a refusal does not reveal that the password was right; the server log keeps the reason.",
+        c"When off, the client is sent PostgreSQL's own failure of the pg_hba.conf method (for example 28P01 password authentication failed) and the server log keeps the reason. With scram-sha-256, PostgreSQL has already sent SCRAM's final message, which a client speaking the protocol itself can see.",
         &CLIENT_REASON,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,

@@ -144,18 +144,18 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
-        let Some(rules) = store::current() else {
-            return Err("No pg_twofactor rules are loaded.".to_string());
-        };
-        let verdict = decision::decide(
-            &rules,
-            &attempt,
-            gucs::enabled_methods(),
-            &SystemNetwork,
-            &ServerCatalog::new(),
-        );
+        let verdict = store::with_current(|rules| {
+            decision::decide(
+                rules,
+                &attempt,
+                gucs::enabled_methods(),
+                &SystemNetwork,
+                &ServerCatalog::new(),
+            )
+        })
+        .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
         log_decision(&attempt, &verdict);
-        Ok(verdict)
+        Ok::<Verdict, String>(verdict)
     }));
     let internal = |why: &str| {
         log_internal(&user);
@@ -244,6 +244,8 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
         U::uaGSS => BaseMethod::Other("gss".into()),
         U::uaSSPI => BaseMethod::Other("sspi".into()),
         U::uaBSD => BaseMethod::Other("bsd".into()),
+        #[cfg(feature = "pg18")]
+        U::uaOAuth => BaseMethod::Other("oauth".into()),
         U::uaReject | U::uaImplicitReject => BaseMethod::Other("reject".into()),
         other => BaseMethod::Other(format!("method #{other}")),
     }

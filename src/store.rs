@@ -9,13 +9,23 @@ use crate::catalog::PgRegexCheck;
 use crate::elog;
 use crate::gucs;
 use crate::rules::{self, RuleError, RuleSet, Syntax};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
-static RULES: Mutex<Option<Arc<Frozen<RuleSet>>>> = Mutex::new(None);
+/// The rules in force: a leaked `Box`, replaced (and the old one freed) only by `install`, which
+/// runs in the postmaster (start and reload), never while a [`with_current`] call is running.
+/// Backends inherit it at fork and only read it: no lock, no reference count, nothing in the
+/// login path writes to memory shared with the postmaster.
+static CURRENT: AtomicPtr<Frozen<RuleSet>> = AtomicPtr::new(std::ptr::null_mut());
 
-/// The rules in force, `None` only if they were never loaded (then every covered login fails).
-pub fn current() -> Option<Arc<Frozen<RuleSet>>> {
-    RULES.lock().ok().and_then(|g| g.clone())
+/// Runs `f` on the rules in force; `None` only if they were never loaded (then every covered
+/// login fails).
+pub fn with_current<R>(f: impl FnOnce(&RuleSet) -> R) -> Option<R> {
+    let p = CURRENT.load(Ordering::Acquire);
+    // SAFETY: a non-null CURRENT points to a live Box made by `install`; it is freed only by a
+    // later `install` in the same process, which cannot run during `f` (processes are
+    // single-threaded, and `install` never calls back into `with_current`), so the reference
+    // does not outlive it.
+    (!p.is_null()).then(|| f(unsafe { &*p }))
 }
 
 /// The rules file parsed, and how long reading and parsing took.
@@ -30,7 +40,10 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     // left behind are freed, so the malloc heap every backend inherits holds no holes among
     // live rules (see `arena`).
     let started = std::time::Instant::now();
-    let frozen = Frozen::new(|| set.deep_clone());
+    // SAFETY: deep_clone keeps nothing it allocates anywhere but in the returned copy, which
+    // shares no memory with `set`; the frozen rules are only ever read by reference
+    // (`with_current`), never cloned out.
+    let frozen = unsafe { Frozen::new(|| set.deep_clone()) };
     drop(set);
     let msg = format!(
         "pg_twofactor: loaded {} rule(s) from \"{}\" in {:.1} ms ({} bytes)",
@@ -39,8 +52,11 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
         (parse_took + started.elapsed()).as_secs_f64() * 1000.0,
         frozen.bytes()
     );
-    if let Ok(mut g) = RULES.lock() {
-        *g = Some(Arc::new(frozen));
+    let old = CURRENT.swap(Box::into_raw(Box::new(frozen)), Ordering::AcqRel);
+    if !old.is_null() {
+        // SAFETY: `old` came from Box::into_raw in an earlier install and was just unpublished;
+        // no with_current call is running (see CURRENT).
+        drop(unsafe { Box::from_raw(old) });
     }
     // Hand the freed memory back to the OS so the postmaster stays small.
     #[cfg(target_env = "gnu")]

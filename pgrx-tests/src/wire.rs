@@ -85,15 +85,25 @@ pub fn raw_login(login: &RawLogin, ca: &std::path::Path) -> std::io::Result<RawO
     raw_login_at(login, ca).map(|(outcome, _)| outcome)
 }
 
-/// [`raw_login`], also returning the authentication request codes the server sent, in order
-/// (3 cleartext password, 10 SASL, 11 SASL continue, 12 SASL final: the server's proof that the
-/// SCRAM exchange succeeded, i.e. that the password was right; 0 OK).
+/// What a raw login saw besides its outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawTrace {
+    /// The authentication request codes the server sent, in order (3 cleartext password,
+    /// 10 SASL, 11 SASL continue, 12 SASL final: the server's proof that the SCRAM exchange
+    /// succeeded, i.e. that the password was right; 0 OK).
+    pub auth_codes: Vec<u32>,
+    /// Every field of the ErrorResponse, if one came: (field type, value), e.g. `(b'F',
+    /// "auth.c")`, in the order the server sent them.
+    pub error_fields: Vec<(u8, String)>,
+}
+
+/// [`raw_login`], also returning what the server sent on the way.
 pub fn raw_login_trace(
     login: &RawLogin,
     ca: &std::path::Path,
-) -> std::io::Result<(RawOutcome, Vec<u32>)> {
+) -> std::io::Result<(RawOutcome, RawTrace)> {
     let mut tcp = connect(login)?;
-    let mut trace = Vec::new();
+    let mut trace = RawTrace::default();
     let outcome = login_over(login, ca, &mut tcp, &mut trace)?;
     Ok((outcome, trace))
 }
@@ -106,14 +116,14 @@ pub fn raw_login_at(
 ) -> std::io::Result<(RawOutcome, SocketAddr)> {
     let mut tcp = connect(login)?;
     let local = tcp.local_addr()?;
-    login_over(login, ca, &mut tcp, &mut Vec::new()).map(|o| (o, local))
+    login_over(login, ca, &mut tcp, &mut RawTrace::default()).map(|o| (o, local))
 }
 
 fn login_over(
     login: &RawLogin,
     ca: &std::path::Path,
     tcp: &mut TcpStream,
-    trace: &mut Vec<u32>,
+    trace: &mut RawTrace,
 ) -> std::io::Result<RawOutcome> {
     tcp.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])?; // SSLRequest
     let mut answer = [0u8; 1];
@@ -164,7 +174,14 @@ fn login_over(
             .get(..4)
             .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
         if let (b'R', Some(c)) = (tag, code) {
-            trace.push(c);
+            trace.auth_codes.push(c);
+        }
+        if tag == b'E' {
+            trace.error_fields = body
+                .split(|&b| b == 0)
+                .filter(|f| !f.is_empty())
+                .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
+                .collect();
         }
         match tag {
             b'R' => match code {

@@ -181,15 +181,21 @@ fn a_revoked_certificate_is_refused_after_reload_and_its_replacement_works() {
 }
 
 #[test]
-fn scram_final_message_shows_a_right_password_unless_verify_full_refuses_first() {
-    // PostgreSQL sends SCRAM's server-final message (its own proof) as soon as the password
-    // checks out, before any ClientAuthentication_hook runs. A client that speaks the protocol
-    // itself therefore learns that the password was right even when the error text is the
-    // same (pg_twofactor.client_reason = off). This is PostgreSQL's behaviour (its own
-    // clientcert=verify-full CN check comes after it too) and is documented as a limit.
-    let c = scenario::start(scenario::builder().setting("pg_twofactor.client_reason = off"));
-    let raw = |c: &Cluster, password: &str| RawLogin {
-        user: b"test1".to_vec(),
+fn client_reason_off_sends_postgresqls_own_error_but_scram_shows_a_right_password() {
+    // With client_reason = off every field of the ErrorResponse (severity, SQLSTATE, message,
+    // and the source file, line and function PostgreSQL reports) is what PostgreSQL itself
+    // sends for a wrong password. But PostgreSQL sends SCRAM's server-final message (its own
+    // proof) as soon as the password checks out, before any ClientAuthentication_hook runs: a
+    // client that speaks the protocol itself learns that the password was right. That is
+    // PostgreSQL's behaviour (its own clientcert=verify-full CN check comes after it too) and
+    // is documented as a limit.
+    let c = scenario::start(
+        scenario::builder()
+            .setting("pg_twofactor.client_reason = off")
+            .setting("pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'"),
+    );
+    let raw = |c: &Cluster, user: &str, password: &str| RawLogin {
+        user: user.as_bytes().to_vec(),
         database: b"postgres".to_vec(),
         password: password.as_bytes().to_vec(),
         replication: None,
@@ -198,36 +204,49 @@ fn scram_final_message_shows_a_right_password_unless_verify_full_refuses_first()
         cert: None,
         query: false,
     };
-    let (wrong, wrong_trace) = raw_login_trace(&raw(&c, "wrong"), &c.pki.ca_cert).unwrap();
-    let (right, right_trace) = raw_login_trace(&raw(&c, PASSWORD), &c.pki.ca_cert).unwrap();
-    let same = RawOutcome::Error {
-        sqlstate: "28P01".into(),
-        message: "password authentication failed for user \"test1\"".into(),
-    };
-    assert_eq!(wrong, same);
-    assert_eq!(right, same);
-    assert_eq!(
-        wrong_trace,
-        vec![10, 11],
-        "SASL, SASL continue, then the error"
-    );
-    assert_eq!(right_trace, vec![10, 11, 12], "SASL final before the error");
+    // (user, authentication messages for a wrong password, for the right one)
+    for (user, wrong_codes, right_codes) in [
+        ("test1", vec![10, 11], vec![10, 11, 12]),
+        // an md5 line with a SCRAM secret: PostgreSQL uses SCRAM
+        ("md5user", vec![10, 11], vec![10, 11, 12]),
+        ("pwuser", vec![3], vec![3]),
+    ] {
+        let (wrong, wrong_trace) =
+            raw_login_trace(&raw(&c, user, "wrong"), &c.pki.ca_cert).unwrap();
+        let (right, right_trace) =
+            raw_login_trace(&raw(&c, user, PASSWORD), &c.pki.ca_cert).unwrap();
+        let same = RawOutcome::Error {
+            sqlstate: "28P01".into(),
+            message: format!("password authentication failed for user \"{user}\""),
+        };
+        assert_eq!(wrong, same);
+        assert_eq!(right, same);
+        assert_eq!(
+            right_trace.error_fields, wrong_trace.error_fields,
+            "{user}: every field of the error must be PostgreSQL's"
+        );
+        assert!(
+            wrong_trace.error_fields.iter().any(|(t, _)| *t == b'F'),
+            "{wrong_trace:?}"
+        );
+        assert_eq!(wrong_trace.auth_codes, wrong_codes, "{user}");
+        assert_eq!(right_trace.auth_codes, right_codes, "{user}");
+    }
     // and the raw client's SCRAM is real: with the certificate it logs in
     let cert = scenario::cert_for(&c, "test1");
     let login = RawLogin {
         cert: Some(cert),
         query: true,
-        ..raw(&c, PASSWORD)
+        ..raw(&c, "test1", PASSWORD)
     };
+    let (outcome, trace) = raw_login_trace(&login, &c.pki.ca_cert).unwrap();
     assert_eq!(
-        raw_login_trace(&login, &c.pki.ca_cert).unwrap(),
-        (
-            RawOutcome::Session {
-                current_user: b"test1".to_vec()
-            },
-            vec![10, 11, 12, 0]
-        )
+        outcome,
+        RawOutcome::Session {
+            current_user: b"test1".to_vec()
+        }
     );
+    assert_eq!(trace.auth_codes, vec![10, 11, 12, 0]);
 
     // With clientcert=verify-full, a client without a certificate never gets to SCRAM.
     let c = Cluster::builder()
@@ -235,7 +254,7 @@ fn scram_final_message_shows_a_right_password_unless_verify_full_refuses_first()
         .rules("hostssl all test1 all 2f-scram-sha-256\n")
         .start();
     c.create_user("test1", PASSWORD);
-    let (outcome, trace) = raw_login_trace(&raw(&c, PASSWORD), &c.pki.ca_cert).unwrap();
+    let (outcome, trace) = raw_login_trace(&raw(&c, "test1", PASSWORD), &c.pki.ca_cert).unwrap();
     assert_eq!(
         outcome,
         RawOutcome::Error {
@@ -243,5 +262,5 @@ fn scram_final_message_shows_a_right_password_unless_verify_full_refuses_first()
             message: "connection requires a valid client certificate".into(),
         }
     );
-    assert!(trace.is_empty(), "{trace:?}");
+    assert!(trace.auth_codes.is_empty(), "{trace:?}");
 }
