@@ -171,8 +171,8 @@ fn auth_failed_line() -> c_int {
 }
 
 const AUTH_FAILED_LINE_15: c_int = 334;
-const AUTH_FAILED_LINE_16: c_int = 326;
-const AUTH_FAILED_LINE_18: c_int = 320;
+const AUTH_FAILED_LINE_16: c_int = 323;
+const AUTH_FAILED_LINE_18: c_int = 317;
 
 /// ERROR for `LOAD` / `CREATE EXTENSION` without preloading. Raised through pgrx's guarded
 /// reporting (a Rust panic that `#[pg_guard]` on `_PG_init` turns into the ERROR), so no
