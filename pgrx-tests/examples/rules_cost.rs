@@ -12,6 +12,7 @@
 //!   cargo run --release -p pg_twofactor-e2e --example rules_cost [LOGINS=30]
 //! PG_CONFIG chooses the PostgreSQL major, as for the tests.
 
+use pg_twofactor_e2e::cluster::{log_line_millis, log_line_pid};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use pg_twofactor_e2e::{rust_query, Cluster, Login, San};
 use std::collections::HashMap;
@@ -42,33 +43,19 @@ fn status_kb(pid: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Milliseconds since midnight of a `%m` log timestamp.
-fn millis(line: &str) -> Option<f64> {
-    let time = line.split(' ').nth(1)?;
-    let (hms, ms) = time.split_once('.')?;
-    let p: Vec<f64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
-    Some(((p.first()? * 60.0 + p.get(1)?) * 60.0 + p.get(2)?) * 1000.0 + ms.parse::<f64>().ok()?)
-}
-
 /// Per backend pid: "connection received" to "connection authorized", in ms.
 fn fork_to_auth(log: &str) -> Vec<f64> {
-    let mut received: HashMap<&str, f64> = HashMap::new();
+    let mut received: HashMap<&str, i64> = HashMap::new();
     let mut out = Vec::new();
     for l in log.lines() {
-        let Some(pid) = l
-            .split_once('[')
-            .and_then(|(_, r)| r.split_once(']'))
-            .map(|(p, _)| p)
-        else {
+        let (Some(pid), Some(t)) = (log_line_pid(l), log_line_millis(l)) else {
             continue;
         };
         if l.contains("connection received:") {
-            if let Some(t) = millis(l) {
-                received.insert(pid, t);
-            }
+            received.insert(pid, t);
         } else if l.contains("connection authorized:") {
-            if let (Some(t0), Some(t1)) = (received.get(pid), millis(l)) {
-                out.push(t1 - t0);
+            if let Some(t0) = received.get(pid) {
+                out.push((t - t0) as f64);
             }
         }
     }

@@ -498,3 +498,20 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Milliseconds since midnight of a server log line's `%m` timestamp
+/// (`2026-11-26 15:04:05.123 UTC [pid] ...`, the `log_line_prefix` of these clusters).
+pub fn log_line_millis(line: &str) -> Option<i64> {
+    let time = line.split(' ').nth(1)?;
+    let (hms, ms) = time.split_once('.')?;
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    Some(((h * 60 + m) * 60 + s) * 1000 + ms.parse::<i64>().ok()?)
+}
+
+/// The process id field (`[pid]`) of a server log line.
+pub fn log_line_pid(line: &str) -> Option<&str> {
+    line.split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(pid, _)| pid)
+}

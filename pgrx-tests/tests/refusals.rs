@@ -2,30 +2,9 @@
 //! `pg_twofactor.client_reason = off` makes it look exactly like PostgreSQL's own failure of the
 //! base method, and misspelt `pg_twofactor.*` settings are reported.
 
+use pg_twofactor_e2e::cluster::{log_line_millis, log_line_pid};
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
 use pg_twofactor_e2e::{psql_login, rust_login, two_factor, Cluster, Login, Outcome, San};
-
-/// Milliseconds since midnight of a server log line's `%m` timestamp
-/// (`2026-11-26 15:04:05.123 UTC [pid] ...`).
-fn log_millis(line: &str) -> i64 {
-    let time = line.split(' ').nth(1).expect("a %m timestamp");
-    let (hms, ms) = time.split_once('.').expect("milliseconds");
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().unwrap());
-    let (h, m, s) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
-    ((h * 60 + m) * 60 + s) * 1000 + ms.parse::<i64>().unwrap()
-}
-
-/// The process id of a server log line (`... [pid] ...`).
-fn log_pid(line: &str) -> &str {
-    line.split_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .map(|(pid, _)| pid)
-        .expect("a [%p] field")
-}
 
 /// The log line of `pid` that contains `what`.
 fn line_of<'a>(log: &'a str, pid: &str, what: &str) -> &'a str {
@@ -42,9 +21,9 @@ fn decision_to_fatal_ms(c: &Cluster, mark: usize) -> i64 {
         .lines()
         .find(|l| l.contains("pg_twofactor decision: refused"))
         .unwrap_or_else(|| panic!("no refusal in\n{log}"));
-    let pid = log_pid(decision);
+    let pid = log_line_pid(decision).expect("a [%p] field");
     let fatal = line_of(&log, pid, "FATAL:");
-    let mut ms = log_millis(fatal) - log_millis(decision);
+    let mut ms = log_line_millis(fatal).unwrap() - log_line_millis(decision).unwrap();
     if ms < 0 {
         ms += 24 * 3600 * 1000; // across midnight
     }
