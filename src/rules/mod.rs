@@ -25,12 +25,13 @@ pub use token::{Syntax, Token};
 use crate::address::AddrSpec;
 use crate::methods::Method;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An error in the rules file, naming the file and line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An error in the rules file, naming the file and line, worded as PostgreSQL words errors in
+/// its own configuration files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({})", location(.file, .line))]
 pub struct RuleError {
     pub file: PathBuf,
     /// `None` when the error is about the file as a whole.
@@ -38,18 +39,10 @@ pub struct RuleError {
     pub message: String,
 }
 
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            None => write!(f, "{} (file \"{}\")", self.message, self.file.display()),
-            Some(line) => write!(
-                f,
-                "{} (line {} of configuration file \"{}\")",
-                self.message,
-                line,
-                self.file.display()
-            ),
-        }
+fn location(file: &Path, line: &Option<usize>) -> String {
+    match line {
+        None => format!("file \"{}\"", file.display()),
+        Some(line) => format!("line {line} of configuration file \"{}\"", file.display()),
     }
 }
 
