@@ -250,14 +250,16 @@ fn release(id: usize) {
 }
 
 #[cfg(test)]
+// the Vecs are the point: heap allocations, to see where they land
+#[allow(clippy::useless_vec)]
 mod tests {
     use super::*;
 
     #[test]
     fn values_live_in_the_arena_and_outside_allocations_do_not() {
         let outside = vec![1u8; 100];
-        // SAFETY (all Frozen::new calls in these tests): the closures keep nothing outside
-        // their result, and nothing is cloned out of a frozen value that shares its memory.
+        // SAFETY: (as for every Frozen::new in these tests) the closure keeps nothing outside
+        // its result, and nothing is cloned out of a frozen value that shares its memory.
         let frozen = unsafe {
             Frozen::new(|| {
                 let mut v: Vec<String> = Vec::new();
@@ -276,6 +278,7 @@ mod tests {
         let after = vec![2u8; 100];
         assert!(!in_arena(after.as_ptr() as usize));
         // a chunk larger than the first one
+        // SAFETY: as above.
         let big = unsafe { Frozen::new(|| vec![7u8; 3 << 20]) };
         assert!(in_arena(big.as_ptr() as usize));
         assert_eq!(big[(3 << 20) - 1], 7);
@@ -287,6 +290,7 @@ mod tests {
 
     #[test]
     fn a_clone_out_of_the_arena_is_independent() {
+        // SAFETY: as above; `clone` below copies out of the arena, it shares nothing.
         let frozen = unsafe { Frozen::new(|| vec![String::from("a"), String::from("b")]) };
         let copy: Vec<String> = frozen.clone();
         assert!(!in_arena(copy[0].as_ptr() as usize));
