@@ -91,6 +91,9 @@ pub enum Outcome {
     },
     /// The server refused; SQLSTATE (when the client reports it) and message.
     Refused { sqlstate: String, message: String },
+    /// The connection failed without a server error (for example the TLS handshake, when the
+    /// server does not accept the client's certificate). Rust client only.
+    Failed(String),
 }
 
 impl Outcome {
@@ -211,7 +214,7 @@ async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result
                 sqlstate: db.code().code().to_string(),
                 message: db.message().to_string(),
             }),
-            None => panic!("connection failed without a server error: {e}"),
+            None => Err(Outcome::Failed(e.to_string())),
         },
     }
 }
