@@ -30,6 +30,7 @@ pub struct CertFiles {
 }
 
 /// A throwaway PKI in a directory.
+#[derive(Clone)]
 pub struct Pki {
     pub dir: PathBuf,
     pub ca_cert: PathBuf,

@@ -317,6 +317,64 @@ impl Cluster {
         ClusterBuilder::default()
     }
 
+    /// A streaming standby of this (running) cluster, made with `pg_basebackup -R` over the
+    /// Unix socket (`pg_hba.conf` must allow `local replication`), with its own port, socket
+    /// directory and log, and `rules` as its own rules file (the rules file is per node: it is
+    /// not replicated). Started.
+    pub fn standby(&self, rules: &str) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pg2f-e2e-standby-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown_to_cluster_user(&root);
+        let data = root.join("data");
+        check(
+            "pg_basebackup",
+            as_cluster_user(&self.bin.join("pg_basebackup"))
+                .arg("-h")
+                .arg(&self.root)
+                .args([
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-R",
+                    "-D",
+                ])
+                .arg(&data)
+                .output()
+                .unwrap(),
+        );
+        let port = free_port();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "\n# standby\nport = {port}\nunix_socket_directories = '{}'\n",
+            root.display()
+        ));
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(data.join("pg_twofactor_hba.conf"), rules).unwrap();
+        chown_to_cluster_user(&root);
+        let mut standby = Cluster {
+            _dir: dir,
+            root: root.clone(),
+            data,
+            port,
+            pki: self.pki.clone(),
+            bin: self.bin.clone(),
+            log_file: root.join("server.log"),
+            running: false,
+            name_service: None,
+            encoding: self.encoding.clone(),
+        };
+        let out = standby.try_start();
+        assert!(out.status.success(), "standby start: {}", standby.log());
+        standby
+    }
+
     /// Starts the server; returns pg_ctl's result (the server log tells why it failed).
     pub fn try_start(&mut self) -> Output {
         let mut cmd = match &self.name_service {
