@@ -15,7 +15,8 @@ pub const CLUSTER_OS_USER: &str = "postgres";
 const LOADED_MARK: &str = "pg_twofactor: loaded ";
 const NOT_RELOADED_MARK: &str = "was not reloaded; the previous rules stay in force";
 
-fn is_root() -> bool {
+/// Whether this process runs as root (what a private name service or network namespace needs).
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -110,3 +110,36 @@ fn a_backend_killed_during_authentication_leaves_the_rules_in_force() {
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
     rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
 }
+
+#[test]
+fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
+    if !pg_twofactor_e2e::cluster::is_root() {
+        eprintln!("skipped: a private name service needs root");
+        return;
+    }
+    // The cluster's resolver (a private resolv.conf: nameserver 127.83.0.53, timeout 1 s, one
+    // attempt) reaches this socket, which reads nothing and answers nothing.
+    let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
+    let c = scenario::builder()
+        .rules("hostssl all test1 .oracle.test 2f-scram-sha-256\n")
+        .name_service(b"127.0.0.1 localhost\n::1 localhost\n")
+        .start();
+    c.create_user("test1", PASSWORD);
+    let mark = c.log_mark();
+    // 127.0.0.7 has no name in the hosts file, and DNS times out: the rule cannot be decided,
+    // so it applies, and the login is refused with the cause in the log
+    rust_login(&c, &Login::new("test1", PASSWORD).from("127.0.0.7"))
+        .assert_refused(&two_factor("test1", "internal error"));
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution"),
+        "{log}"
+    );
+    // the resolver did ask the silent server (and so waited out its timeout)
+    silent.set_nonblocking(true).unwrap();
+    let mut query = [0u8; 512];
+    assert!(
+        silent.recv(&mut query).is_ok(),
+        "no DNS query reached the silent server"
+    );
+}

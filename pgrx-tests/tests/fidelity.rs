@@ -4,6 +4,7 @@
 //! `include`; plus IPv4-mapped SubjectAltName subnets and the decision log. Run on every
 //! tested major (`PG_CONFIG` picks it).
 
+use pg_twofactor_e2e::cluster::is_root;
 use pg_twofactor_e2e::cluster::{bindir, major_of_bindir};
 use pg_twofactor_e2e::scenario::{cert_for, PASSWORD};
 use pg_twofactor_e2e::wire::{raw_login, RawLogin, RawOutcome};
@@ -12,11 +13,6 @@ use std::net::SocketAddr;
 
 fn is_16_or_later() -> bool {
     major_of_bindir(&bindir()) >= 16
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
 }
 
 fn scram_cluster(rules: &str) -> pg_twofactor_e2e::cluster::ClusterBuilder {
