@@ -18,3 +18,11 @@ pub use client::{
     psql_login, psql_run, rust_login, rust_query, two_factor, Login, Outcome, PsqlRun,
 };
 pub use cluster::Cluster;
+
+/// A numeric setting from the environment (`LOAD_CLIENTS=300`), or `default`.
+pub fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -4,22 +4,15 @@
 //! LOAD_CLIENTS (default 120) concurrent clients for LOAD_SECONDS (default 15).
 
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
-use pg_twofactor_e2e::{rust_login, two_factor, Login, Outcome, Pki, San};
+use pg_twofactor_e2e::{env_or, rust_login, two_factor, Login, Outcome, Pki, San};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn concurrent_mixed_logins_all_decided_right() {
-    let clients = env("LOAD_CLIENTS", 120) as usize;
-    let seconds = env("LOAD_SECONDS", 15);
+    let clients = env_or("LOAD_CLIENTS", 120) as usize;
+    let seconds = env_or("LOAD_SECONDS", 15);
     let c = scenario::start(
         scenario::builder().setting(&format!("max_connections = {}", clients + 30)),
     );

@@ -7,14 +7,7 @@
 use pg_twofactor_e2e::cluster::bindir;
 use pg_twofactor_e2e::netns::NetnsHost;
 use pg_twofactor_e2e::oracle::{self, Major, HOSTS};
-use pg_twofactor_e2e::Cluster;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use pg_twofactor_e2e::{env_or, Cluster};
 
 #[test]
 fn pg_twofactor_chooses_the_line_postgresql_chooses() {

@@ -15,10 +15,7 @@ use std::sync::OnceLock;
 
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(512),
+        cases: pg_twofactor_e2e::env_or("PROPTEST_CASES", 512) as u32,
         ..ProptestConfig::default()
     }
 }

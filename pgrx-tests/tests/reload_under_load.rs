@@ -49,10 +49,7 @@ struct Tally {
 
 #[test]
 fn reloads_under_load_never_open_a_window() {
-    let seconds: u64 = std::env::var("RELOAD_LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let seconds = pg_twofactor_e2e::env_or("RELOAD_LOAD_SECONDS", 15);
     let c = scenario::start(
         scenario::builder()
             .setting("pg_twofactor.log_decisions = all")
