@@ -130,17 +130,6 @@ impl Refusal {
 /// # Safety
 /// `port` is MyProcPort during ClientAuthentication, after PostgreSQL's own method ran.
 unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
-    let user = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: per the function contract.
-        unsafe { bytes((*port).user_name) }
-    }))
-    .unwrap_or_default();
-    let hba_method = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: per the function contract; `hba` is PostgreSQL's chosen line, or null.
-        unsafe { (*port).hba.as_ref().map(|h| base_method(h.auth_method)) }
-    }))
-    .ok()
-    .flatten();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
@@ -155,29 +144,51 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
         })
         .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
         log_decision(&attempt, &verdict);
-        Ok::<Verdict, String>(verdict)
+        Ok::<_, String>((attempt, verdict))
     }));
-    let internal = |why: &str| {
-        log_internal(&user);
-        Some(Refusal {
-            user: user.clone(),
-            reason: Reason::Internal,
-            detail: decision::sentence(why),
-            hba_method: hba_method.clone(),
-        })
-    };
     match outcome {
-        Ok(Ok(Verdict::NotCovered)) | Ok(Ok(Verdict::Accepted { .. })) => None,
-        Ok(Ok(Verdict::Refused { reason, detail, .. })) => Some(Refusal {
-            user: user.clone(),
+        Ok(Ok((_, Verdict::NotCovered))) | Ok(Ok((_, Verdict::Accepted { .. }))) => None,
+        Ok(Ok((attempt, Verdict::Refused { reason, detail, .. }))) => Some(Refusal {
+            user: attempt.user,
             reason,
             detail,
-            hba_method: hba_method.clone(),
+            hba_method: Some(attempt.hba_method),
         }),
-        Ok(Err(why)) => internal(&why),
-        Err(_) => {
-            internal("The two-factor check failed unexpectedly (see the preceding log lines).")
+        Ok(Err(why)) => {
+            // SAFETY: per the function contract.
+            Some(unsafe { internal(port, &why) })
         }
+        Err(_) => {
+            let why = "The two-factor check failed unexpectedly (see the preceding log lines).";
+            // SAFETY: per the function contract.
+            Some(unsafe { internal(port, why) })
+        }
+    }
+}
+
+/// An internal-error refusal when no decision could be made: what can still be read from the
+/// Port (the user name, the pg_hba.conf method) is read here, off the common path.
+///
+/// # Safety
+/// As for [`decide`].
+unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
+    let user = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the function contract.
+        unsafe { bytes((*port).user_name) }
+    }))
+    .unwrap_or_default();
+    let hba_method = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: per the function contract; `hba` is PostgreSQL's chosen line, or null.
+        unsafe { (*port).hba.as_ref().map(|h| base_method(h.auth_method)) }
+    }))
+    .ok()
+    .flatten();
+    log_internal(&user);
+    Refusal {
+        user,
+        reason: Reason::Internal,
+        detail: decision::sentence(why),
+        hba_method,
     }
 }
 

@@ -34,6 +34,15 @@ pub fn builder() -> ClusterBuilder {
         .fold(Cluster::builder().rules(RULES), |b, l| b.hba(l))
 }
 
+/// `builder` with `auth_delay` loaded before pg_twofactor (so it is the hook pg_twofactor
+/// chains to), delaying failed logins by `ms`, and every decision logged.
+pub fn with_auth_delay(builder: ClusterBuilder, ms: u64) -> ClusterBuilder {
+    builder
+        .setting("shared_preload_libraries = 'auth_delay,pg_twofactor'")
+        .setting(&format!("auth_delay.milliseconds = {ms}"))
+        .setting("pg_twofactor.log_decisions = all")
+}
+
 /// Starts `builder` and creates [`USERS`] with [`PASSWORD`].
 pub fn start(builder: ClusterBuilder) -> Cluster {
     let c = builder.start();

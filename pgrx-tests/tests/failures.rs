@@ -58,12 +58,7 @@ fn a_deleted_or_unreadable_rules_file_keeps_the_previous_rules() {
 #[test]
 fn a_backend_killed_during_authentication_leaves_the_rules_in_force() {
     // auth_delay holds a refused login in authentication (3 s) long enough to kill it there
-    let c = scenario::start(
-        scenario::builder()
-            .setting("shared_preload_libraries = 'auth_delay,pg_twofactor'")
-            .setting("auth_delay.milliseconds = 3000")
-            .setting("pg_twofactor.log_decisions = all"),
-    );
+    let c = scenario::start(scenario::with_auth_delay(scenario::builder(), 3000));
     let good = scenario::cert_for(&c, "test1");
     let mark = c.log_mark();
     std::thread::scope(|s| {

@@ -33,14 +33,9 @@ fn decision_to_fatal_ms(c: &Cluster, mark: usize) -> i64 {
 #[test]
 fn auth_delay_delays_two_factor_refusals_and_not_accepted_logins() {
     // auth_delay is loaded before pg_twofactor, so it is the hook pg_twofactor chains to.
-    let c = scenario::start(
-        scenario::builder()
-            .setting("shared_preload_libraries = 'auth_delay,pg_twofactor'")
-            .setting("pg_twofactor.log_decisions = all")
-            // ten minutes: an accepted login that got this delay would hit psql's 30-second
-            // connect_timeout and fail the test instead of logging in
-            .setting("auth_delay.milliseconds = 600000"),
-    );
+    // ten minutes: an accepted login that got this delay would hit psql's 30-second
+    // connect_timeout and fail the test instead of logging in
+    let c = scenario::start(scenario::with_auth_delay(scenario::builder(), 600_000));
     let cert = scenario::cert_for(&c, "test1");
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&cert)).assert_accepted_as("test1");
     psql_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
