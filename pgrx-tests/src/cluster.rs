@@ -440,6 +440,20 @@ impl Cluster {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    /// What the server logged after `mark`, once `done` holds for it or 30 s have passed (the
+    /// caller asserts on the text it gets). For lines a server process writes after the client
+    /// has already seen the outcome: a failed TLS handshake is logged after the alert is sent.
+    pub fn log_since_when(&self, mark: usize, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.log_since(mark);
+            if done(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs SQL as the superuser over the Unix socket; returns unaligned, tuples-only output.
     pub fn psql_admin(&self, sql: &str) -> String {
         let out = check(
