@@ -5,8 +5,8 @@
 
 use crate::address::{ClientName, KnownHost, Network};
 use crate::cert::{AddressFailure, CertInfo};
-use crate::methods::{BaseMethod, MethodSet};
-use crate::rules::{Catalog, Connection, Found, Rule, RuleSet, SanPolicy};
+use crate::methods::{BaseMethod, Method, MethodSet};
+use crate::rules::{Action, Catalog, Connection, Found, Mode, Rule, RuleSet, SanPolicy};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -45,6 +45,9 @@ pub struct LoginAttempt {
 impl LoginAttempt {
     /// `file:line` of the `pg_hba.conf` line PostgreSQL used, for the log.
     pub fn hba_position(&self) -> String {
+        if self.hba_line <= 0 {
+            return "line not chosen (dry run)".into();
+        }
         match &self.hba_file {
             Some(f) => format!("{f}:{}", self.hba_line),
             None => format!("line {}", self.hba_line),
@@ -105,6 +108,19 @@ pub enum Verdict {
         rule_line: usize,
         detail: String,
     },
+    /// A `mode=report` rule would have refused: the login goes on, the refusal is logged at
+    /// WARNING and counted.
+    Reported {
+        reason: Reason,
+        rule_file: PathBuf,
+        rule_line: usize,
+        detail: String,
+    },
+    /// A `2f-exempt` rule matched first: PostgreSQL's decision stands.
+    Exempt {
+        rule_file: PathBuf,
+        rule_line: usize,
+    },
 }
 
 impl Verdict {
@@ -116,10 +132,10 @@ impl Verdict {
         )
     }
 
-    /// The rule that decided, as `file:line`, or `none`.
-    pub fn rule_position(&self) -> String {
+    /// The rule that decided, as (file, line); `None` when no rule covers the connection.
+    pub fn rule(&self) -> Option<(&std::path::Path, usize)> {
         match self {
-            Verdict::NotCovered => "none".into(),
+            Verdict::NotCovered => None,
             Verdict::Accepted {
                 rule_file,
                 rule_line,
@@ -129,9 +145,53 @@ impl Verdict {
                 rule_file,
                 rule_line,
                 ..
-            } => {
-                format!("{}:{rule_line}", rule_file.display())
             }
+            | Verdict::Reported {
+                rule_file,
+                rule_line,
+                ..
+            }
+            | Verdict::Exempt {
+                rule_file,
+                rule_line,
+            } => Some((rule_file, *rule_line)),
+        }
+    }
+
+    /// The rule that decided, as `file:line`, or `none`.
+    pub fn rule_position(&self) -> String {
+        match self.rule() {
+            None => "none".into(),
+            Some((file, line)) => format!("{}:{line}", file.display()),
+        }
+    }
+
+    /// The outcome in a word or two, as the decision log and the dry run name it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Verdict::NotCovered => "not covered",
+            Verdict::Accepted { .. } => "accepted",
+            Verdict::Refused { .. } => "refused",
+            Verdict::Reported { .. } => "reported",
+            Verdict::Exempt { .. } => "exempt",
+        }
+    }
+
+    /// The reason of a refusal or a reported would-be refusal.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Verdict::Refused { reason, .. } | Verdict::Reported { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// The detail for the server log, when there is one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Verdict::Accepted { detail, .. }
+            | Verdict::Refused { detail, .. }
+            | Verdict::Reported { detail, .. } => Some(detail),
+            _ => None,
         }
     }
 }
@@ -157,7 +217,30 @@ pub fn decide(
     };
     match rules.find(&conn, catalog) {
         Found::None => Verdict::NotCovered,
-        Found::Rule(rule) => check_rule(rule, attempt, addr, &client, enabled),
+        Found::Rule(rule) => match rule.action {
+            Action::Exempt => Verdict::Exempt {
+                rule_file: rule.file.to_path_buf(),
+                rule_line: rule.line,
+            },
+            Action::TwoFactor(method) => {
+                match check_rule(rule, method, attempt, addr, &client, enabled) {
+                    Verdict::Refused {
+                        reason,
+                        rule_file,
+                        rule_line,
+                        detail,
+                    } if rule.mode == Mode::Report => Verdict::Reported {
+                        reason,
+                        rule_file,
+                        rule_line,
+                        detail,
+                    },
+                    verdict => verdict,
+                }
+            }
+        },
+        // Whatever the rule's mode or method: a rule that cannot be decided might be hiding a
+        // later enforcing rule, so the login is refused.
         Found::Undecided { rule, cause } => Verdict::Refused {
             reason: Reason::Internal,
             rule_file: rule.file.to_path_buf(),
@@ -193,7 +276,7 @@ fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
         "Rule {}:{} ({}); pg_hba.conf {} ({}); client address {}",
         rule.file.display(),
         rule.line,
-        rule.method,
+        rule.action,
         attempt.hba_position(),
         attempt.hba_method,
         addr
@@ -202,6 +285,7 @@ fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
 
 fn check_rule(
     rule: &Rule,
+    method: Method,
     attempt: &LoginAttempt,
     addr: IpAddr,
     client: &ClientName<'_>,
@@ -242,26 +326,23 @@ fn check_rule(
     };
 
     // 2. The rule's method is enabled.
-    if !enabled.contains(rule.method) {
+    if !enabled.contains(method) {
         return refuse(
             Reason::MethodNotEnabled,
             detail,
-            &format!(
-                "{} is not listed in pg_twofactor.enabled_extra_auth_methods",
-                rule.method
-            ),
+            &format!("{method} is not listed in pg_twofactor.enabled_extra_auth_methods"),
         );
     }
 
     // 3. The first factor was the rule's base method.
-    if attempt.hba_method != rule.method.base() {
+    if attempt.hba_method != method.base() {
         return refuse(
             Reason::BaseMethodMismatch,
             detail,
             &format!(
                 "{} requires pg_hba.conf method {}, but the connection matched a {} line",
-                rule.method,
-                rule.method.base(),
+                method,
+                method.base(),
                 attempt.hba_method
             ),
         );
@@ -402,6 +483,65 @@ mod tests {
         );
         let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
         assert_eq!(reason(&run(&a, md5)), Some(Reason::Internal));
+    }
+
+    #[test]
+    fn report_mode_reports_and_exemptions_come_first() {
+        let rules = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all test1 127.0.0.2/32 2f-exempt\nhostssl all test1 all 2f-scram-sha-256 mode=report\nhostssl all bad.example.com bad.example.com 2f-exempt\nhostssl all all all 2f-scram-sha-256\n",
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
+        let run = |a: &LoginAttempt| {
+            decide(
+                &rules,
+                a,
+                MethodSet::defaults(),
+                &StaticNetwork::default(),
+                &NoRoles,
+            )
+        };
+        // a would-be refusal of a report rule: same reason and detail, another outcome
+        let a = attempt(PeerCert::None, BaseMethod::ScramSha256);
+        let v = run(&a);
+        assert_eq!(
+            (v.outcome(), v.reason(), v.rule_position().as_str()),
+            ("reported", Some(Reason::NoCertificate), "/d/r.conf:2")
+        );
+        assert!(v
+            .detail()
+            .unwrap()
+            .ends_with("The client sent no certificate."));
+        // the exemption matches first
+        let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
+        a.client_addr = Some("127.0.0.2".parse().unwrap());
+        assert_eq!(
+            run(&a),
+            Verdict::Exempt {
+                rule_file: "/d/r.conf".into(),
+                rule_line: 1
+            }
+        );
+        // an exemption that cannot be decided exempts nobody: refused
+        let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
+        a.user = b"bad.example.com".to_vec();
+        a.known_host = KnownHost {
+            name: None,
+            resolv: -2,
+            errcode: libc::EAI_AGAIN,
+        };
+        let v = run(&a);
+        assert_eq!(
+            (v.outcome(), v.rule_position().as_str()),
+            ("refused", "/d/r.conf:3")
+        );
+        // enforcing rules after them still refuse
+        let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
+        a.user = b"other".to_vec();
+        assert_eq!(run(&a).outcome(), "refused");
     }
 
     #[test]

@@ -54,6 +54,19 @@ pub fn fatal_auth(message: &str, detail_log: &str) -> ! {
     unreachable!("ereport(FATAL) returned")
 }
 
+/// WARNING for a would-be refusal of a `mode=report` rule: SQLSTATE 28000, the detail to the
+/// log. During authentication PostgreSQL sends only ERROR and above to the client, so this goes
+/// to the server log only.
+pub fn warn_auth(message: &str, detail_log: &str) {
+    report(
+        pg_sys::WARNING,
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        message,
+        Some(detail_log),
+        None,
+    );
+}
+
 /// FATAL for a configuration problem (stops the postmaster when called during startup).
 pub fn fatal_config(message: &str, hint: Option<&str>) -> ! {
     report(

@@ -147,7 +147,19 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
         Ok::<_, String>((attempt, verdict))
     }));
     match outcome {
-        Ok(Ok((_, Verdict::NotCovered))) | Ok(Ok((_, Verdict::Accepted { .. }))) => None,
+        Ok(Ok((attempt, Verdict::Reported { reason, detail, .. }))) => {
+            elog::warn_auth(
+                &format!(
+                    "{} (mode=report, so the login is allowed)",
+                    Verdict::message(&attempt.user, reason)
+                ),
+                &detail,
+            );
+            None
+        }
+        Ok(Ok((_, Verdict::NotCovered)))
+        | Ok(Ok((_, Verdict::Accepted { .. })))
+        | Ok(Ok((_, Verdict::Exempt { .. }))) => None,
         Ok(Ok((attempt, Verdict::Refused { reason, detail, .. }))) => Some(Refusal {
             user: attempt.user,
             reason,
@@ -207,13 +219,13 @@ fn log_internal(user: &[u8]) {
 fn log_decision(attempt: &LoginAttempt, verdict: &Verdict) {
     let what = match (gucs::log_decisions(), verdict) {
         (LogDecisions::Off, _) => return,
-        (LogDecisions::Refused, Verdict::Refused { .. }) | (LogDecisions::All, _) => verdict,
+        (LogDecisions::Refused, Verdict::Refused { .. } | Verdict::Reported { .. })
+        | (LogDecisions::All, _) => verdict,
         (LogDecisions::Refused, _) => return,
     };
-    let outcome = match what {
-        Verdict::NotCovered => "not covered".to_string(),
-        Verdict::Accepted { .. } => "accepted".to_string(),
-        Verdict::Refused { reason, .. } => format!("refused ({reason})"),
+    let outcome = match what.reason() {
+        Some(reason) => format!("{} ({reason})", what.outcome()),
+        None => what.outcome().to_string(),
     };
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     elog::log_info(&format!(

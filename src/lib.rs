@@ -5,8 +5,8 @@
 //! whose CN is the login and whose SubjectAltName matches the client address.
 //!
 //! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`].
-//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`view`], [`elog`], [`ffi`],
-//! [`sysnet`].
+//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`elog`], [`ffi`], [`sysnet`].
+//! SQL interface: [`view`] (the rules view), [`check`] (the dry run), [`status`].
 
 pub mod address;
 pub mod cert;
@@ -16,10 +16,12 @@ pub mod rules;
 
 pub mod arena;
 pub mod catalog;
+pub mod check;
 pub mod elog;
 pub mod ffi;
 pub mod gucs;
 pub mod hooks;
+pub mod status;
 pub mod store;
 pub mod sysnet;
 pub mod view;

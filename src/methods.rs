@@ -39,6 +39,23 @@ pub enum FailureCode {
 }
 
 impl BaseMethod {
+    /// The method named as in `pg_hba.conf` (PostgreSQL's names are lower case); `None` for
+    /// a name PostgreSQL does not know.
+    pub fn from_name(name: &str) -> Option<BaseMethod> {
+        Some(match name {
+            "scram-sha-256" => BaseMethod::ScramSha256,
+            "md5" => BaseMethod::Md5,
+            "password" => BaseMethod::Password,
+            "ldap" => BaseMethod::Ldap,
+            "radius" => BaseMethod::Radius,
+            "trust" | "reject" | "gss" | "sspi" | "ident" | "peer" | "pam" | "bsd" | "cert" => {
+                BaseMethod::Other(name.into())
+            }
+            "oauth" if cfg!(feature = "pg18") => BaseMethod::Other(name.into()),
+            _ => return None,
+        })
+    }
+
     /// What PostgreSQL itself reports to the client when this method fails (`auth_failed()` in
     /// `src/backend/libpq/auth.c`, the same in 15, 16 and 18): the SQLSTATE and the untranslated
     /// message, whose one `%s` is the user name. PostgreSQL translates it with `lc_messages`.

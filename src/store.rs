@@ -9,7 +9,7 @@ use crate::catalog::PgRegexCheck;
 use crate::elog;
 use crate::gucs;
 use crate::rules::{self, RuleError, RuleSet, Syntax};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// The rules in force: a leaked `Box`, replaced (and the old one freed) only by `install`, which
 /// runs in the postmaster (start and reload), never while a [`with_current`] call is running.
@@ -28,10 +28,146 @@ pub fn with_current<R>(f: impl FnOnce(&RuleSet) -> R) -> Option<R> {
     (!p.is_null()).then(|| f(unsafe { &*p }))
 }
 
+/// What the postmaster last did with the rules file, for [`status`]: published in a page
+/// shared with every backend (a shared anonymous mapping made in the postmaster before the
+/// first fork). Only the postmaster writes it, under a sequence lock (`seq` odd while writing);
+/// readers retry until they see an even, unchanged `seq`. Every field is atomic, so a reader
+/// racing a write sees a stale or torn value and retries, never undefined behaviour.
+#[repr(C)]
+struct Published {
+    seq: AtomicU64,
+    /// How many rule sets the postmaster installed (1 after start).
+    generation: AtomicU64,
+    /// When the rules in force were loaded (PostgreSQL timestamp, microseconds since 2000).
+    loaded_at: AtomicI64,
+    rules: AtomicUsize,
+    /// [`digest`] of the rules in force.
+    digest: AtomicU64,
+    /// The last reload that failed since the last one that worked: when, and its messages.
+    error_at: AtomicI64,
+    error_len: AtomicUsize,
+    error: [AtomicU8; ERROR_BYTES],
+}
+
+const ERROR_BYTES: usize = 2000;
+
+static PUBLISHED: AtomicPtr<Published> = AtomicPtr::new(std::ptr::null_mut());
+
+/// This process's copy of the generation and load time of [`CURRENT`] (inherited at fork).
+static LOCAL_GENERATION: AtomicU64 = AtomicU64::new(0);
+static LOCAL_LOADED_AT: AtomicI64 = AtomicI64::new(0);
+
+/// The shared page, mapped on first use in the postmaster (at start, before any fork).
+fn published() -> Option<&'static Published> {
+    let p = PUBLISHED.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: a non-null PUBLISHED is a mapping of size_of::<Published>() that is never
+        // unmapped, zero-initialised (all-zero atomics are valid values).
+        return Some(unsafe { &*p });
+    }
+    // SAFETY: an anonymous shared mapping with no address hint; mmap has no other
+    // preconditions. Zero-filled by the kernel.
+    let m = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<Published>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        return None;
+    }
+    PUBLISHED.store(m.cast(), Ordering::Release);
+    // SAFETY: as above, just mapped.
+    Some(unsafe { &*m.cast::<Published>() })
+}
+
+fn publish(write: impl FnOnce(&Published)) {
+    if let Some(p) = published() {
+        p.seq.fetch_add(1, Ordering::AcqRel);
+        write(p);
+        p.seq.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// What the postmaster last published, as a backend sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    pub generation: u64,
+    pub loaded_at: i64,
+    pub rules: usize,
+    pub digest: u64,
+    /// When and why the last reload failed, if the rules were not replaced since.
+    pub error: Option<(i64, String)>,
+}
+
+/// The postmaster's state, read consistently; `None` if the library never loaded rules.
+pub fn server_state() -> Option<ServerState> {
+    let p = published()?;
+    loop {
+        let before = p.seq.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            std::hint::spin_loop();
+            continue;
+        }
+        let len = p.error_len.load(Ordering::Relaxed).min(ERROR_BYTES);
+        let text: Vec<u8> = p.error[..len]
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let state = ServerState {
+            generation: p.generation.load(Ordering::Relaxed),
+            loaded_at: p.loaded_at.load(Ordering::Relaxed),
+            rules: p.rules.load(Ordering::Relaxed),
+            digest: p.digest.load(Ordering::Relaxed),
+            error: (len > 0).then(|| {
+                (
+                    p.error_at.load(Ordering::Relaxed),
+                    String::from_utf8_lossy(&text).into_owned(),
+                )
+            }),
+        };
+        fence(Ordering::Acquire);
+        if p.seq.load(Ordering::Relaxed) == before {
+            return (state.generation > 0).then_some(state);
+        }
+    }
+}
+
+/// The generation and load time of the rules this process uses.
+pub fn local_state() -> (u64, i64) {
+    (
+        LOCAL_GENERATION.load(Ordering::Acquire),
+        LOCAL_LOADED_AT.load(Ordering::Acquire),
+    )
+}
+
+/// A hash of what a rule set enforces: each rule's file, line and content, in order.
+pub fn digest(rules: &RuleSet) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
+    let mut h = std::hash::SipHasher::new();
+    rules.identity().hash(&mut h);
+    h.finish()
+}
+
+/// The rules file as it is on disk now: its rule set, or its errors.
+pub fn read_disk() -> Result<RuleSet, Vec<RuleError>> {
+    rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set()
+}
+
+fn now() -> i64 {
+    // SAFETY: GetCurrentTimestamp only reads the clock.
+    unsafe { pgrx::pg_sys::GetCurrentTimestamp() }
+}
+
 /// The rules file parsed, and how long reading and parsing took.
 fn read() -> (Result<RuleSet, Vec<RuleError>>, std::time::Duration) {
     let started = std::time::Instant::now();
-    let set = rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set();
+    let set = read_disk();
     (set, started.elapsed())
 }
 
@@ -52,7 +188,20 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
         (parse_took + started.elapsed()).as_secs_f64() * 1000.0,
         frozen.bytes()
     );
+    let rules = frozen.rules.len();
+    let digest = digest(&frozen);
     let old = CURRENT.swap(Box::into_raw(Box::new(frozen)), Ordering::AcqRel);
+    let loaded_at = now();
+    let mut generation = 0;
+    publish(|p| {
+        generation = p.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        p.loaded_at.store(loaded_at, Ordering::Relaxed);
+        p.rules.store(rules, Ordering::Relaxed);
+        p.digest.store(digest, Ordering::Relaxed);
+        p.error_len.store(0, Ordering::Relaxed);
+    });
+    LOCAL_GENERATION.store(generation, Ordering::Release);
+    LOCAL_LOADED_AT.store(loaded_at, Ordering::Release);
     if !old.is_null() {
         // SAFETY: `old` came from Box::into_raw in an earlier install and was just unpublished;
         // no with_current call is running (see CURRENT).
@@ -108,6 +257,23 @@ pub fn reload() {
                 "pg_twofactor rules file \"{}\" was not reloaded; the previous rules stay in force",
                 gucs::hba_file().display()
             ));
+            let text = errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n");
+            let mut bytes = text.as_bytes();
+            if bytes.len() > ERROR_BYTES {
+                bytes = &bytes[..ERROR_BYTES];
+            }
+            let at = now();
+            publish(|p| {
+                for (slot, b) in p.error.iter().zip(bytes) {
+                    slot.store(*b, Ordering::Relaxed);
+                }
+                p.error_len.store(bytes.len(), Ordering::Relaxed);
+                p.error_at.store(at, Ordering::Relaxed);
+            });
         }
     }
 }

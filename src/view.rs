@@ -5,7 +5,7 @@
 
 use crate::catalog::PgRegexCheck;
 use crate::gucs;
-use crate::rules::{self, Syntax};
+use crate::rules::{self, Action, Syntax};
 use pgrx::prelude::*;
 
 type Row = (
@@ -20,6 +20,7 @@ type Row = (
     Option<String>,
     Option<Vec<String>>,
     Option<String>,
+    Option<String>,
 );
 
 fn rows() -> Vec<Row> {
@@ -30,6 +31,7 @@ fn rows() -> Vec<Row> {
             None,
             Some(e.file.display().to_string()),
             e.line.map(|l| l as i32),
+            None,
             None,
             None,
             None,
@@ -58,6 +60,7 @@ fn rows() -> Vec<Row> {
                     d.netmask,
                     Some(d.method),
                     (!d.options.is_empty()).then_some(d.options),
+                    (rule.action != Action::Exempt).then(|| rule.mode.name().to_string()),
                     None,
                 )
             }
@@ -65,6 +68,7 @@ fn rows() -> Vec<Row> {
                 None,
                 file,
                 Some(line as i32),
+                None,
                 None,
                 None,
                 None,
@@ -94,20 +98,11 @@ fn pg_twofactor_rules() -> TableIterator<
         name!(netmask, Option<String>),
         name!(auth_method, Option<String>),
         name!(options, Option<Vec<String>>),
+        name!(mode, Option<String>),
         name!(error, Option<String>),
     ),
 > {
     TableIterator::new(rows())
 }
-extension_sql!(
-    r#"
-CREATE VIEW pg_twofactor_rules AS SELECT * FROM pg_twofactor_rules();
-COMMENT ON VIEW pg_twofactor_rules IS 'The pg_twofactor rules file as it is on disk now, with errors; like pg_hba_file_rules';
-REVOKE ALL ON FUNCTION pg_twofactor_rules() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO pg_read_all_settings;
-REVOKE ALL ON pg_twofactor_rules FROM PUBLIC;
-GRANT SELECT ON pg_twofactor_rules TO pg_read_all_settings;
-"#,
-    name = "rules_view",
-    requires = [pg_twofactor_rules]
-);
+// The views, comments and grants of every SQL object are in sql/pg_twofactor.sql.
+extension_sql_file!("../sql/pg_twofactor.sql", name = "objects", finalize);

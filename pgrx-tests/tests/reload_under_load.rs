@@ -89,13 +89,17 @@ fn reloads_under_load_never_open_a_window() {
                         scenario::RULES
                     )
                 } else {
-                    valid_version(pads[(n / 2) % pads.len()], n % 4 == 0)
+                    valid_version(pads[(n / 2) % pads.len()], n.is_multiple_of(4))
                 };
                 let tmp = rules_path.with_extension("tmp");
                 std::fs::write(&tmp, text).unwrap();
                 pg_twofactor_e2e::cluster::chown_to_cluster_user(&tmp);
                 std::fs::rename(&tmp, &rules_path).unwrap();
-                let methods = if n % 3 == 0 { "'2f-md5'" } else { "''" };
+                let methods = if n.is_multiple_of(3) {
+                    "'2f-md5'"
+                } else {
+                    "''"
+                };
                 let tmp = extra_path.with_extension("tmp");
                 std::fs::write(
                     &tmp,

@@ -78,6 +78,51 @@ pub enum SanPolicy {
     Required,
 }
 
+/// What a matching rule does (its METHOD column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `2f-...`: the second factor is checked.
+    TwoFactor(Method),
+    /// `2f-exempt`: the connection is left to PostgreSQL (a first-match exemption above
+    /// broader rules).
+    Exempt,
+}
+
+impl Action {
+    pub const EXEMPT_NAME: &'static str = "2f-exempt";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::TwoFactor(m) => m.name(),
+            Action::Exempt => Self::EXEMPT_NAME,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What happens when a rule's check fails (option `mode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The login is refused. The default.
+    Enforce,
+    /// The would-be refusal is logged at WARNING and counted; the login goes on.
+    Report,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Report => "report",
+        }
+    }
+}
+
 /// A parsed rule line.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -87,14 +132,18 @@ pub struct Rule {
     pub databases: Vec<DbSpec>,
     pub users: Vec<UserSpec>,
     pub address: AddrSpec,
-    pub method: Method,
+    pub action: Action,
+    pub mode: Mode,
     pub san: SanPolicy,
     /// The columns as the view shows them.
     pub display: RuleDisplay,
+    /// A hash of the line's content (its columns as written): statistics of a rule start
+    /// again when its content changes, and a changed file shows as a pending reload.
+    pub fingerprint: u64,
 }
 
 /// The columns of a rule as `pg_twofactor_rules` shows them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RuleDisplay {
     pub conn_type: String,
     pub databases: Vec<String>,
@@ -214,7 +263,28 @@ impl ParsedFile {
     }
 }
 
+impl RuleDisplay {
+    /// A hash of the columns, the same in every process running this library (SipHash with
+    /// fixed keys).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)] // SipHasher: fixed keys on purpose
+        let mut h = std::hash::SipHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
 impl RuleSet {
+    /// (file, line, content) of every rule, in order: two sets with the same list enforce the
+    /// same thing.
+    pub fn identity(&self) -> Vec<(&Path, usize, u64)> {
+        self.rules
+            .iter()
+            .map(|r| (r.file.as_path(), r.line, r.fingerprint))
+            .collect()
+    }
+
     /// A rule set over `rules` (in file order), indexed by the user names they mention.
     pub fn new(path: PathBuf, rules: Vec<Rule>) -> RuleSet {
         let mut by_user: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
@@ -268,9 +338,11 @@ impl RuleSet {
                     databases: r.databases.clone(),
                     users: r.users.clone(),
                     address: r.address.clone(),
-                    method: r.method,
+                    action: r.action,
+                    mode: r.mode,
                     san: r.san,
                     display: r.display.clone(),
+                    fingerprint: r.fingerprint,
                 }
             })
             .collect();

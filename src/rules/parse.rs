@@ -12,7 +12,7 @@
 //!   separate mask field) or, when it is not numeric, a host name (with a suffix: an error).
 
 use super::token::{Field, Syntax, Token};
-use super::{DbSpec, Rule, RuleDisplay, SanPolicy, UserSpec};
+use super::{Action, DbSpec, Mode, Rule, RuleDisplay, SanPolicy, UserSpec};
 use crate::address::{self, AddrSpec};
 use crate::methods::Method;
 use std::net::IpAddr;
@@ -186,21 +186,30 @@ pub fn parse_record(
 
     let method_tok = single(rest.first(), "authentication method", "authentication type")?;
     let method_name = method_tok.lossy();
-    let method = Method::from_name(&method_name).ok_or_else(|| {
-        let known: Vec<&str> = Method::ALL.iter().map(|(_, n, _)| *n).collect();
-        if Method::from_name(&format!("2f-{method_name}")).is_some() {
-            format!(
-                "authentication method \"{method_name}\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-{method_name}\""
-            )
-        } else {
-            format!(
-                "invalid authentication method \"{method_name}\" (expected one of {})",
-                known.join(", ")
-            )
-        }
-    })?;
+    let action = if method_name == Action::EXEMPT_NAME {
+        Action::Exempt
+    } else {
+        Action::TwoFactor(Method::from_name(&method_name).ok_or_else(|| {
+            let known: Vec<&str> = Method::ALL
+                .iter()
+                .map(|(_, n, _)| *n)
+                .chain([Action::EXEMPT_NAME])
+                .collect();
+            if Method::from_name(&format!("2f-{method_name}")).is_some() {
+                format!(
+                    "authentication method \"{method_name}\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-{method_name}\""
+                )
+            } else {
+                format!(
+                    "invalid authentication method \"{method_name}\" (expected one of {})",
+                    known.join(", ")
+                )
+            }
+        })?)
+    };
 
     let mut san = None;
+    let mut mode = None;
     let mut options = Vec::new();
     for field in &rest[1..] {
         for opt in field {
@@ -208,6 +217,12 @@ pub fn parse_record(
             let (name, value) = text
                 .split_once('=')
                 .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
+            if action == Action::Exempt {
+                return Err(format!(
+                    "authentication option \"{name}\" is not valid for {}, which checks nothing",
+                    Action::EXEMPT_NAME
+                ));
+            }
             match name {
                 "san" => {
                     if san.is_some() {
@@ -223,6 +238,22 @@ pub fn parse_record(
                         }
                     });
                 }
+                "mode" => {
+                    if mode.is_some() {
+                        return Err(
+                            "authentication option \"mode\" specified more than once".into()
+                        );
+                    }
+                    mode = Some(match value {
+                        "enforce" => Mode::Enforce,
+                        "report" => Mode::Report,
+                        _ => {
+                            return Err(format!(
+                                "invalid value for authentication option \"mode\": \"{value}\" (expected \"enforce\" or \"report\")"
+                            ))
+                        }
+                    });
+                }
                 _ => {
                     return Err(format!(
                         "unrecognized authentication option name: \"{name}\""
@@ -233,23 +264,26 @@ pub fn parse_record(
         }
     }
 
+    let display = RuleDisplay {
+        conn_type: "hostssl".into(),
+        databases: db_tokens.iter().map(display_token).collect(),
+        users: user_tokens.iter().map(display_token).collect(),
+        address: addr_text,
+        netmask: mask_text,
+        method: action.name().into(),
+        options,
+    };
     Ok(Rule {
         file,
         line,
         databases,
         users,
         address,
-        method,
+        action,
+        mode: mode.unwrap_or(Mode::Enforce),
         san: san.unwrap_or(SanPolicy::Optional),
-        display: RuleDisplay {
-            conn_type: "hostssl".into(),
-            databases: db_tokens.iter().map(display_token).collect(),
-            users: user_tokens.iter().map(display_token).collect(),
-            address: addr_text,
-            netmask: mask_text,
-            method: method.name().into(),
-            options,
-        },
+        fingerprint: display.fingerprint(),
+        display,
     })
 }
 
@@ -257,6 +291,22 @@ pub fn parse_record(
 mod tests {
     use super::super::testutil::*;
     use super::super::*;
+
+    #[test]
+    fn report_mode_and_exemptions() {
+        for syntax in BOTH {
+            let r = parse_one(
+                syntax,
+                "hostssl all test1 all 2f-md5 mode=report san=required",
+            )
+            .unwrap();
+            assert_eq!((r.mode, r.san), (Mode::Report, SanPolicy::Required));
+            assert_eq!(r.display.options, vec!["mode=report", "san=required"]);
+            let r = parse_one(syntax, "hostssl all all 10.1.2.3/32 2f-exempt").unwrap();
+            assert_eq!((r.action, r.mode), (Action::Exempt, Mode::Enforce));
+            assert_eq!(r.display.method, "2f-exempt");
+        }
+    }
 
     #[test]
     fn parses_a_full_rule() {
@@ -282,8 +332,9 @@ mod tests {
                     UserSpec::Name(b"+lit".to_vec()),
                 ]
             );
-            assert_eq!(r.method, Method::ScramSha256);
+            assert_eq!(r.action, Action::TwoFactor(Method::ScramSha256));
             assert_eq!(r.san, SanPolicy::Required);
+            assert_eq!(r.mode, Mode::Enforce);
             assert_eq!(r.display.address.as_deref(), Some("127.0.0.1"));
             assert_eq!(r.display.netmask.as_deref(), Some("255.255.255.255"));
             assert_eq!(r.display.databases, vec!["test", "\"all\""]);
@@ -380,11 +431,15 @@ mod tests {
             ("hostssl all all all", "end-of-line before authentication method"),
             ("hostssl all all all 2f-md5,2f-password", "multiple values specified for authentication type"),
             ("hostssl all all all scram-sha-256", "authentication method \"scram-sha-256\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-scram-sha-256\""),
-            ("hostssl all all all 2f-trust", "invalid authentication method \"2f-trust\" (expected one of 2f-scram-sha-256, 2f-ldap, 2f-md5, 2f-password, 2f-radius)"),
+            ("hostssl all all all 2f-trust", "invalid authentication method \"2f-trust\" (expected one of 2f-scram-sha-256, 2f-ldap, 2f-md5, 2f-password, 2f-radius, 2f-exempt)"),
             ("hostssl all all all 2f-md5 san", "authentication option not in name=value format: san"),
             ("hostssl all all all 2f-md5 san=maybe", "invalid value for authentication option \"san\": \"maybe\" (expected \"required\" or \"optional\")"),
             ("hostssl all all all 2f-md5 san=required san=optional", "authentication option \"san\" specified more than once"),
             ("hostssl all all all 2f-md5 clientcert=verify-full", "unrecognized authentication option name: \"clientcert\""),
+            ("hostssl all all all 2f-md5 mode=audit", "invalid value for authentication option \"mode\": \"audit\" (expected \"enforce\" or \"report\")"),
+            ("hostssl all all all 2f-md5 mode=report mode=enforce", "authentication option \"mode\" specified more than once"),
+            ("hostssl all all all 2f-exempt mode=report", "authentication option \"mode\" is not valid for 2f-exempt, which checks nothing"),
+            ("hostssl all all all 2f-exempt san=required", "authentication option \"san\" is not valid for 2f-exempt, which checks nothing"),
         ];
         for (line, want) in cases {
             assert_eq!(&err(line), want, "for line {line:?}");

@@ -1,0 +1,365 @@
+//! Operating pg_twofactor: staged rollout (`mode=report`, `2f-exempt`), the dry run
+//! (`pg_twofactor_check`) against the hook's own decisions, and `pg_twofactor_status()`.
+
+use pg_twofactor_e2e::certs::{CertFiles, San};
+use pg_twofactor_e2e::client::{rust_login, two_factor, Login, Outcome};
+use pg_twofactor_e2e::cluster::Cluster;
+use pg_twofactor_e2e::scenario::{self, PASSWORD};
+
+/// The scenario rules, with a report-mode rule, an exemption above a catch-all rule, a DNS
+/// and a subnet user; every decision logged.
+const RULES: &str = "\
+hostssl all      md5user   all           2f-md5
+hostssl all      pwuser    all           2f-password
+hostssl all      mismatch  all           2f-scram-sha-256
+hostssl all      sanreq    all           2f-scram-sha-256  san=required
+hostssl all      test1     all           2f-scram-sha-256
+hostssl all      trial     all           2f-scram-sha-256  mode=report
+hostssl all      all       127.0.0.2/32  2f-exempt
+hostssl all      all       all           2f-scram-sha-256
+";
+
+fn cluster() -> Cluster {
+    let c = scenario::start(
+        scenario::builder()
+            .rules(RULES)
+            .setting("pg_twofactor.log_decisions = all"),
+    );
+    c.create_user("trial", PASSWORD);
+    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c
+}
+
+fn ip(a: &str) -> San {
+    San::Ip(a.parse().unwrap())
+}
+
+/// The dry run's (verdict with reason, rule, detail) for a login, in the decision log's words.
+fn dry_run(c: &Cluster, login: &Login, hba_method: &str) -> (String, String, String) {
+    let pem = login
+        .cert
+        .as_ref()
+        .map(|f| format!("$pem${}$pem$", std::fs::read_to_string(&f.cert).unwrap()))
+        .unwrap_or_else(|| "NULL".into());
+    let source = login
+        .source
+        .map_or("127.0.0.1".to_string(), |a| a.to_string());
+    let row = c.psql_admin(&format!(
+        "SELECT verdict || coalesce(' (' || reason || ')', ''), coalesce(rule_file || ':' || rule_line, 'none'), coalesce(detail, '') \
+         FROM pg_twofactor_check('{}', '{}', '{source}', {pem}, '{hba_method}')",
+        login.user, login.dbname
+    ));
+    let mut cols = row.splitn(3, '|').map(str::to_string);
+    (
+        cols.next().unwrap(),
+        cols.next().unwrap(),
+        cols.next().unwrap(),
+    )
+}
+
+/// The hook's decision line for the one login after `mark`: (outcome, rule), and the DETAIL
+/// of its refusal or warning, if any.
+fn hook_decision(c: &Cluster, mark: usize) -> (String, String, String) {
+    let log = c.log_since(mark);
+    let line = log
+        .lines()
+        .find_map(|l| l.split_once("pg_twofactor decision: ").map(|(_, d)| d))
+        .unwrap_or_else(|| panic!("no decision logged:\n{log}"));
+    let (outcome, rest) = line.split_once("; rule ").unwrap();
+    let rule = rest.split_once("; pg_hba.conf").unwrap().0;
+    let detail = log
+        .lines()
+        .skip_while(|l| !l.contains("two-factor authentication failed"))
+        .find_map(|l| l.split_once("DETAIL:  ").map(|(_, d)| d.to_string()))
+        .unwrap_or_default();
+    (outcome.to_string(), rule.to_string(), detail)
+}
+
+/// A detail without its pg_hba.conf position (the dry run chooses no pg_hba.conf line).
+fn without_hba_position(detail: &str) -> String {
+    match (
+        detail.find("; pg_hba.conf "),
+        detail.find("; client address"),
+    ) {
+        (Some(a), Some(b)) => {
+            let method = &detail[a..b];
+            let method = &method[method.rfind(" (").unwrap_or(0)..];
+            format!("{}; pg_hba.conf{method}{}", &detail[..a], &detail[b..])
+        }
+        _ => detail.to_string(),
+    }
+}
+
+#[test]
+fn dry_run_agrees_with_the_hook_on_every_kind_of_login() {
+    let c = cluster();
+    let here = [ip("127.0.0.1")];
+    let cert = |stem: &str, cns: &[&str], san: Option<&[San]>| c.client_cert(stem, cns, san);
+    let test1 = cert("test1", &["test1"], Some(&here));
+    let dns = cert(
+        "test1-dns",
+        &["test1"],
+        Some(&[San::Dns("localhost".into())]),
+    );
+    let subnet = cert(
+        "test1-net",
+        &["test1"],
+        Some(&[San::Subnet(
+            "127.0.0.0".parse().unwrap(),
+            "255.0.0.0".parse().unwrap(),
+        )]),
+    );
+    let elsewhere = cert("test1-away", &["test1"], Some(&[ip("10.9.9.9")]));
+    let nobody = cert("nobody", &["nobody"], Some(&here));
+    let no_san = cert("sanreq", &["sanreq"], None);
+    let md5user = cert("md5user", &["md5user"], Some(&here));
+    let mismatch = cert("mismatch", &["mismatch"], Some(&here));
+    let other = cert("other", &["other"], Some(&here));
+    let trial = cert("trial", &["trial"], Some(&here));
+    let l = |user: &str| Login::new(user, PASSWORD);
+    // (login, pg_hba.conf method PostgreSQL uses for it, expected outcome as logged)
+    let cases: Vec<(Login, &str, &str)> = vec![
+        (l("test1").cert(&test1), "scram-sha-256", "accepted"),
+        (l("test1").cert(&dns), "scram-sha-256", "accepted"),
+        (
+            l("test1").cert(&subnet).from("127.0.0.5"),
+            "scram-sha-256",
+            "accepted",
+        ),
+        (
+            l("test1"),
+            "scram-sha-256",
+            "refused (no client certificate)",
+        ),
+        (
+            l("test1").cert(&nobody),
+            "scram-sha-256",
+            "refused (certificate CN does not match the user name)",
+        ),
+        (
+            l("test1").cert(&test1).from("127.0.0.3"),
+            "scram-sha-256",
+            "refused (client address does not match the certificate)",
+        ),
+        (
+            l("test1").cert(&elsewhere),
+            "scram-sha-256",
+            "refused (client address does not match the certificate)",
+        ),
+        (
+            l("sanreq").cert(&no_san),
+            "scram-sha-256",
+            "refused (client address does not match the certificate)",
+        ),
+        (
+            l("md5user").cert(&md5user),
+            "md5",
+            "refused (method not enabled)",
+        ),
+        (
+            l("mismatch").cert(&mismatch),
+            "md5",
+            "refused (pg_hba.conf method does not match the rule)",
+        ),
+        (
+            l("trial"),
+            "scram-sha-256",
+            "reported (no client certificate)",
+        ),
+        (l("trial").cert(&trial), "scram-sha-256", "accepted"),
+        (l("other").from("127.0.0.2"), "scram-sha-256", "exempt"),
+        (l("other").cert(&other), "scram-sha-256", "accepted"),
+        (
+            l("other"),
+            "scram-sha-256",
+            "refused (no client certificate)",
+        ),
+    ];
+    for (login, hba_method, expected) in cases {
+        let mark = c.log_mark();
+        let outcome = rust_login(&c, &login);
+        let (hook, hook_rule, hook_detail) = hook_decision(&c, mark);
+        let (dry, dry_rule, dry_detail) = dry_run(&c, &login, hba_method);
+        let what = format!(
+            "{} with {:?} from {:?}",
+            login.user,
+            login.cert.as_ref().map(|f: &CertFiles| &f.cert),
+            login.source
+        );
+        assert_eq!(hook, expected, "hook, {what}");
+        assert_eq!(
+            (dry, dry_rule),
+            (hook.clone(), hook_rule),
+            "dry run vs hook, {what}"
+        );
+        if !hook_detail.is_empty() {
+            assert_eq!(
+                without_hba_position(&dry_detail),
+                without_hba_position(&hook_detail),
+                "details, {what}"
+            );
+        }
+        // and the client saw what the hook decided
+        match (hook.split(' ').next().unwrap(), &outcome) {
+            ("accepted" | "reported" | "exempt", o) => o.assert_accepted_as(&login.user),
+            ("refused", Outcome::Refused { .. }) => {}
+            (_, o) => panic!("{what}: {hook} but the client saw {o:?}"),
+        }
+    }
+}
+
+#[test]
+fn report_mode_logs_a_warning_and_lets_the_login_in() {
+    let c = cluster();
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("trial", PASSWORD)).assert_accepted_as("trial");
+    let log = c.log_since(mark);
+    assert!(
+        log.contains(&format!(
+            "WARNING:  {} (mode=report, so the login is allowed)",
+            two_factor("trial", "no client certificate")
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("DETAIL:  Rule ") && log.contains("The client sent no certificate."),
+        "{log}"
+    );
+    // an enforcing rule for the same kind of login still refuses
+    rust_login(&c, &Login::new("test1", PASSWORD))
+        .assert_refused(&two_factor("test1", "no client certificate"));
+    // the rules view shows each rule's mode; an exemption has none
+    assert_eq!(
+        c.psql_admin("SELECT line_number || ' ' || auth_method || ' ' || coalesce(mode, '-') FROM pg_twofactor_rules WHERE line_number >= 5"),
+        "5 2f-scram-sha-256 enforce\n6 2f-scram-sha-256 report\n7 2f-exempt -\n8 2f-scram-sha-256 enforce"
+    );
+}
+
+#[test]
+fn dry_run_arguments_and_permissions() {
+    let c = cluster();
+    let err = |sql: &str| {
+        let out = c.psql_admin_raw("postgres", sql);
+        assert!(!out.status.success(), "{sql} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err(
+        "SELECT * FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL, 'scram')"
+    )
+    .contains("ERROR:  unrecognized pg_hba.conf authentication method \"scram\""));
+    assert!(err(
+        "SELECT * FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', 'not a certificate')"
+    )
+    .contains("ERROR:  client_cert is not a PEM certificate"));
+    // a Unix-socket login (no address) is never covered
+    assert_eq!(
+        c.psql_admin("SELECT verdict FROM pg_twofactor_check('test1', 'postgres', NULL, NULL)"),
+        "not covered"
+    );
+    // without TLS a covered login is refused, as the hook refuses it
+    assert_eq!(
+        c.psql_admin("SELECT verdict || ': ' || reason FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL, ssl => false)"),
+        "refused: no client certificate"
+    );
+    // superusers and pg_read_all_settings only
+    c.psql_admin("CREATE ROLE plain LOGIN; CREATE ROLE reader LOGIN IN ROLE pg_read_all_settings");
+    let out = c.psql_admin_raw(
+        "plain",
+        "SELECT * FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL)",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("permission denied for function pg_twofactor_check"));
+    let out = c.psql_admin_raw("plain", "SELECT * FROM pg_twofactor_status()");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("permission denied for function pg_twofactor_status"));
+    let out = c.psql_admin_raw(
+        "reader",
+        "SELECT verdict FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL)",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "{out:?}"
+    );
+}
+
+#[test]
+fn status_shows_rules_in_force_pending_reloads_and_failed_reloads() {
+    let c = cluster();
+    let status = |cols: &str| c.psql_admin(&format!("SELECT {cols} FROM pg_twofactor_status()"));
+    assert_eq!(
+        status("rules_loaded, reload_pending, file_error IS NULL, last_reload_error IS NULL, session_rules_current, ssl, ssl_ca_file, enabled_methods"),
+        "8|f|t|t|t|t|root.crt|{2f-scram-sha-256,2f-ldap}"
+    );
+    assert_eq!(
+        status("rules_file"),
+        c.data.join("pg_twofactor_hba.conf").display().to_string()
+    );
+    // an edit not yet reloaded
+    c.write_rules(&format!("{RULES}hostssl all late all 2f-scram-sha-256\n"));
+    assert_eq!(status("rules_loaded, reload_pending"), "8|t");
+    c.reload();
+    assert_eq!(status("rules_loaded, reload_pending"), "9|f");
+    // a comment-only edit enforces nothing new
+    c.write_rules(&format!(
+        "# reviewed\n{RULES}hostssl all late all 2f-scram-sha-256\n"
+    ));
+    assert_eq!(
+        status("reload_pending"),
+        "t",
+        "the lines moved, so the rules' positions changed"
+    );
+    c.reload();
+    // a broken file: shown before the reload, and the failed reload afterwards
+    c.write_rules("hostssl all all all 2f-nothing\n");
+    let e = status("reload_pending, file_error");
+    assert!(
+        e.starts_with("t|invalid authentication method \"2f-nothing\""),
+        "{e}"
+    );
+    c.reload();
+    let e = status("rules_loaded, last_reload_error, last_reload_error_at IS NOT NULL");
+    assert!(
+        e.starts_with("9|invalid authentication method \"2f-nothing\""),
+        "{e}"
+    );
+    assert!(e.ends_with("|t"), "{e}");
+    // fixing it clears the error
+    c.write_rules(RULES);
+    c.reload();
+    assert_eq!(
+        status("rules_loaded, reload_pending, last_reload_error IS NULL"),
+        "8|f|t"
+    );
+}
+
+#[test]
+fn a_session_older_than_the_last_reload_says_so() {
+    let c = cluster();
+    c.write_rules(&format!("hostssl all late all 2f-exempt\n{RULES}"));
+    // one session: reload, wait (bounded) until the postmaster has loaded the new rules, then ask
+    let out = c.psql_admin_raw(
+        "postgres",
+        "SELECT pg_reload_conf();
+         DO $$ BEGIN
+           FOR i IN 1..600 LOOP
+             EXIT WHEN (SELECT rules_loaded FROM pg_twofactor_status()) = 9;
+             PERFORM pg_sleep(0.05);
+           END LOOP;
+         END $$;
+         SELECT 'current=' || session_rules_current FROM pg_twofactor_status();
+         SELECT * FROM pg_twofactor_check('late', 'postgres', '127.0.0.1', NULL);",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("current=false"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ERROR:  this session started before the rules file was last reloaded"),
+        "{stderr}"
+    );
+    // a new session has the new rules
+    assert_eq!(
+        c.psql_admin("SELECT verdict || ' ' || rule_line FROM pg_twofactor_check('late', 'postgres', '127.0.0.1', NULL)"),
+        "exempt 1"
+    );
+}

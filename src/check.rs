@@ -1,0 +1,222 @@
+//! `pg_twofactor_check(...)`: the dry run. What would the hook decide for this login, with the
+//! rules in force and this server's settings? It builds a [`LoginAttempt`] from its arguments
+//! and calls [`decision::decide`], the hook's own decision path; nobody logs in.
+//!
+//! What it cannot know is taken as given: that PostgreSQL's own method (the password) passed
+//! with `hba_method`, and that the TLS layer verified the certificate against `ssl_ca_file`
+//! (and its CRL). A certificate the TLS layer would reject never reaches the hook.
+
+use crate::address::KnownHost;
+use crate::catalog::ServerCatalog;
+use crate::decision::{self, LoginAttempt, PeerCert, Verdict};
+use crate::methods::BaseMethod;
+use crate::rules::RuleSet;
+use crate::sysnet::SystemNetwork;
+use crate::{gucs, store};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+use std::net::IpAddr;
+
+/// A row of the dry run: the rule, the verdict, and what the hook would say.
+pub struct DryRun {
+    pub rule_file: Option<String>,
+    pub rule_line: Option<i32>,
+    pub rule_method: Option<String>,
+    pub rule_mode: Option<String>,
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub detail: Option<String>,
+}
+
+fn error(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
+    let mut report = ErrorReport::new(code, message, "pg_twofactor_check");
+    if let Some(h) = hint {
+        report = report.set_hint(h);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report returned")
+}
+
+/// The client address of an `inet` value as text (`10.1.2.3`, `10.1.2.3/32`, `::1`).
+fn parse_addr(text: &str) -> Result<IpAddr, String> {
+    let host = text.split('/').next().unwrap_or(text);
+    host.parse()
+        .map_err(|_| format!("invalid client address \"{text}\""))
+}
+
+/// The DER of the first certificate in `pem`.
+fn parse_pem(pem: &str) -> Result<Vec<u8>, String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| format!("client_cert is not a PEM certificate: {e}"))?;
+    if block.label != "CERTIFICATE" {
+        return Err(format!(
+            "client_cert holds a PEM \"{}\" block, not a CERTIFICATE",
+            block.label
+        ));
+    }
+    Ok(block.contents)
+}
+
+/// Builds the attempt; an argument that cannot be used is an ERROR naming it.
+pub fn attempt(
+    user: &str,
+    database: &str,
+    client_addr: Option<&str>,
+    client_cert: Option<&str>,
+    hba_method: &str,
+    ssl: bool,
+) -> Result<LoginAttempt, String> {
+    let hba_method = BaseMethod::from_name(hba_method).ok_or_else(|| {
+        format!("unrecognized pg_hba.conf authentication method \"{hba_method}\"")
+    })?;
+    let cert = match client_cert {
+        None => PeerCert::None,
+        Some(_) if !ssl => PeerCert::None,
+        Some(pem) => PeerCert::Verified(parse_pem(pem)?),
+    };
+    Ok(LoginAttempt {
+        database: database.as_bytes().to_vec(),
+        user: user.as_bytes().to_vec(),
+        client_addr: client_addr.map(parse_addr).transpose()?,
+        known_host: KnownHost::default(),
+        physical_replication: false,
+        ssl_in_use: ssl,
+        cert,
+        hba_method,
+        hba_line: 0,
+        hba_file: None,
+    })
+}
+
+/// The row for a verdict, with the rule it names looked up in `rules`.
+pub fn row(rules: &RuleSet, attempt: &LoginAttempt, verdict: &Verdict) -> DryRun {
+    let rule = verdict.rule().and_then(|(file, line)| {
+        rules
+            .rules
+            .iter()
+            .find(|r| r.line == line && r.file.as_path() == file)
+    });
+    DryRun {
+        rule_file: verdict.rule().map(|(f, _)| f.display().to_string()),
+        rule_line: verdict.rule().map(|(_, l)| l as i32),
+        rule_method: rule.map(|r| r.action.name().to_string()),
+        rule_mode: rule.map(|r| r.mode.name().to_string()),
+        verdict: verdict.outcome().to_string(),
+        reason: verdict.reason().map(|r| r.to_string()),
+        message: verdict.reason().map(|r| Verdict::message(&attempt.user, r)),
+        detail: verdict.detail().map(str::to_string),
+    }
+}
+
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
+#[pg_extern(volatile, parallel_safe)]
+fn pg_twofactor_check(
+    user_name: &str,
+    database: &str,
+    client_addr: Option<pgrx::Inet>,
+    client_cert: Option<&str>,
+    hba_method: default!(&str, "'scram-sha-256'"),
+    ssl: default!(bool, true),
+) -> TableIterator<
+    'static,
+    (
+        name!(rule_file, Option<String>),
+        name!(rule_line, Option<i32>),
+        name!(rule_method, Option<String>),
+        name!(rule_mode, Option<String>),
+        name!(verdict, String),
+        name!(reason, Option<String>),
+        name!(message, Option<String>),
+        name!(detail, Option<String>),
+    ),
+> {
+    let addr = client_addr.map(|a| a.0);
+    let attempt = attempt(
+        user_name,
+        database,
+        addr.as_deref(),
+        client_cert,
+        hba_method,
+        ssl,
+    )
+    .unwrap_or_else(|e| error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e, None));
+    if let Some(server) = store::server_state() {
+        if server.generation != store::local_state().0 {
+            error(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "this session started before the rules file was last reloaded, so it holds older rules than new logins get".into(),
+                Some("Reconnect and run the check again."),
+            );
+        }
+    }
+    let row = store::with_current(|rules| {
+        let verdict = decision::decide(
+            rules,
+            &attempt,
+            gucs::enabled_methods(),
+            &SystemNetwork,
+            &ServerCatalog::new(),
+        );
+        row(rules, &attempt, &verdict)
+    })
+    .unwrap_or_else(|| {
+        error(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no pg_twofactor rules are loaded".into(),
+            None,
+        )
+    });
+    TableIterator::once((
+        row.rule_file,
+        row.rule_line,
+        row.rule_method,
+        row.rule_mode,
+        row.verdict,
+        row.reason,
+        row.message,
+        row.detail,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked() {
+        assert_eq!(
+            attempt("u", "d", Some("10.1.2.3/32"), None, "md5", true)
+                .unwrap()
+                .client_addr,
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(
+            attempt("u", "d", None, None, "scram", true).unwrap_err(),
+            "unrecognized pg_hba.conf authentication method \"scram\""
+        );
+        assert!(attempt("u", "d", None, Some("junk"), "md5", true)
+            .unwrap_err()
+            .starts_with("client_cert is not a PEM certificate"));
+        assert_eq!(
+            attempt(
+                "u",
+                "d",
+                None,
+                Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+                "md5",
+                true
+            )
+            .unwrap_err(),
+            "client_cert holds a PEM \"PRIVATE KEY\" block, not a CERTIFICATE"
+        );
+        // without TLS no certificate reaches the server
+        assert!(matches!(
+            attempt("u", "d", None, Some("ignored"), "md5", false)
+                .unwrap()
+                .cert,
+            PeerCert::None
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+//! `pg_twofactor_status()`: which rules are in force, since when, whether the file on disk says
+//! something else (a reload is pending or would fail), and the settings every covered login
+//! depends on.
+
+use crate::methods::Method;
+use crate::{gucs, store};
+use pgrx::prelude::*;
+use std::ffi::CStr;
+
+fn timestamp(t: i64) -> Option<TimestampWithTimeZone> {
+    TimestampWithTimeZone::try_from(t).ok()
+}
+
+/// The value of a server setting, as `SHOW` gives it.
+fn setting(name: &CStr) -> Option<String> {
+    // SAFETY: GetConfigOption returns a pointer into the GUC's current value (or null with
+    // missing_ok), valid until the setting changes; it is copied before anything can change it.
+    unsafe {
+        let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
+#[pg_extern(volatile, parallel_safe)]
+fn pg_twofactor_status() -> TableIterator<
+    'static,
+    (
+        name!(rules_file, String),
+        name!(rules_loaded, Option<i64>),
+        name!(loaded_at, Option<TimestampWithTimeZone>),
+        name!(reload_pending, Option<bool>),
+        name!(file_error, Option<String>),
+        name!(last_reload_error, Option<String>),
+        name!(last_reload_error_at, Option<TimestampWithTimeZone>),
+        name!(session_rules_current, bool),
+        name!(ssl, bool),
+        name!(ssl_ca_file, Option<String>),
+        name!(enabled_methods, Vec<String>),
+    ),
+> {
+    let server = store::server_state();
+    let (disk_digest, file_error) = match store::read_disk() {
+        Ok(set) => (Some(store::digest(&set)), None),
+        Err(errors) => (
+            None,
+            Some(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        ),
+    };
+    let reload_pending = server.as_ref().map(|s| disk_digest != Some(s.digest));
+    let enabled = gucs::enabled_methods();
+    let methods = Method::ALL
+        .iter()
+        .filter(|(m, _, _)| enabled.contains(*m))
+        .map(|(_, n, _)| n.to_string())
+        .collect();
+    let ca = setting(c"ssl_ca_file").filter(|v| !v.is_empty());
+    TableIterator::once((
+        gucs::hba_file().display().to_string(),
+        server.as_ref().map(|s| s.rules as i64),
+        server.as_ref().and_then(|s| timestamp(s.loaded_at)),
+        reload_pending,
+        file_error,
+        server
+            .as_ref()
+            .and_then(|s| s.error.as_ref().map(|(_, e)| e.clone())),
+        server
+            .as_ref()
+            .and_then(|s| s.error.as_ref().and_then(|(t, _)| timestamp(*t))),
+        server.as_ref().map(|s| s.generation) == Some(store::local_state().0),
+        setting(c"ssl").as_deref() == Some("on"),
+        ca,
+        methods,
+    ))
+}
