@@ -21,3 +21,22 @@ COMMENT ON FUNCTION pg_twofactor_status() IS
     'pg_twofactor: rules in force, pending reload, last reload error, TLS settings, enabled methods';
 REVOKE ALL ON FUNCTION pg_twofactor_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_twofactor_status() TO pg_read_all_settings;
+
+CREATE VIEW pg_twofactor_stats AS SELECT * FROM pg_twofactor_stats();
+COMMENT ON VIEW pg_twofactor_stats IS
+    'pg_twofactor decisions per rule and per reason since start or pg_twofactor_stats_reset(); one row per connection attempt';
+REVOKE ALL ON FUNCTION pg_twofactor_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_twofactor_stats() TO pg_read_all_stats;
+REVOKE ALL ON pg_twofactor_stats FROM PUBLIC;
+GRANT SELECT ON pg_twofactor_stats TO pg_read_all_stats;
+
+COMMENT ON FUNCTION pg_twofactor_stats_reset() IS 'Resets the counters of pg_twofactor_stats';
+REVOKE ALL ON FUNCTION pg_twofactor_stats_reset() FROM PUBLIC;
+
+CREATE VIEW pg_twofactor_certificates AS SELECT * FROM pg_twofactor_certificates();
+COMMENT ON VIEW pg_twofactor_certificates IS
+    'Client certificates seen at login (the most recent ones), soonest expiry first';
+REVOKE ALL ON FUNCTION pg_twofactor_certificates() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_twofactor_certificates() TO pg_read_all_stats;
+REVOKE ALL ON pg_twofactor_certificates FROM PUBLIC;
+GRANT SELECT ON pg_twofactor_certificates TO pg_read_all_stats;

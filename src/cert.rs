@@ -91,6 +91,64 @@ fn san_entry(name: &GeneralName<'_>) -> SanEntry {
     }
 }
 
+/// What the certificates view shows of a certificate (not what the checks use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The CN attributes, comma-separated, read lossily.
+    pub common_name: String,
+    /// The serial number in hexadecimal, as `openssl x509 -serial` prints it.
+    pub serial: String,
+    /// The issuer in RFC 4514 form.
+    pub issuer: String,
+    /// notAfter, seconds since 1970.
+    pub not_after: i64,
+    /// The SubjectAltName entries as the log shows them.
+    pub san: String,
+    /// Identifies the certificate: a hash of issuer and serial.
+    pub id: u64,
+}
+
+impl CertSummary {
+    pub fn from_der(der: &[u8]) -> Result<CertSummary, CertError> {
+        let info = CertInfo::from_der(der)?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        let serial: String = cert
+            .raw_serial()
+            .iter()
+            .skip_while(|b| **b == 0)
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let serial = if serial.is_empty() {
+            "00".into()
+        } else {
+            serial
+        };
+        let issuer = cert.issuer().to_string();
+        let id = {
+            use std::hash::{Hash, Hasher};
+            #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
+            let mut h = std::hash::SipHasher::new();
+            cert.issuer().as_raw().hash(&mut h);
+            cert.raw_serial().hash(&mut h);
+            h.finish()
+        };
+        Ok(CertSummary {
+            common_name: info
+                .common_names
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+            serial,
+            issuer,
+            not_after: cert.validity().not_after.timestamp(),
+            san: info.san_text(),
+            id,
+        })
+    }
+}
+
 impl CertInfo {
     /// Reads the fields pg_twofactor checks from a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertInfo, CertError> {

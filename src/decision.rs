@@ -205,8 +205,19 @@ pub fn decide(
     net: &dyn Network,
     catalog: &dyn Catalog,
 ) -> Verdict {
+    decide_with_rule(rules, attempt, enabled, net, catalog).0
+}
+
+/// [`decide`], also returning the rule that decided (for the statistics and the dry run).
+pub fn decide_with_rule<'r>(
+    rules: &'r RuleSet,
+    attempt: &LoginAttempt,
+    enabled: MethodSet,
+    net: &dyn Network,
+    catalog: &dyn Catalog,
+) -> (Verdict, Option<&'r Rule>) {
     let Some(addr) = attempt.client_addr else {
-        return Verdict::NotCovered;
+        return (Verdict::NotCovered, None);
     };
     let client = ClientName::with_known(net, addr, attempt.known_host.clone());
     let conn = Connection {
@@ -216,43 +227,57 @@ pub fn decide(
         client: &client,
     };
     match rules.find(&conn, catalog) {
-        Found::None => Verdict::NotCovered,
-        Found::Rule(rule) => match rule.action {
-            Action::Exempt => Verdict::Exempt {
-                rule_file: rule.file.to_path_buf(),
-                rule_line: rule.line,
-            },
-            Action::TwoFactor(method) => {
-                match check_rule(rule, method, attempt, addr, &client, enabled) {
-                    Verdict::Refused {
-                        reason,
-                        rule_file,
-                        rule_line,
-                        detail,
-                    } if rule.mode == Mode::Report => Verdict::Reported {
-                        reason,
-                        rule_file,
-                        rule_line,
-                        detail,
-                    },
-                    verdict => verdict,
-                }
-            }
-        },
+        Found::None => (Verdict::NotCovered, None),
+        Found::Rule(rule) => (decide_rule(rule, attempt, addr, &client, enabled), Some(rule)),
         // Whatever the rule's mode or method: a rule that cannot be decided might be hiding a
         // later enforcing rule, so the login is refused.
-        Found::Undecided { rule, cause } => Verdict::Refused {
-            reason: Reason::Internal,
+        Found::Undecided { rule, cause } => (
+            Verdict::Refused {
+                reason: Reason::Internal,
+                rule_file: rule.file.to_path_buf(),
+                rule_line: rule.line,
+                detail: format!(
+                    "{}. {}",
+                    rule_context(rule, attempt, addr),
+                    sentence(&format!(
+                        "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
+                    ))
+                ),
+            },
+            Some(rule),
+        ),
+    }
+}
+
+/// The verdict of the rule that matched.
+fn decide_rule(
+    rule: &Rule,
+    attempt: &LoginAttempt,
+    addr: IpAddr,
+    client: &ClientName<'_>,
+    enabled: MethodSet,
+) -> Verdict {
+    match rule.action {
+        Action::Exempt => Verdict::Exempt {
             rule_file: rule.file.to_path_buf(),
             rule_line: rule.line,
-            detail: format!(
-                "{}. {}",
-                rule_context(rule, attempt, addr),
-                sentence(&format!(
-                    "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
-                ))
-            ),
         },
+        Action::TwoFactor(method) => {
+            match check_rule(rule, method, attempt, addr, client, enabled) {
+                Verdict::Refused {
+                    reason,
+                    rule_file,
+                    rule_line,
+                    detail,
+                } if rule.mode == Mode::Report => Verdict::Reported {
+                    reason,
+                    rule_file,
+                    rule_line,
+                    detail,
+                },
+                verdict => verdict,
+            }
+        }
     }
 }
 

@@ -67,6 +67,29 @@ pub fn warn_auth(message: &str, detail_log: &str) {
     );
 }
 
+/// WARNING with a DETAIL, both for the server log only (sent nowhere else during
+/// authentication).
+pub fn warn_log(message: &str, detail_log: &str) {
+    report(
+        pg_sys::WARNING,
+        PgSqlErrorCode::ERRCODE_WARNING,
+        message,
+        Some(detail_log),
+        None,
+    );
+}
+
+/// NOTICE to the client (and the log, per log_min_messages).
+pub fn notice(message: &str, hint: Option<&str>) {
+    report(
+        pg_sys::NOTICE,
+        PgSqlErrorCode::ERRCODE_WARNING,
+        message,
+        None,
+        hint,
+    );
+}
+
 /// FATAL for a configuration problem (stops the postmaster when called during startup).
 pub fn fatal_config(message: &str, hint: Option<&str>) -> ! {
     report(

@@ -26,6 +26,9 @@ pub enum LogDecisions {
 
 static CLIENT_REASON: GucSetting<bool> = GucSetting::<bool>::new(true);
 
+/// `pg_twofactor.expiry_warning`, in minutes (PostgreSQL time units: '14d', '36h').
+static EXPIRY_WARNING: GucSetting<i32> = GucSetting::<i32>::new(14 * 24 * 60);
+
 static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new(LogDecisions::Off);
 
 /// The parsed value of `pg_twofactor.enabled_extra_auth_methods`, kept by its assign hook so
@@ -76,6 +79,16 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_int_guc(
+        c"pg_twofactor.expiry_warning",
+        c"Warn about a login whose client certificate expires within this time.",
+        c"The server log gets a WARNING and the client a NOTICE. 0 turns the warning off.",
+        &EXPIRY_WARNING,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_MIN,
+    );
     // SAFETY: called from _PG_init in the postmaster, after our GUCs are defined, as
     // PostgreSQL's own contrib modules do; the name is a NUL-terminated static string.
     // From here on an unknown pg_twofactor.* setting is reported instead of kept as a
@@ -86,6 +99,11 @@ pub fn init() {
 /// Whether the client is told why pg_twofactor refused it.
 pub fn client_reason() -> bool {
     CLIENT_REASON.get()
+}
+
+/// How long before its expiry a certificate gets a warning, in seconds; 0: never.
+pub fn expiry_warning_secs() -> i64 {
+    i64::from(EXPIRY_WARNING.get()) * 60
 }
 
 /// Which decisions to log.

@@ -14,7 +14,7 @@ use crate::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
 use crate::gucs::LogDecisions;
 use crate::methods::BaseMethod;
 use crate::sysnet::SystemNetwork;
-use crate::{elog, ffi, gucs, store};
+use crate::{elog, expiry, ffi, gucs, shmem, store};
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -133,17 +133,22 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
-        let verdict = store::with_current(|rules| {
-            decision::decide(
+        let (verdict, cert) = store::with_current(|rules| {
+            let (verdict, rule) = decision::decide_with_rule(
                 rules,
                 &attempt,
                 gucs::enabled_methods(),
                 &SystemNetwork,
                 &ServerCatalog::new(),
-            )
+            );
+            log_decision(&attempt, &verdict);
+            let cert = shmem::record(&attempt, &verdict, rule);
+            (verdict, cert)
         })
         .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
-        log_decision(&attempt, &verdict);
+        if let Some(cert) = cert.filter(|_| !matches!(verdict, Verdict::Refused { .. })) {
+            expiry::check(&attempt.user, &cert, gucs::expiry_warning_secs());
+        }
         Ok::<_, String>((attempt, verdict))
     }));
     match outcome {
@@ -196,6 +201,7 @@ unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
     .ok()
     .flatten();
     log_internal(&user);
+    let _ = catch_unwind(shmem::record_internal);
     Refusal {
         user,
         reason: Reason::Internal,

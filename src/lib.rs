@@ -4,12 +4,14 @@
 //! (`pg_twofactor_hba.conf`) says which logins must also present a verified client certificate
 //! whose CN is the login and whose SubjectAltName matches the client address.
 //!
-//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`].
+//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`], [`counters`].
 //! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`elog`], [`ffi`], [`sysnet`].
-//! SQL interface: [`view`] (the rules view), [`check`] (the dry run), [`status`].
+//! SQL interface: [`view`] (the rules view), [`check`] (the dry run), [`status`], [`shmem`]
+//! (statistics and certificates seen, with [`expiry`] warnings).
 
 pub mod address;
 pub mod cert;
+pub mod counters;
 pub mod decision;
 pub mod methods;
 pub mod rules;
@@ -18,9 +20,11 @@ pub mod arena;
 pub mod catalog;
 pub mod check;
 pub mod elog;
+pub mod expiry;
 pub mod ffi;
 pub mod gucs;
 pub mod hooks;
+pub mod shmem;
 pub mod status;
 pub mod store;
 pub mod sysnet;
@@ -42,6 +46,7 @@ pub extern "C-unwind" fn _PG_init() {
         elog::error_not_preloaded();
     }
     gucs::init();
+    shmem::init();
     hooks::init();
     store::load_at_startup();
 }

@@ -185,6 +185,16 @@ impl Pki {
         name: &openssl::x509::X509NameRef,
         san: Option<Vec<u8>>,
     ) -> CertFiles {
+        self.issue_valid_for(stem, name, san, 30)
+    }
+
+    fn issue_valid_for(
+        &self,
+        stem: &str,
+        name: &openssl::x509::X509NameRef,
+        san: Option<Vec<u8>>,
+        days: u32,
+    ) -> CertFiles {
         let key = new_key();
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
@@ -194,7 +204,7 @@ impl Pki {
         b.set_pubkey(&key).unwrap();
         b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
             .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        b.set_not_after(&Asn1Time::days_from_now(days).unwrap())
             .unwrap();
         if let Some(der) = san {
             let oid = Asn1Object::from_str("2.5.29.17").unwrap();
@@ -291,6 +301,21 @@ impl Pki {
         let mut subject = vec![(Nid::ORGANIZATIONNAME, "pg_twofactor tests")];
         subject.extend(cns.iter().map(|cn| (Nid::COMMONNAME, *cn)));
         self.issue(file_stem, &subject, san.map(san_der))
+    }
+
+    /// [`Pki::client`] with one CN, valid from now for `days` days (not 30).
+    pub fn client_valid_for(
+        &self,
+        stem: &str,
+        cn: &str,
+        san: Option<&[San]>,
+        days: u32,
+    ) -> CertFiles {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "pg_twofactor tests")
+            .unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        self.issue_valid_for(stem, &name.build(), san.map(san_der), days)
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`pg_twofactor_check`) against the hook's own decisions, and `pg_twofactor_status()`.
 
 use pg_twofactor_e2e::certs::{CertFiles, San};
-use pg_twofactor_e2e::client::{rust_login, two_factor, Login, Outcome};
+use pg_twofactor_e2e::client::{psql_run, rust_login, two_factor, Login, Outcome};
 use pg_twofactor_e2e::cluster::Cluster;
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
 
@@ -361,5 +361,175 @@ fn a_session_older_than_the_last_reload_says_so() {
     assert_eq!(
         c.psql_admin("SELECT verdict || ' ' || rule_line FROM pg_twofactor_check('late', 'postgres', '127.0.0.1', NULL)"),
         "exempt 1"
+    );
+}
+
+#[test]
+fn statistics_count_every_connection_under_parallel_logins() {
+    let c = cluster();
+    let test1 = scenario::cert_for(&c, "test1");
+    let nobody = c.client_cert("nobody", &["nobody"], Some(&[ip("127.0.0.1")]));
+    c.psql_admin("SELECT pg_twofactor_stats_reset()");
+    let l = |user: &str| Login::new(user, PASSWORD);
+    let kinds: Vec<(Login, &str)> = vec![
+        (l("test1").cert(&test1), "accepted"),
+        (l("test1"), "refused"),
+        (l("test1").cert(&nobody), "refused"),
+        (l("trial"), "accepted"),
+        (l("other").from("127.0.0.2"), "accepted"),
+    ];
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 10;
+    let seen: Vec<Vec<bool>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut accepted = vec![false; 0];
+                    for _ in 0..ROUNDS {
+                        for (login, _) in &kinds {
+                            accepted
+                                .push(matches!(rust_login(&c, login), Outcome::Accepted { .. }));
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    // every client saw the expected outcome
+    for accepted in &seen {
+        for (i, a) in accepted.iter().enumerate() {
+            assert_eq!(*a, kinds[i % kinds.len()].1 == "accepted", "login kind {i}");
+        }
+    }
+    let n = CLIENTS * ROUNDS;
+    let stats = c.psql_admin(
+        "SELECT rule_line, coalesce(reason, '-'), checked, accepted, refused, reported, exempted \
+         FROM pg_twofactor_stats WHERE rule_file IS NOT NULL ORDER BY 1, 2",
+    );
+    let want = [
+        format!("5|-|{}|{n}|{}|0|0", 3 * n, 2 * n),
+        format!("5|certificate CN does not match the user name|{n}|0|{n}|0|0"),
+        format!("5|no client certificate|{n}|0|{n}|0|0"),
+        format!("6|-|{n}|0|0|{n}|0"),
+        format!("6|no client certificate|{n}|0|0|{n}|0"),
+        format!("7|-|{n}|0|0|0|{n}"),
+    ];
+    assert_eq!(stats, want.join("\n"));
+    assert_eq!(
+        c.psql_admin("SELECT count(*) FROM pg_twofactor_stats WHERE rule_file IS NOT NULL AND (last_checked IS NULL OR stats_reset IS NULL)"),
+        "0"
+    );
+    // a rule whose line changes starts again; the others keep counting
+    c.write_rules(&RULES.replace(
+        "test1     all           2f-scram-sha-256",
+        "test1     all           2f-scram-sha-256  san=optional",
+    ));
+    c.reload();
+    rust_login(&c, &l("test1").cert(&test1)).assert_accepted_as("test1");
+    rust_login(&c, &l("trial")).assert_accepted_as("trial");
+    assert_eq!(
+        c.psql_admin("SELECT rule_line || ':' || checked FROM pg_twofactor_stats WHERE rule_file IS NOT NULL AND reason IS NULL ORDER BY 1"),
+        format!("5:1\n6:{}\n7:{n}", n + 1)
+    );
+    // reset
+    c.psql_admin("SELECT pg_twofactor_stats_reset()");
+    assert_eq!(
+        c.psql_admin("SELECT count(*) FROM pg_twofactor_stats WHERE rule_file IS NOT NULL"),
+        "0"
+    );
+    // who may read and reset
+    c.psql_admin("CREATE ROLE plain LOGIN; CREATE ROLE monitor LOGIN IN ROLE pg_read_all_stats");
+    let out = c.psql_admin_raw("plain", "SELECT * FROM pg_twofactor_stats");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+    let out = c.psql_admin_raw("monitor", "SELECT count(*) FROM pg_twofactor_certificates");
+    assert!(out.status.success(), "{out:?}");
+    let out = c.psql_admin_raw("monitor", "SELECT pg_twofactor_stats_reset()");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn certificates_seen_and_expiry_warnings() {
+    let c = cluster();
+    let here = [ip("127.0.0.1")];
+    let soon = c
+        .pki
+        .client_valid_for("test1-soon", "test1", Some(&here), 3);
+    let later = scenario::cert_for(&c, "test1");
+    let mark = c.log_mark();
+    let run = psql_run(&c, &Login::new("test1", PASSWORD).cert(&soon));
+    assert!(run.success, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("NOTICE:  your client certificate expires on ")
+            && run.stderr.contains(" days)")
+            && run
+                .stderr
+                .contains("HINT:  Ask for a new client certificate before this one expires."),
+        "{run:?}"
+    );
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("WARNING:  client certificate of user \"test1\" expires on ")
+            && log.contains("pg_twofactor.expiry_warning is 14 day(s)."),
+        "{log}"
+    );
+    // a certificate valid for longer: no notice
+    let run = psql_run(&c, &Login::new("test1", PASSWORD).cert(&later));
+    assert!(run.success && !run.stderr.contains("NOTICE"), "{run:?}");
+    // a refused login gets no notice (it gets its refusal)
+    let run = psql_run(&c, &Login::new("other", PASSWORD).cert(&soon));
+    assert!(!run.success && !run.stderr.contains("NOTICE"), "{run:?}");
+
+    // the view: soonest expiry first, with what the last login showed
+    let serial = |f: &CertFiles| {
+        openssl::x509::X509::from_pem(&std::fs::read(&f.cert).unwrap())
+            .unwrap()
+            .serial_number()
+            .to_bn()
+            .unwrap()
+            .to_hex_str()
+            .unwrap()
+            .to_string()
+    };
+    let rows = c.psql_admin(
+        "SELECT common_name, serial, days_left, subject_alt_name, last_user, last_client_addr, logins, last_accepted IS NOT NULL \
+         FROM pg_twofactor_certificates",
+    );
+    assert_eq!(
+        rows,
+        format!(
+            "test1|{}|2|IP:127.0.0.1|other|127.0.0.1|2|t\ntest1|{}|29|IP:127.0.0.1|test1|127.0.0.1|1|t",
+            serial(&soon),
+            serial(&later)
+        )
+    );
+    assert!(c
+        .psql_admin("SELECT issuer FROM pg_twofactor_certificates LIMIT 1")
+        .contains("CN="));
+
+    // expiry_warning = 0 turns it off
+    c.append_settings(&["pg_twofactor.expiry_warning = 0"]);
+    c.reload();
+    let run = psql_run(&c, &Login::new("test1", PASSWORD).cert(&soon));
+    assert!(run.success && !run.stderr.contains("NOTICE"), "{run:?}");
+    // and units as PostgreSQL spells them
+    c.append_settings(&["pg_twofactor.expiry_warning = '5d'"]);
+    c.reload();
+    assert_eq!(c.psql_admin("SHOW pg_twofactor.expiry_warning"), "5d");
+    let run = psql_run(&c, &Login::new("test1", PASSWORD).cert(&soon));
+    assert!(
+        run.success
+            && run
+                .stderr
+                .contains("NOTICE:  your client certificate expires"),
+        "{run:?}"
     );
 }
