@@ -40,3 +40,10 @@ REVOKE ALL ON FUNCTION pg_twofactor_certificates() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_twofactor_certificates() TO pg_read_all_stats;
 REVOKE ALL ON pg_twofactor_certificates FROM PUBLIC;
 GRANT SELECT ON pg_twofactor_certificates TO pg_read_all_stats;
+
+CREATE VIEW pg_twofactor_config_problems AS SELECT * FROM pg_twofactor_config_problems();
+COMMENT ON VIEW pg_twofactor_config_problems IS
+    'Problems found by cross-checking the pg_twofactor rules file with pg_hba.conf and the server settings; empty means none';
+-- it reads pg_hba_file_rules, which only superusers (and roles granted it) may read
+REVOKE ALL ON FUNCTION pg_twofactor_config_problems() FROM PUBLIC;
+REVOKE ALL ON pg_twofactor_config_problems FROM PUBLIC;

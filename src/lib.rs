@@ -4,7 +4,8 @@
 //! (`pg_twofactor_hba.conf`) says which logins must also present a verified client certificate
 //! whose CN is the login and whose SubjectAltName matches the client address.
 //!
-//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`], [`counters`].
+//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`], [`counters`],
+//! [`lint`].
 //! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`elog`], [`ffi`], [`sysnet`].
 //! SQL interface: [`view`] (the rules view), [`check`] (the dry run), [`status`], [`shmem`]
 //! (statistics and certificates seen, with [`expiry`] warnings).
@@ -13,6 +14,7 @@ pub mod address;
 pub mod cert;
 pub mod counters;
 pub mod decision;
+pub mod lint;
 pub mod methods;
 pub mod rules;
 

@@ -1,7 +1,9 @@
 //! `pg_twofactor_status()`: which rules are in force, since when, whether the file on disk says
 //! something else (a reload is pending or would fail), and the settings every covered login
-//! depends on.
+//! depends on. `pg_twofactor_config_problems`: the [`lint`] findings for the rules file and
+//! `pg_hba.conf` as they are on disk now.
 
+use crate::lint::{self, HbaLine, Settings};
 use crate::methods::Method;
 use crate::{gucs, store};
 use pgrx::prelude::*;
@@ -78,4 +80,64 @@ fn pg_twofactor_status() -> TableIterator<
         ca,
         methods,
     ))
+}
+
+/// The lines of `pg_hba.conf` as it is on disk now (`pg_hba_file_rules`), without its errors.
+fn hba_lines() -> Vec<HbaLine> {
+    #[cfg(feature = "pg15")]
+    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY line_number";
+    #[cfg(not(feature = "pg15"))]
+    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY rule_number";
+    Spi::connect(|client| {
+        let rows = client.select(QUERY, None, &[])?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(HbaLine {
+                file: row.get::<String>(1)?.unwrap_or_default(),
+                line: row.get::<i32>(2)?.unwrap_or(0) as usize,
+                conn_type: row.get::<String>(3)?.unwrap_or_default(),
+                databases: row.get::<Vec<String>>(4)?.unwrap_or_default(),
+                users: row.get::<Vec<String>>(5)?.unwrap_or_default(),
+                address: row.get::<String>(6)?,
+                netmask: row.get::<String>(7)?,
+                method: row.get::<String>(8)?.unwrap_or_default(),
+            });
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .unwrap_or_else(|e| panic!("could not read pg_hba_file_rules: {e}"))
+}
+
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
+#[pg_extern(volatile, parallel_safe)]
+fn pg_twofactor_config_problems() -> TableIterator<
+    'static,
+    (
+        name!(severity, String),
+        name!(file_name, Option<String>),
+        name!(line_number, Option<i32>),
+        name!(problem, String),
+        name!(detail, String),
+    ),
+> {
+    let disk = store::read_disk();
+    let settings = Settings {
+        ssl: setting(c"ssl").as_deref() == Some("on"),
+        ssl_ca_file: setting(c"ssl_ca_file").filter(|v| !v.is_empty()),
+        enabled: gucs::enabled_methods(),
+    };
+    let hba = hba_lines();
+    let found = match &disk {
+        Ok(set) => lint::findings(Ok(&set.rules), &hba, &settings),
+        Err(errors) => lint::findings(Err(errors), &hba, &settings),
+    };
+    TableIterator::new(found.into_iter().map(|f| {
+        (
+            f.severity.name().to_string(),
+            f.file,
+            f.line.map(|l| l as i32),
+            f.problem,
+            f.detail,
+        )
+    }))
 }

@@ -533,3 +533,73 @@ fn certificates_seen_and_expiry_warnings() {
         "{run:?}"
     );
 }
+
+#[test]
+fn config_problems_lists_each_flaw_and_is_empty_once_fixed() {
+    let c = scenario::start(scenario::builder().rules(
+        "\
+hostssl all alice all         2f-scram-sha-256
+hostssl all alice 10.0.0.0/8  2f-scram-sha-256
+hostssl all bob   all         2f-md5
+hostssl all carol 10.0.0.0/8  2f-password  mode=report
+hostssl all all   10.9.9.9/32 2f-exempt
+",
+    ));
+    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    let problems = || {
+        c.psql_admin(
+            "SELECT severity || ' ' || coalesce(regexp_replace(file_name, '.*/', '') || ':' || line_number, '-') || ' ' || problem FROM pg_twofactor_config_problems",
+        )
+    };
+    assert_eq!(
+        problems(),
+        "\
+warning pg_hba.conf:6 pg_hba.conf line accepts connections without TLS for a covered login
+warning pg_twofactor_hba.conf:2 rule is shadowed by an earlier rule
+warning pg_twofactor_hba.conf:3 method not enabled
+warning pg_twofactor_hba.conf:3 no pg_hba.conf line can satisfy the rule
+warning pg_twofactor_hba.conf:4 method not enabled
+warning pg_twofactor_hba.conf:4 2f-password for addresses other than loopback
+warning pg_twofactor_hba.conf:4 no pg_hba.conf line can satisfy the rule
+info pg_twofactor_hba.conf:4 rule in report mode
+info pg_twofactor_hba.conf:5 exemption"
+    );
+    assert!(c
+        .psql_admin("SELECT detail FROM pg_twofactor_config_problems WHERE line_number = 2")
+        .contains(&format!(
+            "Rule {}:1 matches every connection",
+            c.data.join("pg_twofactor_hba.conf").display()
+        )));
+    // settings: no ssl_ca_file
+    c.psql_admin("ALTER SYSTEM SET ssl_ca_file = ''");
+    c.reload();
+    assert!(
+        problems().starts_with("error - ssl_ca_file is not set\n"),
+        "{}",
+        problems()
+    );
+    c.psql_admin("ALTER SYSTEM RESET ssl_ca_file");
+    c.reload();
+    // a rules file with an error
+    c.write_rules("hostssl all all all 2f-nothing\n");
+    assert!(problems().starts_with("error pg_twofactor_hba.conf:1 the rules file has an error"));
+    // fixed: one rule, and no clear-text pg_hba.conf line for it
+    c.write_rules("hostssl all alice all 2f-scram-sha-256\n");
+    let hba = std::fs::read_to_string(c.data.join("pg_hba.conf")).unwrap();
+    std::fs::write(
+        c.data.join("pg_hba.conf"),
+        hba.replace(
+            "host all all all scram-sha-256",
+            "hostnossl all alice all reject",
+        ),
+    )
+    .unwrap();
+    assert_eq!(problems(), "");
+    // superusers only: it reads pg_hba_file_rules
+    c.psql_admin("CREATE ROLE reader LOGIN IN ROLE pg_read_all_settings");
+    let out = c.psql_admin_raw("reader", "SELECT * FROM pg_twofactor_config_problems");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+}

@@ -1,0 +1,558 @@
+//! Cross-checks of the rules file with `pg_hba.conf` and the server settings: the findings of
+//! `pg_twofactor_config_problems`. Pure logic; [`crate::status`] feeds it the rules file as it
+//! is on disk, the rows of `pg_hba_file_rules` and the settings.
+//!
+//! Column comparisons follow `pg_hba.conf`'s meaning where the answer is certain (literal
+//! names, `all`, CIDR networks) and assume "may match" otherwise (`+role`, regular
+//! expressions, host names, `samehost`): a finding about overlap may be a false alarm, a
+//! finding about shadowing or about no usable `pg_hba.conf` line never is.
+
+use crate::address::AddrSpec;
+use crate::methods::{Method, MethodSet};
+use crate::rules::{Action, DbSpec, Mode, Rule, RuleError, UserSpec};
+use std::net::IpAddr;
+
+/// A `pg_hba.conf` line as `pg_hba_file_rules` shows it.
+#[derive(Debug, Clone)]
+pub struct HbaLine {
+    pub file: String,
+    pub line: usize,
+    pub conn_type: String,
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
+    pub address: Option<String>,
+    pub netmask: Option<String>,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The file and line the finding is about (`None` for server settings).
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub problem: String,
+    pub detail: String,
+}
+
+/// The server settings the rules depend on.
+pub struct Settings {
+    pub ssl: bool,
+    pub ssl_ca_file: Option<String>,
+    pub enabled: MethodSet,
+}
+
+fn finding(severity: Severity, rule: &Rule, problem: &str, detail: String) -> Finding {
+    Finding {
+        severity,
+        file: Some(rule.file.display().to_string()),
+        line: Some(rule.line),
+        problem: problem.into(),
+        detail,
+    }
+}
+
+fn pos(rule: &Rule) -> String {
+    format!("{}:{}", rule.file.display(), rule.line)
+}
+
+/// A database token of `pg_hba_file_rules` as a [`DbSpec`].
+fn db_spec(token: &str) -> DbSpec {
+    match token {
+        "all" => DbSpec::All,
+        "sameuser" => DbSpec::SameUser,
+        "samerole" | "samegroup" => DbSpec::SameRole,
+        "replication" => DbSpec::Replication,
+        t if t.starts_with('/') => DbSpec::Regex(t[1..].as_bytes().to_vec()),
+        t => DbSpec::Name(unquote(t).into_bytes()),
+    }
+}
+
+fn user_spec(token: &str) -> UserSpec {
+    match token {
+        "all" => UserSpec::All,
+        t if t.starts_with('+') => UserSpec::MemberOf(t[1..].as_bytes().to_vec()),
+        t if t.starts_with('/') => UserSpec::Regex(t[1..].as_bytes().to_vec()),
+        t => UserSpec::Name(unquote(t).into_bytes()),
+    }
+}
+
+fn unquote(t: &str) -> String {
+    if t.len() >= 2 && t.starts_with('"') && t.ends_with('"') {
+        t[1..t.len() - 1].replace("\"\"", "\"")
+    } else {
+        t.to_string()
+    }
+}
+
+fn addr_spec(address: Option<&str>, netmask: Option<&str>) -> AddrSpec {
+    match (address, netmask) {
+        (None, _) | (Some("all"), _) => AddrSpec::All,
+        (Some("samehost"), _) => AddrSpec::SameHost,
+        (Some("samenet"), _) => AddrSpec::SameNet,
+        (Some(a), m) => match (a.parse::<IpAddr>(), m.map(str::parse::<IpAddr>)) {
+            (Ok(addr), Some(Ok(mask))) => AddrSpec::Net { addr, mask },
+            _ => AddrSpec::Host(a.as_bytes().to_vec()),
+        },
+    }
+}
+
+fn bits(a: IpAddr) -> (bool, u128) {
+    match a {
+        IpAddr::V4(v) => (true, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (false, u128::from(v)),
+    }
+}
+
+/// Whether some client address can match both.
+fn addr_overlap(a: &AddrSpec, b: &AddrSpec) -> bool {
+    match (a, b) {
+        (AddrSpec::Net { addr: x, mask: mx }, AddrSpec::Net { addr: y, mask: my }) => {
+            let ((v4x, x), (v4y, y)) = (bits(*x), bits(*y));
+            v4x == v4y && (x ^ y) & bits(*mx).1 & bits(*my).1 == 0
+        }
+        _ => true,
+    }
+}
+
+/// Whether every client address `inner` matches, `outer` matches too (certain answers only).
+fn addr_covers(outer: &AddrSpec, inner: &AddrSpec) -> bool {
+    match (outer, inner) {
+        (AddrSpec::All, _) => true,
+        (AddrSpec::Net { addr: x, mask: mx }, AddrSpec::Net { addr: y, mask: my }) => {
+            let ((v4x, x), (v4y, y), mx, my) = (bits(*x), bits(*y), bits(*mx).1, bits(*my).1);
+            v4x == v4y && mx & !my == 0 && (x ^ y) & mx == 0
+        }
+        (a, b) => a == b,
+    }
+}
+
+fn literal_db(d: &DbSpec) -> Option<&[u8]> {
+    match d {
+        DbSpec::Name(n) => Some(n),
+        _ => None,
+    }
+}
+
+fn literal_user(u: &UserSpec) -> Option<&[u8]> {
+    match u {
+        UserSpec::Name(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// Whether a connection can match both lists: only literal names on both sides can say no.
+fn names_overlap<T>(a: &[T], b: &[T], literal: impl Fn(&T) -> Option<&[u8]>) -> bool {
+    let (la, lb): (Vec<_>, Vec<_>) = (
+        a.iter().map(&literal).collect(),
+        b.iter().map(&literal).collect(),
+    );
+    if la.iter().any(Option::is_none) || lb.iter().any(Option::is_none) {
+        return true;
+    }
+    la.iter().any(|x| lb.contains(x))
+}
+
+fn dbs_cover(outer: &[DbSpec], inner: &[DbSpec]) -> bool {
+    inner.iter().all(|d| {
+        outer
+            .iter()
+            .any(|o| o == d || (*o == DbSpec::All && *d != DbSpec::Replication))
+    })
+}
+
+fn users_cover(outer: &[UserSpec], inner: &[UserSpec]) -> bool {
+    inner
+        .iter()
+        .all(|u| outer.iter().any(|o| o == u || *o == UserSpec::All))
+}
+
+/// Whether every address the column matches is a loopback address.
+fn is_loopback(a: &AddrSpec) -> bool {
+    match a {
+        AddrSpec::Net {
+            addr: IpAddr::V4(a),
+            mask: IpAddr::V4(m),
+        } => u32::from(*m) & 0xff00_0000 == 0xff00_0000 && a.octets()[0] == 127,
+        AddrSpec::Net {
+            addr: IpAddr::V6(a),
+            mask: IpAddr::V6(m),
+        } => u128::from(*m) == u128::MAX && *a == std::net::Ipv6Addr::LOCALHOST,
+        _ => false,
+    }
+}
+
+/// Every finding, errors first.
+pub fn findings(
+    rules: Result<&[Rule], &[RuleError]>,
+    hba: &[HbaLine],
+    settings: &Settings,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !settings.ssl {
+        out.push(Finding {
+            severity: Severity::Error,
+            file: None,
+            line: None,
+            problem: "ssl is off".into(),
+            detail: "Every login a pg_twofactor rule covers is refused: there is no TLS, so no client certificate. Set ssl = on.".into(),
+        });
+    }
+    if settings.ssl_ca_file.is_none() {
+        out.push(Finding {
+            severity: Severity::Error,
+            file: None,
+            line: None,
+            problem: "ssl_ca_file is not set".into(),
+            detail: "The server does not ask for client certificates, so every login a pg_twofactor rule covers is refused. Set ssl_ca_file to the CA that issues client certificates.".into(),
+        });
+    }
+    let rules = match rules {
+        Ok(r) => r,
+        Err(errors) => {
+            out.extend(errors.iter().map(|e| Finding {
+                severity: Severity::Error,
+                file: Some(e.file.display().to_string()),
+                line: e.line,
+                problem: "the rules file has an error".into(),
+                detail: format!("{}. A reload keeps the previous rules in force.", e.message),
+            }));
+            out.sort_by_key(|f| f.severity);
+            return out;
+        }
+    };
+    let hba: Vec<(&HbaLine, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
+        .iter()
+        .map(|h| {
+            (
+                h,
+                h.databases.iter().map(|d| db_spec(d)).collect(),
+                h.users.iter().map(|u| user_spec(u)).collect(),
+                addr_spec(h.address.as_deref(), h.netmask.as_deref()),
+            )
+        })
+        .collect();
+    let overlaps = |rule: &Rule, dbs: &[DbSpec], users: &[UserSpec], addr: &AddrSpec| {
+        names_overlap(&rule.databases, dbs, literal_db)
+            && names_overlap(&rule.users, users, literal_user)
+            && addr_overlap(&rule.address, addr)
+    };
+    let mut clear_text_lines = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        if let Some(earlier) = rules[..i].iter().find(|e| {
+            dbs_cover(&e.databases, &rule.databases)
+                && users_cover(&e.users, &rule.users)
+                && addr_covers(&e.address, &rule.address)
+        }) {
+            out.push(finding(
+                Severity::Warning,
+                rule,
+                "rule is shadowed by an earlier rule",
+                format!(
+                    "Rule {} matches every connection this rule would match, so this rule never decides anything.",
+                    pos(earlier)
+                ),
+            ));
+        }
+        let method = match rule.action {
+            Action::Exempt => {
+                out.push(finding(
+                    Severity::Info,
+                    rule,
+                    "exemption",
+                    "Connections that match this 2f-exempt rule first are left to PostgreSQL: no client certificate is required.".into(),
+                ));
+                continue;
+            }
+            Action::TwoFactor(m) => m,
+        };
+        if rule.mode == Mode::Report {
+            out.push(finding(
+                Severity::Info,
+                rule,
+                "rule in report mode",
+                "mode=report: failed checks are logged at WARNING and counted, and the login goes on. Remove the option to enforce the rule.".into(),
+            ));
+        }
+        if !settings.enabled.contains(method) {
+            out.push(finding(
+                Severity::Warning,
+                rule,
+                "method not enabled",
+                format!(
+                    "{method} is not listed in pg_twofactor.enabled_extra_auth_methods, so every login this rule covers is refused."
+                ),
+            ));
+        }
+        if method == Method::Password && !is_loopback(&rule.address) {
+            out.push(finding(
+                Severity::Warning,
+                rule,
+                "2f-password for addresses other than loopback",
+                "The password method sends the password itself (inside TLS) and the server sees it; prefer 2f-scram-sha-256 for clients on other hosts.".into(),
+            ));
+        }
+        let base = method.base().to_string();
+        let usable = hba.iter().any(|(h, dbs, users, addr)| {
+            matches!(h.conn_type.as_str(), "host" | "hostssl")
+                && h.method == base
+                && overlaps(rule, dbs, users, addr)
+        });
+        if !usable {
+            out.push(finding(
+                Severity::Warning,
+                rule,
+                "no pg_hba.conf line can satisfy the rule",
+                format!(
+                    "No host or hostssl line of pg_hba.conf with method {base} can match the connections this rule covers, so each of their logins is refused."
+                ),
+            ));
+        }
+        for (h, dbs, users, addr) in &hba {
+            if matches!(h.conn_type.as_str(), "host" | "hostnossl")
+                && h.method != "reject"
+                && overlaps(rule, dbs, users, addr)
+                && !clear_text_lines.contains(&(h.file.clone(), h.line))
+            {
+                clear_text_lines.push((h.file.clone(), h.line));
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    file: Some(h.file.clone()),
+                    line: Some(h.line),
+                    problem: "pg_hba.conf line accepts connections without TLS for a covered login".into(),
+                    detail: format!(
+                        "A login that rule {} covers can match this {} line without TLS: libpq's default sslmode=prefer retries without TLS when a TLS login is refused, and the password exchange then happens in the clear before pg_twofactor refuses it. Use hostssl, or put a hostnossl ... reject line for these users above it.",
+                        pos(rule),
+                        h.conn_type
+                    ),
+                });
+            }
+        }
+    }
+    // errors first, then warnings, then information, each in file order (a stable sort)
+    out.sort_by_key(|f| f.severity);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{parse_text, AnyRegex, Syntax};
+    use std::path::Path;
+
+    fn hba(lines: &[(&str, &str, &str, &str, &str)]) -> Vec<HbaLine> {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, (t, d, u, a, m))| {
+                let (address, netmask) = match a.split_once('/') {
+                    Some((addr, mask)) => (Some(addr.to_string()), Some(mask.to_string())),
+                    None => (Some(a.to_string()), None),
+                };
+                HbaLine {
+                    file: "/d/pg_hba.conf".into(),
+                    line: i + 1,
+                    conn_type: t.to_string(),
+                    databases: d.split(',').map(str::to_string).collect(),
+                    users: u.split(',').map(str::to_string).collect(),
+                    address,
+                    netmask,
+                    method: m.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    fn run(rules: &str, hba: &[HbaLine], settings: &Settings) -> Vec<String> {
+        let set = parse_text(
+            Path::new("/d/r.conf"),
+            rules.as_bytes(),
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
+        findings(Ok(&set.rules), hba, settings)
+            .into_iter()
+            .map(|f| {
+                format!(
+                    "{} {}:{} {}",
+                    f.severity.name(),
+                    f.file.unwrap_or_default(),
+                    f.line.unwrap_or(0),
+                    f.problem
+                )
+            })
+            .collect()
+    }
+
+    fn good() -> Settings {
+        Settings {
+            ssl: true,
+            ssl_ca_file: Some("root.crt".into()),
+            enabled: MethodSet::defaults(),
+        }
+    }
+
+    const NET: &str = "10.0.0.0/255.0.0.0";
+
+    #[test]
+    fn a_sound_configuration_has_no_findings() {
+        let h = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        assert_eq!(
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+                &h,
+                &good()
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn each_finding_and_what_clears_it() {
+        let h = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        // settings
+        let bad = Settings {
+            ssl: false,
+            ssl_ca_file: None,
+            enabled: MethodSet::defaults(),
+        };
+        assert_eq!(
+            run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &bad),
+            vec!["error :0 ssl is off", "error :0 ssl_ca_file is not set"]
+        );
+        // shadowed (and cleared by narrowing the earlier rule)
+        let shadow = "hostssl all all 10.0.0.0/8 2f-scram-sha-256\nhostssl db alice 10.1.0.0/16 2f-scram-sha-256\n";
+        assert_eq!(
+            run(shadow, &h, &good()),
+            vec!["warning /d/r.conf:2 rule is shadowed by an earlier rule"]
+        );
+        assert!(run(&shadow.replacen("all all", "all bob", 1), &h, &good()).is_empty());
+        // +role or a host name never count as certain cover
+        assert!(run(
+            "hostssl all +admins all 2f-scram-sha-256\nhostssl all alice all 2f-scram-sha-256\n",
+            &h,
+            &good()
+        )
+        .is_empty());
+        // `all` does not cover replication
+        assert!(run(
+            "hostssl all all all 2f-scram-sha-256\nhostssl replication all all 2f-scram-sha-256\n",
+            &hba(&[("hostssl", "all,replication", "all", "all", "scram-sha-256")]),
+            &good()
+        )
+        .is_empty());
+        // gated method, and 2f-password away from loopback
+        let pw = "hostssl all alice 10.1.0.0/16 2f-password\n";
+        let pw_hba = hba(&[("hostssl", "all", "all", NET, "password")]);
+        assert_eq!(
+            run(pw, &pw_hba, &good()),
+            vec![
+                "warning /d/r.conf:1 method not enabled",
+                "warning /d/r.conf:1 2f-password for addresses other than loopback"
+            ]
+        );
+        let enabled = Settings {
+            enabled: MethodSet::parse_extra("2f-password").unwrap(),
+            ..good()
+        };
+        let local_pw = "hostssl all alice 127.0.0.1/32 2f-password\n";
+        let local_hba = hba(&[("hostssl", "all", "all", "127.0.0.0/255.0.0.0", "password")]);
+        assert!(run(local_pw, &local_hba, &enabled).is_empty());
+        // no usable pg_hba.conf line: wrong method, or no overlapping address
+        assert_eq!(
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-md5\n",
+                &h,
+                &Settings {
+                    enabled: MethodSet::parse_extra("2f-md5").unwrap(),
+                    ..good()
+                }
+            ),
+            vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
+        );
+        assert_eq!(
+            run(
+                "hostssl all alice 192.168.0.0/16 2f-scram-sha-256\n",
+                &h,
+                &good()
+            ),
+            vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
+        );
+        // a clear-text line a covered login can match (and one it cannot)
+        let with_host = hba(&[
+            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("host", "all", "bob", NET, "scram-sha-256"),
+            ("hostnossl", "all", "alice", NET, "reject"),
+            ("host", "all", "all", NET, "scram-sha-256"),
+        ]);
+        assert_eq!(
+            run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &with_host, &good()),
+            vec!["warning /d/pg_hba.conf:4 pg_hba.conf line accepts connections without TLS for a covered login"]
+        );
+        // information: report mode and exemptions
+        assert_eq!(
+            run("hostssl all all 10.9.9.9/32 2f-exempt\nhostssl all alice 10.1.0.0/16 2f-scram-sha-256 mode=report\n", &h, &good()),
+            vec!["info /d/r.conf:1 exemption", "info /d/r.conf:2 rule in report mode"]
+        );
+    }
+
+    #[test]
+    fn rules_file_errors_are_findings() {
+        let set = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all all all 2f-nothing\n",
+            Syntax::BUILT,
+            &AnyRegex,
+        );
+        let errors = set.errors();
+        let f = findings(Err(&errors), &[], &good());
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].severity, f[0].line), (Severity::Error, Some(1)));
+        assert!(f[0]
+            .detail
+            .starts_with("invalid authentication method \"2f-nothing\""));
+    }
+
+    #[test]
+    fn network_overlap_and_cover_are_exact() {
+        let net = |a: &str, m: &str| AddrSpec::Net {
+            addr: a.parse().unwrap(),
+            mask: m.parse().unwrap(),
+        };
+        let big = net("10.0.0.0", "255.0.0.0");
+        let small = net("10.1.0.0", "255.255.0.0");
+        let other = net("192.168.0.0", "255.255.0.0");
+        assert!(addr_overlap(&big, &small) && addr_overlap(&small, &big));
+        assert!(!addr_overlap(&big, &other));
+        assert!(addr_covers(&big, &small) && !addr_covers(&small, &big));
+        assert!(
+            !addr_overlap(&big, &net("::", "::")),
+            "families never match each other"
+        );
+        assert!(is_loopback(&net("127.0.0.1", "255.255.255.255")));
+        assert!(!is_loopback(&net("127.0.0.0", "254.0.0.0")));
+        assert!(is_loopback(&net(
+            "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        )));
+    }
+}
