@@ -80,7 +80,7 @@ fn db_spec(token: &str) -> DbSpec {
         "sameuser" => DbSpec::SameUser,
         "samerole" | "samegroup" => DbSpec::SameRole,
         "replication" => DbSpec::Replication,
-        t if t.starts_with('/') => DbSpec::Regex(t[1..].as_bytes().to_vec()),
+        t if t.starts_with('/') => DbSpec::Regex(t.as_bytes()[1..].to_vec()),
         t => DbSpec::Name(unquote(t).into_bytes()),
     }
 }
@@ -88,8 +88,8 @@ fn db_spec(token: &str) -> DbSpec {
 fn user_spec(token: &str) -> UserSpec {
     match token {
         "all" => UserSpec::All,
-        t if t.starts_with('+') => UserSpec::MemberOf(t[1..].as_bytes().to_vec()),
-        t if t.starts_with('/') => UserSpec::Regex(t[1..].as_bytes().to_vec()),
+        t if t.starts_with('+') => UserSpec::MemberOf(t.as_bytes()[1..].to_vec()),
+        t if t.starts_with('/') => UserSpec::Regex(t.as_bytes()[1..].to_vec()),
         t => UserSpec::Name(unquote(t).into_bytes()),
     }
 }
