@@ -38,6 +38,15 @@ pub fn bindir() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// `pg_config --sharedir` of the PostgreSQL whose programs are in `bin`.
+pub fn sharedir(bin: &Path) -> PathBuf {
+    let out = Command::new(bin.join("pg_config"))
+        .arg("--sharedir")
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
 /// The PostgreSQL major of the programs in `bin`.
 pub fn major_of_bindir(bin: &Path) -> u32 {
     let out = Command::new(bin.join("pg_config"))
@@ -305,7 +314,7 @@ pub struct Cluster {
     pub data: PathBuf,
     pub port: u16,
     pub pki: Pki,
-    bin: PathBuf,
+    pub bin: PathBuf,
     log_file: PathBuf,
     running: bool,
     /// The directory with the server's own hosts, resolv.conf and nsswitch.conf.
@@ -466,6 +475,30 @@ impl Cluster {
     /// Runs SQL over the Unix socket as `user`, returning psql's output whatever happened.
     pub fn psql_admin_raw(&self, user: &str, sql: &str) -> Output {
         self.psql_as(user, sql.as_ref())
+    }
+
+    /// Runs SQL as the superuser in database `db`; panics on failure.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.root)
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGCLIENTENCODING", &self.encoding)
+            .output()
+            .unwrap();
+        String::from_utf8(check(&format!("psql {sql:?} in {db}"), out).stdout)
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// Runs SQL given as bytes in the server encoding (names that are not UTF-8) as the
