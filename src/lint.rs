@@ -309,25 +309,42 @@ pub fn findings(
                 "The password method sends the password itself (inside TLS) and the server sees it; prefer 2f-scram-sha-256 for clients on other hosts.".into(),
             ));
         }
+        // pg_hba.conf is first-match too: lines after one that certainly matches every
+        // connection the rule covers are never reached by those connections
+        let covers_rule = |dbs: &[DbSpec], users: &[UserSpec], addr: &AddrSpec| {
+            dbs_cover(dbs, &rule.databases)
+                && users_cover(users, &rule.users)
+                && addr_covers(addr, &rule.address)
+        };
         let base = method.base().to_string();
-        let usable = hba.iter().any(|(h, dbs, users, addr)| {
-            matches!(h.conn_type.as_str(), "host" | "hostssl")
-                && h.method == base
-                && overlaps(rule, dbs, users, addr)
-        });
+        let mut usable = false;
+        for (h, dbs, users, addr) in &hba {
+            if !matches!(h.conn_type.as_str(), "host" | "hostssl") {
+                continue;
+            }
+            if h.method == base && overlaps(rule, dbs, users, addr) {
+                usable = true;
+                break;
+            }
+            if covers_rule(dbs, users, addr) {
+                break;
+            }
+        }
         if !usable {
             out.push(finding(
                 Severity::Warning,
                 rule,
                 "no pg_hba.conf line can satisfy the rule",
                 format!(
-                    "No host or hostssl line of pg_hba.conf with method {base} can match the connections this rule covers, so each of their logins is refused."
+                    "No host or hostssl line of pg_hba.conf with method {base} is reached by the connections this rule covers, so each of their logins is refused."
                 ),
             ));
         }
         for (h, dbs, users, addr) in &hba {
-            if matches!(h.conn_type.as_str(), "host" | "hostnossl")
-                && h.method != "reject"
+            if !matches!(h.conn_type.as_str(), "host" | "hostnossl") {
+                continue;
+            }
+            if h.method != "reject"
                 && overlaps(rule, dbs, users, addr)
                 && !clear_text_lines.contains(&(h.file.clone(), h.line))
             {
@@ -343,6 +360,10 @@ pub fn findings(
                         h.conn_type
                     ),
                 });
+            }
+            // connections without TLS that this line certainly takes go no further
+            if covers_rule(dbs, users, addr) {
+                break;
             }
         }
     }
@@ -497,11 +518,36 @@ mod tests {
             ),
             vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
         );
+        // first match in pg_hba.conf: a password line for alice above the scram line
+        let shadowed_hba = hba(&[
+            ("hostssl", "all", "alice", NET, "password"),
+            ("hostssl", "all", "all", NET, "scram-sha-256"),
+        ]);
+        assert_eq!(
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+                &shadowed_hba,
+                &good()
+            ),
+            vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
+        );
+        // a reject line above a clear-text line stops it
+        let guarded = hba(&[
+            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostnossl", "all", "alice", "all", "reject"),
+            ("host", "all", "all", NET, "scram-sha-256"),
+        ]);
+        assert!(run(
+            "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+            &guarded,
+            &good()
+        )
+        .is_empty());
         // a clear-text line a covered login can match (and one it cannot)
         let with_host = hba(&[
             ("hostssl", "all", "all", NET, "scram-sha-256"),
             ("host", "all", "bob", NET, "scram-sha-256"),
-            ("hostnossl", "all", "alice", NET, "reject"),
+            ("hostnossl", "all", "bob", NET, "reject"),
             ("host", "all", "all", NET, "scram-sha-256"),
         ]);
         assert_eq!(
