@@ -91,6 +91,18 @@ fn san_entry(name: &GeneralName<'_>) -> SanEntry {
     }
 }
 
+/// A whole DER certificate, nothing after it.
+fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CertError::Parse(
+            "trailing data after the certificate".into(),
+        ));
+    }
+    Ok(cert)
+}
+
 /// What the certificates view shows of a certificate (not what the checks use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -110,9 +122,8 @@ pub struct CertSummary {
 
 impl CertSummary {
     pub fn from_der(der: &[u8]) -> Result<CertSummary, CertError> {
-        let info = CertInfo::from_der(der)?;
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        let cert = parse(der)?;
+        let info = CertInfo::from_x509(&cert)?;
         let serial: String = cert
             .raw_serial()
             .iter()
@@ -152,13 +163,10 @@ impl CertSummary {
 impl CertInfo {
     /// Reads the fields pg_twofactor checks from a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertInfo, CertError> {
-        let (rest, cert) =
-            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(CertError::Parse(
-                "trailing data after the certificate".into(),
-            ));
-        }
+        CertInfo::from_x509(&parse(der)?)
+    }
+
+    fn from_x509(cert: &X509Certificate<'_>) -> Result<CertInfo, CertError> {
         let subject = cert.subject();
         let common_names = subject
             .iter_common_name()
