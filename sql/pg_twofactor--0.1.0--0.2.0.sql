@@ -10,6 +10,7 @@ DROP VIEW pg_twofactor_rules;
 DROP FUNCTION pg_twofactor_rules();
 
 CREATE FUNCTION "pg_twofactor_certificates"() RETURNS TABLE (
+CREATE FUNCTION "pg_twofactor_certificates"() RETURNS TABLE (
 	"common_name" TEXT,
 	"serial" TEXT,
 	"issuer" TEXT,
@@ -32,7 +33,8 @@ CREATE FUNCTION "pg_twofactor_check"(
 	"client_addr" inet,
 	"client_cert" TEXT,
 	"hba_method" TEXT DEFAULT 'scram-sha-256',
-	"ssl" bool DEFAULT true
+	"ssl" bool DEFAULT true,
+	"replication" bool DEFAULT false
 ) RETURNS TABLE (
 	"rule_file" TEXT,
 	"rule_line" INT,
@@ -126,10 +128,10 @@ GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO pg_read_all_settings;
 REVOKE ALL ON pg_twofactor_rules FROM PUBLIC;
 GRANT SELECT ON pg_twofactor_rules TO pg_read_all_settings;
 
-COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean) IS
+COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) IS
     'Dry run: what pg_twofactor would decide for a login, with the rules in force; nobody logs in';
-REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean)
+REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean)
     TO pg_read_all_settings;
 
 COMMENT ON FUNCTION pg_twofactor_status() IS

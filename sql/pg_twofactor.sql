@@ -11,10 +11,10 @@ GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO pg_read_all_settings;
 REVOKE ALL ON pg_twofactor_rules FROM PUBLIC;
 GRANT SELECT ON pg_twofactor_rules TO pg_read_all_settings;
 
-COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean) IS
+COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) IS
     'Dry run: what pg_twofactor would decide for a login, with the rules in force; nobody logs in';
-REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean)
+REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean)
     TO pg_read_all_settings;
 
 COMMENT ON FUNCTION pg_twofactor_status() IS

@@ -112,7 +112,8 @@ pub struct CertSummary {
     pub serial: String,
     /// The issuer in RFC 4514 form.
     pub issuer: String,
-    /// notAfter, seconds since 1970.
+    /// notBefore and notAfter, seconds since 1970.
+    pub not_before: i64,
     pub not_after: i64,
     /// The SubjectAltName entries as the log shows them.
     pub san: String,
@@ -153,6 +154,7 @@ impl CertSummary {
                 .join(", "),
             serial,
             issuer,
+            not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             san: info.san_text(),
             id,

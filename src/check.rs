@@ -8,9 +8,10 @@
 
 use crate::address::KnownHost;
 use crate::catalog::ServerCatalog;
-use crate::decision::{self, LoginAttempt, PeerCert, Verdict};
+use crate::cert::CertSummary;
+use crate::decision::{self, Decision, LoginAttempt, PeerCert, Verdict};
 use crate::methods::BaseMethod;
-use crate::rules::RuleSet;
+use crate::rules::Rule;
 use crate::sysnet::SystemNetwork;
 use crate::{gucs, store};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -67,6 +68,7 @@ pub fn attempt(
     client_cert: Option<&str>,
     hba_method: &str,
     ssl: bool,
+    replication: bool,
 ) -> Result<LoginAttempt, String> {
     let hba_method = BaseMethod::from_name(hba_method).ok_or_else(|| {
         format!("unrecognized pg_hba.conf authentication method \"{hba_method}\"")
@@ -81,7 +83,7 @@ pub fn attempt(
         user: user.as_bytes().to_vec(),
         client_addr: client_addr.map(parse_addr).transpose()?,
         known_host: KnownHost::default(),
-        physical_replication: false,
+        physical_replication: replication,
         ssl_in_use: ssl,
         cert,
         hba_method,
@@ -90,14 +92,27 @@ pub fn attempt(
     })
 }
 
-/// The row for a verdict, with the rule it names looked up in `rules`.
-pub fn row(rules: &RuleSet, attempt: &LoginAttempt, verdict: &Verdict) -> DryRun {
-    let rule = verdict.rule().and_then(|(file, line)| {
-        rules
-            .rules
-            .iter()
-            .find(|r| r.line == line && r.file.as_path() == file)
-    });
+/// The row for a verdict of `rule`. `client_reason`: whether a refused client is told the
+/// reason (else it gets PostgreSQL's own failure of the method, and so does `message`).
+pub fn row(
+    rule: Option<&Rule>,
+    attempt: &LoginAttempt,
+    verdict: &Verdict,
+    client_reason: bool,
+) -> DryRun {
+    let message = match verdict {
+        Verdict::Refused { reason, .. } if client_reason => {
+            Some(Verdict::message(&attempt.user, *reason))
+        }
+        Verdict::Refused { .. } => Some(
+            attempt
+                .hba_method
+                .postgres_failure()
+                .1
+                .replace("%s", &String::from_utf8_lossy(&attempt.user)),
+        ),
+        _ => None,
+    };
     DryRun {
         rule_file: verdict.rule().map(|(f, _)| f.display().to_string()),
         rule_line: verdict.rule().map(|(_, l)| l as i32),
@@ -105,8 +120,43 @@ pub fn row(rules: &RuleSet, attempt: &LoginAttempt, verdict: &Verdict) -> DryRun
         rule_mode: rule.map(|r| r.mode.name().to_string()),
         verdict: verdict.outcome().to_string(),
         reason: verdict.reason().map(|r| r.to_string()),
-        message: verdict.reason().map(|r| Verdict::message(&attempt.user, r)),
+        message,
         detail: verdict.detail().map(str::to_string),
+    }
+}
+
+/// The rows of a decision: the report-mode rule's finding first, if any, then the verdict.
+pub fn rows(attempt: &LoginAttempt, d: &Decision<'_>, client_reason: bool) -> Vec<DryRun> {
+    d.report
+        .iter()
+        .map(|(v, r)| row(Some(r), attempt, v, client_reason))
+        .chain(std::iter::once(row(
+            d.rule,
+            attempt,
+            &d.verdict,
+            client_reason,
+        )))
+        .collect()
+}
+
+/// Warns when the certificate would not get through PostgreSQL's TLS layer at all.
+fn warn_if_not_valid_now(pem: &str) {
+    let Ok(der) = parse_pem(pem) else { return };
+    let Ok(cert) = CertSummary::from_der(&der) else {
+        pgrx::warning!(
+            "client_cert could not be read; a login with it is refused (\"internal error\")"
+        );
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if now < cert.not_before || now > cert.not_after {
+        pgrx::warning!(
+            "client_cert is not valid now (valid from {} to {}); PostgreSQL's TLS layer refuses it before pg_twofactor sees it",
+            crate::expiry::utc(cert.not_before),
+            crate::expiry::utc(cert.not_after)
+        );
     }
 }
 
@@ -119,6 +169,7 @@ fn pg_twofactor_check(
     client_cert: Option<&str>,
     hba_method: default!(&str, "'scram-sha-256'"),
     ssl: default!(bool, true),
+    replication: default!(bool, false),
 ) -> TableIterator<
     'static,
     (
@@ -140,8 +191,12 @@ fn pg_twofactor_check(
         client_cert,
         hba_method,
         ssl,
+        replication,
     )
     .unwrap_or_else(|e| error(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e, None));
+    if let (Some(pem), true) = (client_cert, ssl) {
+        warn_if_not_valid_now(pem);
+    }
     if let Some(server) = store::server_state() {
         if server.generation != store::local_state().0 {
             error(
@@ -151,15 +206,15 @@ fn pg_twofactor_check(
             );
         }
     }
-    let row = store::with_current(|rules| {
-        let verdict = decision::decide(
+    let rows = store::with_current(|rules| {
+        let d = decision::decide_all(
             rules,
             &attempt,
             gucs::enabled_methods(),
             &SystemNetwork,
             &ServerCatalog::new(),
         );
-        row(rules, &attempt, &verdict)
+        rows(&attempt, &d, gucs::client_reason())
     })
     .unwrap_or_else(|| {
         error(
@@ -168,16 +223,18 @@ fn pg_twofactor_check(
             None,
         )
     });
-    TableIterator::once((
-        row.rule_file,
-        row.rule_line,
-        row.rule_method,
-        row.rule_mode,
-        row.verdict,
-        row.reason,
-        row.message,
-        row.detail,
-    ))
+    TableIterator::new(rows.into_iter().map(|row| {
+        (
+            row.rule_file,
+            row.rule_line,
+            row.rule_method,
+            row.rule_mode,
+            row.verdict,
+            row.reason,
+            row.message,
+            row.detail,
+        )
+    }))
 }
 
 #[cfg(test)]
@@ -187,16 +244,16 @@ mod tests {
     #[test]
     fn arguments_are_checked() {
         assert_eq!(
-            attempt("u", "d", Some("10.1.2.3/32"), None, "md5", true)
+            attempt("u", "d", Some("10.1.2.3/32"), None, "md5", true, false)
                 .unwrap()
                 .client_addr,
             Some("10.1.2.3".parse().unwrap())
         );
         assert_eq!(
-            attempt("u", "d", None, None, "scram", true).unwrap_err(),
+            attempt("u", "d", None, None, "scram", true, false).unwrap_err(),
             "unrecognized pg_hba.conf authentication method \"scram\""
         );
-        assert!(attempt("u", "d", None, Some("junk"), "md5", true)
+        assert!(attempt("u", "d", None, Some("junk"), "md5", true, false)
             .unwrap_err()
             .starts_with("client_cert is not a PEM certificate"));
         assert_eq!(
@@ -206,14 +263,15 @@ mod tests {
                 None,
                 Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
                 "md5",
-                true
+                true,
+                false
             )
             .unwrap_err(),
             "client_cert holds a PEM \"PRIVATE KEY\" block, not a CERTIFICATE"
         );
         // without TLS no certificate reaches the server
         assert!(matches!(
-            attempt("u", "d", None, Some("ignored"), "md5", false)
+            attempt("u", "d", None, Some("ignored"), "md5", false, false)
                 .unwrap()
                 .cert,
             PeerCert::None

@@ -291,11 +291,14 @@ impl StatsTable {
         rows
     }
 
+    /// Clears every counter (in place: the table is too large for a temporary on the stack).
     pub fn reset(&mut self, now: i64) {
-        *self = StatsTable {
-            reset_at: now,
-            ..StatsTable::default()
-        };
+        self.slots.fill(StatSlot::default());
+        self.files.fill(Text::default());
+        self.rows = 0;
+        self.files_used = 0;
+        self.overflow = Counters::default();
+        self.reset_at = now;
     }
 }
 
@@ -495,6 +498,7 @@ mod tests {
             common_name: format!("u{id}"),
             serial: format!("{id:X}"),
             issuer: "CN=ca".into(),
+            not_before: 0,
             not_after: 0,
             san: "none".into(),
             id,

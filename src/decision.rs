@@ -205,19 +205,35 @@ pub fn decide(
     net: &dyn Network,
     catalog: &dyn Catalog,
 ) -> Verdict {
-    decide_with_rule(rules, attempt, enabled, net, catalog).0
+    decide_all(rules, attempt, enabled, net, catalog).verdict
 }
 
-/// [`decide`], also returning the rule that decided (for the statistics and the dry run).
-pub fn decide_with_rule<'r>(
+/// Everything the hook, the statistics and the dry run need to know about one login.
+#[derive(Debug)]
+pub struct Decision<'r> {
+    /// What happens to the login.
+    pub verdict: Verdict,
+    /// The rule that decided it (`None`: not covered).
+    pub rule: Option<&'r Rule>,
+    /// The first `mode=report` rule the login matched before that, with what it found
+    /// (`Accepted` or `Reported`). A report rule never decides: the rules after it still apply.
+    pub report: Option<(Verdict, &'r Rule)>,
+}
+
+/// [`decide`], with the deciding rule and the report-mode observation.
+pub fn decide_all<'r>(
     rules: &'r RuleSet,
     attempt: &LoginAttempt,
     enabled: MethodSet,
     net: &dyn Network,
     catalog: &dyn Catalog,
-) -> (Verdict, Option<&'r Rule>) {
+) -> Decision<'r> {
     let Some(addr) = attempt.client_addr else {
-        return (Verdict::NotCovered, None);
+        return Decision {
+            verdict: Verdict::NotCovered,
+            rule: None,
+            report: None,
+        };
     };
     let client = ClientName::with_known(net, addr, attempt.known_host.clone());
     let conn = Connection {
@@ -226,25 +242,68 @@ pub fn decide_with_rule<'r>(
         physical_replication: attempt.physical_replication,
         client: &client,
     };
-    match rules.find(&conn, catalog) {
+    let mut report = None;
+    let found = rules.find_passing(&conn, catalog, |found| {
+        let rule = match found {
+            Found::Rule(r) | Found::Undecided { rule: r, .. } => *r,
+            Found::None => return false,
+        };
+        let passes = rule.mode == Mode::Report && matches!(rule.action, Action::TwoFactor(_));
+        if passes && report.is_none() {
+            let verdict = match found {
+                Found::Undecided { cause, .. } => undecided(rule, attempt, addr, cause),
+                _ => decide_rule(rule, attempt, addr, &client, enabled),
+            };
+            report = Some((as_reported(verdict), rule));
+        }
+        passes
+    });
+    let (verdict, rule) = match found {
         Found::None => (Verdict::NotCovered, None),
-        Found::Rule(rule) => (decide_rule(rule, attempt, addr, &client, enabled), Some(rule)),
-        // Whatever the rule's mode or method: a rule that cannot be decided might be hiding a
-        // later enforcing rule, so the login is refused.
-        Found::Undecided { rule, cause } => (
-            Verdict::Refused {
-                reason: Reason::Internal,
-                rule_file: rule.file.to_path_buf(),
-                rule_line: rule.line,
-                detail: format!(
-                    "{}. {}",
-                    rule_context(rule, attempt, addr),
-                    sentence(&format!(
-                        "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
-                    ))
-                ),
-            },
+        Found::Rule(rule) => (
+            decide_rule(rule, attempt, addr, &client, enabled),
             Some(rule),
+        ),
+        // Whatever its method: a rule that cannot be decided might be hiding a later rule, so
+        // the login is refused.
+        Found::Undecided { rule, cause } => (undecided(rule, attempt, addr, &cause), Some(rule)),
+    };
+    Decision {
+        verdict,
+        rule,
+        report,
+    }
+}
+
+/// A refusal becomes a reported would-be refusal.
+fn as_reported(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Refused {
+            reason,
+            rule_file,
+            rule_line,
+            detail,
+        } => Verdict::Reported {
+            reason,
+            rule_file,
+            rule_line,
+            detail,
+        },
+        other => other,
+    }
+}
+
+fn undecided(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &str) -> Verdict {
+    Verdict::Refused {
+        reason: Reason::Internal,
+        rule_file: rule.file.to_path_buf(),
+        rule_line: rule.line,
+        detail: format!(
+            "{}. {}",
+            rule_context(rule, attempt, addr),
+            sentence(&format!(
+                "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
+            ))
         ),
     }
 }
@@ -262,22 +321,7 @@ fn decide_rule(
             rule_file: rule.file.to_path_buf(),
             rule_line: rule.line,
         },
-        Action::TwoFactor(method) => {
-            match check_rule(rule, method, attempt, addr, client, enabled) {
-                Verdict::Refused {
-                    reason,
-                    rule_file,
-                    rule_line,
-                    detail,
-                } if rule.mode == Mode::Report => Verdict::Reported {
-                    reason,
-                    rule_file,
-                    rule_line,
-                    detail,
-                },
-                verdict => verdict,
-            }
-        }
+        Action::TwoFactor(method) => check_rule(rule, method, attempt, addr, client, enabled),
     }
 }
 
@@ -511,17 +555,17 @@ mod tests {
     }
 
     #[test]
-    fn report_mode_reports_and_exemptions_come_first() {
+    fn report_rules_observe_and_exemptions_come_first() {
         let rules = parse_text(
             Path::new("/d/r.conf"),
-            b"hostssl all test1 127.0.0.2/32 2f-exempt\nhostssl all test1 all 2f-scram-sha-256 mode=report\nhostssl all bad.example.com bad.example.com 2f-exempt\nhostssl all all all 2f-scram-sha-256\n",
+            b"hostssl all test1 127.0.0.2/32 2f-exempt\nhostssl all test1,trial all 2f-scram-sha-256 mode=report\nhostssl all bad.example.com bad.example.com 2f-exempt\nhostssl all test1,other all 2f-scram-sha-256\nhostssl all +x,bad.example.com bad.example.com 2f-scram-sha-256 mode=report\n",
             Syntax::BUILT,
             &AnyRegex,
         )
         .into_rule_set()
         .unwrap();
         let run = |a: &LoginAttempt| {
-            decide(
+            decide_all(
                 &rules,
                 a,
                 MethodSet::defaults(),
@@ -529,27 +573,52 @@ mod tests {
                 &NoRoles,
             )
         };
-        // a would-be refusal of a report rule: same reason and detail, another outcome
+        let report = |d: &Decision<'_>| {
+            d.report
+                .as_ref()
+                .map(|(v, r)| (v.outcome(), v.reason(), r.line))
+        };
+        // a report rule records its would-be refusal, and the enforcing rule below it still
+        // decides: a report rule never switches an enforcing rule off
         let a = attempt(PeerCert::None, BaseMethod::ScramSha256);
-        let v = run(&a);
+        let d = run(&a);
         assert_eq!(
-            (v.outcome(), v.reason(), v.rule_position().as_str()),
-            ("reported", Some(Reason::NoCertificate), "/d/r.conf:2")
+            report(&d),
+            Some(("reported", Some(Reason::NoCertificate), 2))
         );
-        assert!(v
+        assert!(d
+            .report
+            .as_ref()
+            .unwrap()
+            .0
             .detail()
             .unwrap()
             .ends_with("The client sent no certificate."));
+        assert_eq!(
+            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
+            ("refused", "/d/r.conf:4")
+        );
+        // with no rule below it, the login goes on (not covered)
+        let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
+        a.user = b"trial".to_vec();
+        let d = run(&a);
+        assert_eq!(
+            report(&d),
+            Some(("reported", Some(Reason::NoCertificate), 2))
+        );
+        assert_eq!(d.verdict, Verdict::NotCovered);
         // the exemption matches first
         let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
         a.client_addr = Some("127.0.0.2".parse().unwrap());
+        let d = run(&a);
         assert_eq!(
-            run(&a),
+            d.verdict,
             Verdict::Exempt {
                 rule_file: "/d/r.conf".into(),
                 rule_line: 1
             }
         );
+        assert_eq!(report(&d), None);
         // an exemption that cannot be decided exempts nobody: refused
         let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
         a.user = b"bad.example.com".to_vec();
@@ -558,15 +627,38 @@ mod tests {
             resolv: -2,
             errcode: libc::EAI_AGAIN,
         };
-        let v = run(&a);
+        let d = run(&a);
         assert_eq!(
-            (v.outcome(), v.rule_position().as_str()),
+            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
             ("refused", "/d/r.conf:3")
         );
-        // enforcing rules after them still refuse
+        // an undecidable report rule reports, and the search goes on
+        let rules = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all all bad.example.com 2f-scram-sha-256 mode=report\nhostssl all test1 all 2f-scram-sha-256\n",
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
         let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
-        a.user = b"other".to_vec();
-        assert_eq!(run(&a).outcome(), "refused");
+        a.known_host = KnownHost {
+            name: None,
+            resolv: -2,
+            errcode: libc::EAI_AGAIN,
+        };
+        let d = decide_all(
+            &rules,
+            &a,
+            MethodSet::defaults(),
+            &StaticNetwork::default(),
+            &NoRoles,
+        );
+        assert_eq!(report(&d), Some(("reported", Some(Reason::Internal), 1)));
+        assert_eq!(
+            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
+            ("refused", "/d/r.conf:2")
+        );
     }
 
     #[test]

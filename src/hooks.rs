@@ -133,37 +133,47 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
-        let (verdict, cert) = store::with_current(|rules| {
-            let (verdict, rule) = decision::decide_with_rule(
+        let (verdict, report, cert) = store::with_current(|rules| {
+            let d = decision::decide_all(
                 rules,
                 &attempt,
                 gucs::enabled_methods(),
                 &SystemNetwork,
                 &ServerCatalog::new(),
             );
-            log_decision(&attempt, &verdict);
-            let cert = shmem::record(&attempt, &verdict, rule);
-            (verdict, cert)
+            if let Some((observed, _)) = &d.report {
+                log_decision(&attempt, observed);
+            }
+            log_decision(&attempt, &d.verdict);
+            let cert = record(&attempt, &d);
+            (d.verdict, d.report.map(|(v, _)| v), cert)
         })
         .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
-        if let Some(cert) = cert.filter(|_| !matches!(verdict, Verdict::Refused { .. })) {
-            expiry::check(&attempt.user, &cert, gucs::expiry_warning_secs());
+        if let Some(Verdict::Reported { reason, detail, .. }) = &report {
+            elog::warn_auth(
+                &format!(
+                    "{} (mode=report: not enforced)",
+                    Verdict::message(&attempt.user, *reason)
+                ),
+                detail,
+            );
+        }
+        if !matches!(verdict, Verdict::Refused { .. }) {
+            if let Some(cert) = cert {
+                let warned = catch_unwind(AssertUnwindSafe(|| {
+                    expiry::check(&attempt.user, &cert, gucs::expiry_warning_secs())
+                }));
+                if warned.is_err() {
+                    elog::log_info("pg_twofactor: could not check the client certificate's expiry; the login goes on");
+                }
+            }
         }
         Ok::<_, String>((attempt, verdict))
     }));
     match outcome {
-        Ok(Ok((attempt, Verdict::Reported { reason, detail, .. }))) => {
-            elog::warn_auth(
-                &format!(
-                    "{} (mode=report, so the login is allowed)",
-                    Verdict::message(&attempt.user, reason)
-                ),
-                &detail,
-            );
-            None
-        }
         Ok(Ok((_, Verdict::NotCovered)))
         | Ok(Ok((_, Verdict::Accepted { .. })))
+        | Ok(Ok((_, Verdict::Reported { .. })))
         | Ok(Ok((_, Verdict::Exempt { .. }))) => None,
         Ok(Ok((attempt, Verdict::Refused { reason, detail, .. }))) => Some(Refusal {
             user: attempt.user,
@@ -179,6 +189,18 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
             let why = "The two-factor check failed unexpectedly (see the preceding log lines).";
             // SAFETY: per the function contract.
             Some(unsafe { internal(port, why) })
+        }
+    }
+}
+
+/// Counts the decision and remembers the certificate (statistics only: a failure here is
+/// logged and changes nothing about the login, which is already decided).
+fn record(attempt: &LoginAttempt, d: &decision::Decision<'_>) -> Option<crate::cert::CertSummary> {
+    match catch_unwind(AssertUnwindSafe(|| shmem::record(attempt, d))) {
+        Ok(cert) => cert,
+        Err(_) => {
+            elog::log_info("pg_twofactor: could not update the statistics in shared memory; the decision stands");
+            None
         }
     }
 }

@@ -5,7 +5,10 @@
 //! Column comparisons follow `pg_hba.conf`'s meaning where the answer is certain (literal
 //! names, `all`, CIDR networks) and assume "may match" otherwise (`+role`, regular
 //! expressions, host names, `samehost`): a finding about overlap may be a false alarm, a
-//! finding about shadowing or about no usable `pg_hba.conf` line never is.
+//! finding about shadowing never is. `pg_hba_file_rules` shows tokens without their quotes,
+//! so a quoted `"all"` (a database or role named all) in `pg_hba.conf` reads as the keyword
+//! here; the findings about `pg_hba.conf` lines assume nobody names a database or role after a
+//! keyword.
 
 use crate::address::AddrSpec;
 use crate::methods::{Method, MethodSet};
@@ -23,6 +26,8 @@ pub struct HbaLine {
     pub address: Option<String>,
     pub netmask: Option<String>,
     pub method: String,
+    /// The error `pg_hba_file_rules` reports for the line (then the other fields are empty).
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -170,6 +175,21 @@ fn names_overlap<T>(a: &[T], b: &[T], literal: impl Fn(&T) -> Option<&[u8]>) -> 
     la.iter().any(|x| lb.contains(x))
 }
 
+/// Whether a connection can match both database columns: `replication` (physical
+/// replication) and the other entries (every other connection) never meet.
+fn dbs_overlap(a: &[DbSpec], b: &[DbSpec]) -> bool {
+    let replication = |l: &[DbSpec]| l.contains(&DbSpec::Replication);
+    let others = |l: &[DbSpec]| -> Vec<DbSpec> {
+        l.iter()
+            .filter(|d| **d != DbSpec::Replication)
+            .cloned()
+            .collect()
+    };
+    let (oa, ob) = (others(a), others(b));
+    (replication(a) && replication(b))
+        || (!oa.is_empty() && !ob.is_empty() && names_overlap(&oa, &ob, literal_db))
+}
+
 fn dbs_cover(outer: &[DbSpec], inner: &[DbSpec]) -> bool {
     inner.iter().all(|d| {
         outer
@@ -238,8 +258,20 @@ pub fn findings(
             return out;
         }
     };
+    out.extend(hba.iter().filter_map(|h| {
+        h.error.as_ref().map(|e| Finding {
+            severity: Severity::Error,
+            file: Some(h.file.clone()),
+            line: Some(h.line),
+            problem: "pg_hba.conf has an error".into(),
+            detail: format!(
+                "{e}. PostgreSQL does not load a pg_hba.conf with errors (a reload keeps the previous one), so the checks below are about a file that is not in force."
+            ),
+        })
+    }));
     let hba: Vec<(&HbaLine, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
         .iter()
+        .filter(|h| h.error.is_none())
         .map(|h| {
             (
                 h,
@@ -250,7 +282,7 @@ pub fn findings(
         })
         .collect();
     let overlaps = |rule: &Rule, dbs: &[DbSpec], users: &[UserSpec], addr: &AddrSpec| {
-        names_overlap(&rule.databases, dbs, literal_db)
+        dbs_overlap(&rule.databases, dbs)
             && names_overlap(&rule.users, users, literal_user)
             && addr_overlap(&rule.address, addr)
     };
@@ -319,7 +351,9 @@ pub fn findings(
         let base = method.base().to_string();
         let mut usable = false;
         for (h, dbs, users, addr) in &hba {
-            if !matches!(h.conn_type.as_str(), "host" | "hostssl") {
+            // the lines a TLS connection can match (hostnogssenc: any connection without GSSAPI
+            // encryption)
+            if !matches!(h.conn_type.as_str(), "host" | "hostssl" | "hostnogssenc") {
                 continue;
             }
             if h.method == base && overlaps(rule, dbs, users, addr) {
@@ -341,7 +375,8 @@ pub fn findings(
             ));
         }
         for (h, dbs, users, addr) in &hba {
-            if !matches!(h.conn_type.as_str(), "host" | "hostnossl") {
+            // the lines a connection without TLS can match
+            if !matches!(h.conn_type.as_str(), "host" | "hostnossl" | "hostnogssenc") {
                 continue;
             }
             if h.method != "reject"
@@ -396,6 +431,7 @@ mod tests {
                     address,
                     netmask,
                     method: m.to_string(),
+                    error: None,
                 }
             })
             .collect()
@@ -553,6 +589,40 @@ mod tests {
         assert_eq!(
             run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &with_host, &good()),
             vec!["warning /d/pg_hba.conf:4 pg_hba.conf line accepts connections without TLS for a covered login"]
+        );
+        // hostnogssenc lines take connections without TLS too
+        let nogss = hba(&[
+            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostnogssenc", "all", "all", NET, "scram-sha-256"),
+        ]);
+        assert_eq!(
+            run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &nogss, &good()),
+            vec!["warning /d/pg_hba.conf:2 pg_hba.conf line accepts connections without TLS for a covered login"]
+        );
+        // `all` never matches physical replication: a replication rule needs a replication line
+        let repl = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        assert_eq!(
+            run(
+                "hostssl replication alice 10.1.0.0/16 2f-scram-sha-256\n",
+                &repl,
+                &good()
+            ),
+            vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
+        );
+        // a pg_hba.conf with an error
+        let mut broken = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        broken.push(HbaLine {
+            error: Some("invalid authentication method \"scram\"".into()),
+            ..broken[0].clone()
+        });
+        broken[1].line = 2;
+        assert_eq!(
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+                &broken,
+                &good()
+            ),
+            vec!["error /d/pg_hba.conf:2 pg_hba.conf has an error"]
         );
         // information: report mode and exemptions
         assert_eq!(

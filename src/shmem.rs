@@ -43,14 +43,7 @@ pub fn pg_time(unix_secs: i64) -> i64 {
         .saturating_mul(1_000_000)
 }
 
-/// Counts a decision, and remembers the client's certificate when TLS verified one. Returns
-/// the certificate's summary for the expiry warning.
-pub fn record(
-    attempt: &LoginAttempt,
-    verdict: &Verdict,
-    rule: Option<&Rule>,
-) -> Option<CertSummary> {
-    let now = now();
+fn count(table: &mut StatsTable, verdict: &Verdict, rule: Option<&Rule>, now: i64) {
     let file = verdict.rule().map(|(f, _)| f.to_string_lossy());
     let decision = Decision {
         rule: match (&file, verdict.rule(), rule) {
@@ -60,7 +53,21 @@ pub fn record(
         outcome: Outcome::of(verdict),
         reason: verdict.reason(),
     };
-    STATS.exclusive().record(&decision, now);
+    table.record(&decision, now);
+}
+
+/// Counts a decision (and the report-mode rule's finding, if any), and remembers the client's
+/// certificate when TLS verified one. Returns the certificate's summary for the expiry
+/// warning.
+pub fn record(attempt: &LoginAttempt, d: &crate::decision::Decision<'_>) -> Option<CertSummary> {
+    let now = now();
+    {
+        let mut table = STATS.exclusive();
+        if let Some((observed, rule)) = &d.report {
+            count(&mut table, observed, Some(rule), now);
+        }
+        count(&mut table, &d.verdict, d.rule, now);
+    }
     let PeerCert::Verified(der) = &attempt.cert else {
         return None;
     };
@@ -72,7 +79,7 @@ pub fn record(
         address: &attempt
             .client_addr
             .map_or_else(String::new, |a| a.to_string()),
-        accepted: !matches!(verdict, Verdict::Refused { .. }),
+        accepted: !matches!(d.verdict, Verdict::Refused { .. }),
     };
     CERTS.exclusive().record(&seen, now);
     Some(summary)

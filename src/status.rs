@@ -82,12 +82,12 @@ fn pg_twofactor_status() -> TableIterator<
     ))
 }
 
-/// The lines of `pg_hba.conf` as it is on disk now (`pg_hba_file_rules`), without its errors.
+/// The lines of `pg_hba.conf` as it is on disk now (`pg_hba_file_rules`), errors included.
 fn hba_lines() -> Vec<HbaLine> {
     #[cfg(feature = "pg15")]
-    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY line_number";
+    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY line_number";
     #[cfg(not(feature = "pg15"))]
-    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method FROM pg_catalog.pg_hba_file_rules WHERE error IS NULL ORDER BY rule_number";
+    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY rule_number NULLS LAST, line_number";
     Spi::connect(|client| {
         let rows = client.select(QUERY, None, &[])?;
         let mut out = Vec::new();
@@ -101,6 +101,7 @@ fn hba_lines() -> Vec<HbaLine> {
                 address: row.get::<String>(6)?,
                 netmask: row.get::<String>(7)?,
                 method: row.get::<String>(8)?.unwrap_or_default(),
+                error: row.get::<String>(9)?,
             });
         }
         Ok::<_, pgrx::spi::SpiError>(out)

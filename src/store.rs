@@ -36,7 +36,8 @@ pub fn with_current<R>(f: impl FnOnce(&RuleSet) -> R) -> Option<R> {
 #[repr(C)]
 struct Published {
     seq: AtomicU64,
-    /// How many rule sets the postmaster installed (1 after start).
+    /// Counts the rule sets the postmaster installed that differ from the one before (1 after
+    /// start).
     generation: AtomicU64,
     /// When the rules in force were loaded (PostgreSQL timestamp, microseconds since 2000).
     loaded_at: AtomicI64,
@@ -87,7 +88,9 @@ fn published() -> Option<&'static Published> {
 
 fn publish(write: impl FnOnce(&Published)) {
     if let Some(p) = published() {
-        p.seq.fetch_add(1, Ordering::AcqRel);
+        p.seq.fetch_add(1, Ordering::Relaxed);
+        // the odd sequence number is visible before any of the writes below
+        fence(Ordering::Release);
         write(p);
         p.seq.fetch_add(1, Ordering::Release);
     }
@@ -104,10 +107,11 @@ pub struct ServerState {
     pub error: Option<(i64, String)>,
 }
 
-/// The postmaster's state, read consistently; `None` if the library never loaded rules.
+/// The postmaster's state, read consistently; `None` if the library never loaded rules (or,
+/// in theory, if the postmaster kept rewriting it during a million attempts).
 pub fn server_state() -> Option<ServerState> {
     let p = published()?;
-    loop {
+    for _ in 0..1_000_000 {
         let before = p.seq.load(Ordering::Acquire);
         if before % 2 == 1 {
             std::hint::spin_loop();
@@ -135,6 +139,7 @@ pub fn server_state() -> Option<ServerState> {
             return (state.generation > 0).then_some(state);
         }
     }
+    None
 }
 
 /// The generation and load time of the rules this process uses.
@@ -194,7 +199,15 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     let loaded_at = now();
     let mut generation = 0;
     publish(|p| {
-        generation = p.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        // a reload that leaves the rules as they were keeps the generation: sessions forked
+        // before it still hold the rules in force
+        let same =
+            p.generation.load(Ordering::Relaxed) > 0 && p.digest.load(Ordering::Relaxed) == digest;
+        generation = if same {
+            p.generation.load(Ordering::Relaxed)
+        } else {
+            p.generation.fetch_add(1, Ordering::Relaxed) + 1
+        };
         p.loaded_at.store(loaded_at, Ordering::Relaxed);
         p.rules.store(rules, Ordering::Relaxed);
         p.digest.store(digest, Ordering::Relaxed);

@@ -165,7 +165,10 @@ pub fn rust_query(cluster: &Cluster, login: &Login, sql: &str) -> Result<String,
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(rust_query_async(cluster, login, sql))
+    let mark = cluster.log_mark();
+    let result = rt.block_on(rust_query_async(cluster, login, sql));
+    crate::shadow::compare(cluster, login, mark, true);
+    result
 }
 
 async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result<String, Outcome> {
@@ -287,7 +290,13 @@ pub fn psql_run(cluster: &Cluster, login: &Login) -> PsqlRun {
 
 /// Logs in with `psql` (sslmode=verify-full unless the login says otherwise).
 pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
+    let mark = cluster.log_mark();
     let run = psql_run(cluster, login);
+    // one attempt only with sslmode verify-full (TLS) or disable (no TLS); libpq's other modes
+    // may try twice
+    if login.sslmode.is_none() {
+        crate::shadow::compare(cluster, login, mark, !login.no_tls);
+    }
     if run.success {
         let (user, addr) = run.stdout.split_once('|').unwrap_or((&run.stdout, ""));
         return Outcome::Accepted {

@@ -114,6 +114,7 @@ pub struct ClusterBuilder {
     rules: Vec<u8>,
     settings: Vec<String>,
     preload: bool,
+    shadow: bool,
     encoding: String,
     listen: String,
     hosts: Option<Vec<u8>>,
@@ -127,6 +128,7 @@ impl Default for ClusterBuilder {
             rules: Vec::new(),
             settings: Vec::new(),
             preload: true,
+            shadow: true,
             encoding: "UTF8".into(),
             listen: "127.0.0.1,::1".into(),
             hosts: None,
@@ -183,6 +185,13 @@ impl ClusterBuilder {
     /// at once with "temporary failure"), in a private mount namespace. Needs root.
     pub fn name_service(mut self, hosts: &[u8]) -> Self {
         self.hosts = Some(hosts.to_vec());
+        self
+    }
+
+    /// Leave this cluster out of dry-run shadowing ([`crate::shadow`]): for scenarios that
+    /// check the decision log's own default or count every decision line.
+    pub fn without_dry_run_shadow(mut self) -> Self {
+        self.shadow = false;
         self
     }
 
@@ -256,6 +265,13 @@ impl ClusterBuilder {
         if self.preload {
             conf.push("shared_preload_libraries = 'pg_twofactor'".into());
         }
+        let shadow =
+            crate::shadow::enabled() && self.shadow && self.preload && self.encoding == "UTF8";
+        if shadow {
+            // the shadow compares with the decision log (a scenario's own setting comes later
+            // and wins)
+            conf.push("pg_twofactor.log_decisions = all".into());
+        }
         conf.extend(self.settings);
         let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         pg_conf.push_str("\n# pg_twofactor e2e\n");
@@ -303,6 +319,7 @@ impl ClusterBuilder {
             running: false,
             name_service,
             encoding: self.encoding,
+            shadow,
         }
     }
 }
@@ -320,6 +337,8 @@ pub struct Cluster {
     /// The directory with the server's own hosts, resolv.conf and nsswitch.conf.
     name_service: Option<PathBuf>,
     encoding: String,
+    /// Whether logins to this cluster are shadowed by the dry run ([`crate::shadow`]).
+    pub shadow: bool,
 }
 
 impl Cluster {
@@ -379,6 +398,8 @@ impl Cluster {
             running: false,
             name_service: None,
             encoding: self.encoding.clone(),
+            // read-only: the extension cannot be created there
+            shadow: false,
         };
         let out = standby.try_start();
         assert!(out.status.success(), "standby start: {}", standby.log());

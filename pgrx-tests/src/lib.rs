@@ -11,6 +11,7 @@ pub mod netns;
 pub mod oracle;
 pub mod radius;
 pub mod scenario;
+pub mod shadow;
 pub mod wire;
 
 pub use certs::{CertFiles, Pki, San};

@@ -376,7 +376,7 @@ pub fn create_roles(cluster: &Cluster) {
         sql.extend(q(m));
         cluster.psql_admin_bytes(&sql);
     }
-    cluster.psql_admin("CREATE EXTENSION pg_twofactor");
+    cluster.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
 }
 
 /// Generates the files of one round.

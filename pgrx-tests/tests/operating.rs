@@ -14,9 +14,9 @@ hostssl all      pwuser    all           2f-password
 hostssl all      mismatch  all           2f-scram-sha-256
 hostssl all      sanreq    all           2f-scram-sha-256  san=required
 hostssl all      test1     all           2f-scram-sha-256
-hostssl all      trial     all           2f-scram-sha-256  mode=report
+hostssl all      trial,trial2  all       2f-scram-sha-256  mode=report
 hostssl all      all       127.0.0.2/32  2f-exempt
-hostssl all      all       all           2f-scram-sha-256
+hostssl all      other,trial2  all       2f-scram-sha-256
 ";
 
 fn cluster() -> Cluster {
@@ -26,7 +26,8 @@ fn cluster() -> Cluster {
             .setting("pg_twofactor.log_decisions = all"),
     );
     c.create_user("trial", PASSWORD);
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.create_user("trial2", PASSWORD);
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     c
 }
 
@@ -34,8 +35,9 @@ fn ip(a: &str) -> San {
     San::Ip(a.parse().unwrap())
 }
 
-/// The dry run's (verdict with reason, rule, detail) for a login, in the decision log's words.
-fn dry_run(c: &Cluster, login: &Login, hba_method: &str) -> (String, String, String) {
+/// The dry run's rows for a login, in the decision log's words: (verdict with reason, rule,
+/// detail) per row (a report-mode rule's finding first).
+fn dry_run(c: &Cluster, login: &Login, hba_method: &str) -> Vec<(String, String, String)> {
     let pem = login
         .cert
         .as_ref()
@@ -44,35 +46,51 @@ fn dry_run(c: &Cluster, login: &Login, hba_method: &str) -> (String, String, Str
     let source = login
         .source
         .map_or("127.0.0.1".to_string(), |a| a.to_string());
-    let row = c.psql_admin(&format!(
+    let rows = c.psql_admin(&format!(
         "SELECT verdict || coalesce(' (' || reason || ')', ''), coalesce(rule_file || ':' || rule_line, 'none'), coalesce(detail, '') \
          FROM pg_twofactor_check('{}', '{}', '{source}', {pem}, '{hba_method}')",
         login.user, login.dbname
     ));
-    let mut cols = row.splitn(3, '|').map(str::to_string);
-    (
-        cols.next().unwrap(),
-        cols.next().unwrap(),
-        cols.next().unwrap(),
-    )
+    rows.lines()
+        .map(|row| {
+            let mut cols = row.splitn(3, '|').map(str::to_string);
+            (
+                cols.next().unwrap(),
+                cols.next().unwrap(),
+                cols.next().unwrap(),
+            )
+        })
+        .collect()
 }
 
-/// The hook's decision line for the one login after `mark`: (outcome, rule), and the DETAIL
-/// of its refusal or warning, if any.
-fn hook_decision(c: &Cluster, mark: usize) -> (String, String, String) {
+/// The hook's decision lines for the one login of `user` after `mark`: (outcome, rule) each,
+/// and the DETAIL lines of its refusal or warnings, in order.
+fn hook_decisions(c: &Cluster, mark: usize, user: &str) -> (Vec<(String, String)>, Vec<String>) {
     let log = c.log_since(mark);
-    let line = log
+    let who = format!("; user \"{user}\";");
+    let decisions = log
         .lines()
-        .find_map(|l| l.split_once("pg_twofactor decision: ").map(|(_, d)| d))
-        .unwrap_or_else(|| panic!("no decision logged:\n{log}"));
-    let (outcome, rest) = line.split_once("; rule ").unwrap();
-    let rule = rest.split_once("; pg_hba.conf").unwrap().0;
-    let detail = log
-        .lines()
-        .skip_while(|l| !l.contains("two-factor authentication failed"))
-        .find_map(|l| l.split_once("DETAIL:  ").map(|(_, d)| d.to_string()))
-        .unwrap_or_default();
-    (outcome.to_string(), rule.to_string(), detail)
+        .filter_map(|l| l.split_once("pg_twofactor decision: ").map(|(_, d)| d))
+        .filter(|d| d.contains(&who))
+        .map(|d| {
+            let (outcome, rest) = d.split_once("; rule ").unwrap();
+            let rule = rest.split_once("; pg_hba.conf").unwrap().0;
+            (outcome.to_string(), rule.to_string())
+        })
+        .collect();
+    let mut details = Vec::new();
+    let mut after_refusal = false;
+    for l in log.lines() {
+        if l.contains("two-factor authentication failed") {
+            after_refusal = true;
+        } else if after_refusal {
+            if let Some((_, d)) = l.split_once("DETAIL:  ") {
+                details.push(d.to_string());
+            }
+            after_refusal = false;
+        }
+    }
+    (decisions, details)
 }
 
 /// A detail without its pg_hba.conf position (the dry run chooses no pg_hba.conf line).
@@ -164,9 +182,18 @@ fn dry_run_agrees_with_the_hook_on_every_kind_of_login() {
         (
             l("trial"),
             "scram-sha-256",
-            "reported (no client certificate)",
+            "reported (no client certificate) + not covered",
         ),
-        (l("trial").cert(&trial), "scram-sha-256", "accepted"),
+        (
+            l("trial").cert(&trial),
+            "scram-sha-256",
+            "accepted + not covered",
+        ),
+        (
+            l("trial2"),
+            "scram-sha-256",
+            "reported (no client certificate) + refused (no client certificate)",
+        ),
         (l("other").from("127.0.0.2"), "scram-sha-256", "exempt"),
         (l("other").cert(&other), "scram-sha-256", "accepted"),
         (
@@ -178,32 +205,51 @@ fn dry_run_agrees_with_the_hook_on_every_kind_of_login() {
     for (login, hba_method, expected) in cases {
         let mark = c.log_mark();
         let outcome = rust_login(&c, &login);
-        let (hook, hook_rule, hook_detail) = hook_decision(&c, mark);
-        let (dry, dry_rule, dry_detail) = dry_run(&c, &login, hba_method);
+        let (hook, hook_details) = hook_decisions(&c, mark, &login.user);
+        let dry = dry_run(&c, &login, hba_method);
         let what = format!(
             "{} with {:?} from {:?}",
             login.user,
             login.cert.as_ref().map(|f: &CertFiles| &f.cert),
             login.source
         );
-        assert_eq!(hook, expected, "hook, {what}");
+        let joined = hook
+            .iter()
+            .map(|(o, _)| o.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        assert_eq!(joined, expected, "hook, {what}");
         assert_eq!(
-            (dry, dry_rule),
-            (hook.clone(), hook_rule),
+            dry.iter()
+                .map(|(v, r, _)| (v.clone(), r.clone()))
+                .collect::<Vec<_>>(),
+            hook,
             "dry run vs hook, {what}"
         );
-        if !hook_detail.is_empty() {
-            assert_eq!(
-                without_hba_position(&dry_detail),
-                without_hba_position(&hook_detail),
-                "details, {what}"
-            );
-        }
+        // the DETAIL of each refusal or warning is the dry run's, but for the pg_hba.conf line
+        let dry_details: Vec<String> = dry
+            .iter()
+            .filter(|(v, _, _)| v.starts_with("refused") || v.starts_with("reported"))
+            .map(|(_, _, d)| without_hba_position(d))
+            .collect();
+        let hook_details: Vec<String> = hook_details
+            .iter()
+            .map(|d| without_hba_position(d))
+            .collect();
+        assert_eq!(dry_details, hook_details, "details, {what}");
         // and the client saw what the hook decided
-        match (hook.split(' ').next().unwrap(), &outcome) {
-            ("accepted" | "reported" | "exempt", o) => o.assert_accepted_as(&login.user),
+        let last = hook
+            .last()
+            .unwrap()
+            .0
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        match (last.as_str(), &outcome) {
+            ("accepted" | "not" | "exempt", o) => o.assert_accepted_as(&login.user),
             ("refused", Outcome::Refused { .. }) => {}
-            (_, o) => panic!("{what}: {hook} but the client saw {o:?}"),
+            (_, o) => panic!("{what}: {hook:?} but the client saw {o:?}"),
         }
     }
 }
@@ -216,7 +262,7 @@ fn report_mode_logs_a_warning_and_lets_the_login_in() {
     let log = c.log_since(mark);
     assert!(
         log.contains(&format!(
-            "WARNING:  {} (mode=report, so the login is allowed)",
+            "WARNING:  {} (mode=report: not enforced)",
             two_factor("trial", "no client certificate")
         )),
         "{log}"
@@ -228,6 +274,17 @@ fn report_mode_logs_a_warning_and_lets_the_login_in() {
     // an enforcing rule for the same kind of login still refuses
     rust_login(&c, &Login::new("test1", PASSWORD))
         .assert_refused(&two_factor("test1", "no client certificate"));
+    // and a report rule above an enforcing rule does not switch it off: the report rule's
+    // finding is logged, the enforcing rule below decides
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("trial2", PASSWORD))
+        .assert_refused(&two_factor("trial2", "no client certificate"));
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("WARNING:  two-factor authentication failed for user \"trial2\": no client certificate (mode=report: not enforced)")
+            && log.contains("FATAL:  two-factor authentication failed for user \"trial2\": no client certificate"),
+        "{log}"
+    );
     // the rules view shows each rule's mode; an exemption has none
     assert_eq!(
         c.psql_admin("SELECT line_number || ' ' || auth_method || ' ' || coalesce(mode, '-') FROM pg_twofactor_rules WHERE line_number >= 5"),
@@ -545,7 +602,7 @@ hostssl all carol 10.0.0.0/8  2f-password  mode=report
 hostssl all all   10.9.9.9/32 2f-exempt
 ",
     ));
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     let problems = || {
         c.psql_admin(
             "SELECT severity || ' ' || coalesce(regexp_replace(file_name, '.*/', '') || ':' || line_number, '-') || ' ' || problem FROM pg_twofactor_config_problems",

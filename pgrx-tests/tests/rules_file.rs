@@ -22,7 +22,7 @@ fn reload_with_a_valid_file_replaces_the_rules() {
     rust_login(&c, &Login::new("test1", PASSWORD))
         .assert_refused(&two_factor("test1", "no client certificate"));
     // ... while the view already shows the file on disk
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     assert_eq!(
         c.psql_admin("SELECT line_number, type, database, user_name, address, netmask, auth_method, options, error FROM pg_twofactor_rules"),
         "1|hostssl|{all}|{other}|127.0.0.1|255.255.255.255|2f-scram-sha-256||"
@@ -67,7 +67,7 @@ fn reload_with_a_broken_file_keeps_the_previous_rules() {
         .assert_refused(&two_factor("md5user", "no client certificate"));
     psql_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
     // the view shows each line with its error
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     let rows = c.psql_admin("SELECT line_number, coalesce(auth_method, '-'), coalesce(error, '-') FROM pg_twofactor_rules ORDER BY line_number");
     assert_eq!(
         rows,
@@ -175,7 +175,7 @@ fn ten_thousand_rules() {
         .assert_refused(&two_factor("test1", "no client certificate"));
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&cert)).assert_accepted_as("test1");
     rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     assert_eq!(
         c.psql_admin("SELECT count(*), count(error) FROM pg_twofactor_rules"),
         "10000|0"
@@ -185,7 +185,7 @@ fn ten_thousand_rules() {
 #[test]
 fn the_view_is_for_superusers_and_pg_read_all_settings() {
     let c = scenario::start(scenario::builder());
-    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     let out = c.psql_admin_raw("other", "SELECT count(*) FROM pg_twofactor_rules");
     assert!(!out.status.success());
     assert!(

@@ -97,6 +97,17 @@ impl RuleSet {
     /// The first rule that applies to the connection. Only rules that can match the user are
     /// examined (those naming it, and those for `all`, a role or a regex), in file order.
     pub fn find(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Found<'_> {
+        self.find_passing(c, catalog, |_| false)
+    }
+
+    /// [`RuleSet::find`], except that a matching (or undecided) rule for which `pass` returns
+    /// true is handed to it and the search goes on past it.
+    pub fn find_passing<'r>(
+        &'r self,
+        c: &Connection<'_>,
+        catalog: &dyn Catalog,
+        mut pass: impl FnMut(&Found<'r>) -> bool,
+    ) -> Found<'r> {
         let named = self.by_user.get(c.user).map(Vec::as_slice).unwrap_or(&[]);
         let (mut i, mut j) = (0, 0);
         loop {
@@ -116,10 +127,13 @@ impl RuleSet {
                 (None, None) => return Found::None,
             };
             let rule = &self.rules[next];
-            match rule.matches(c, catalog) {
-                Tri::Yes => return Found::Rule(rule),
-                Tri::Unknown(cause) => return Found::Undecided { rule, cause },
-                Tri::No => {}
+            let found = match rule.matches(c, catalog) {
+                Tri::Yes => Found::Rule(rule),
+                Tri::Unknown(cause) => Found::Undecided { rule, cause },
+                Tri::No => continue,
+            };
+            if !pass(&found) {
+                return found;
             }
         }
     }
