@@ -10,7 +10,6 @@ DROP VIEW pg_twofactor_rules;
 DROP FUNCTION pg_twofactor_rules();
 
 CREATE FUNCTION "pg_twofactor_certificates"() RETURNS TABLE (
-CREATE FUNCTION "pg_twofactor_certificates"() RETURNS TABLE (
 	"common_name" TEXT,
 	"serial" TEXT,
 	"issuer" TEXT,

@@ -1,10 +1,13 @@
 //! `pg_twofactor_check(...)`: the dry run. What would the hook decide for this login, with the
 //! rules in force and this server's settings? It builds a [`LoginAttempt`] from its arguments
-//! and calls [`decision::decide`], the hook's own decision path; nobody logs in.
+//! and calls [`decision::decide_all`], the hook's own decision path; nobody logs in. One row
+//! for the deciding rule (or `not covered`), preceded by one for the first `mode=report` rule
+//! the login matched, if any.
 //!
 //! What it cannot know is taken as given: that PostgreSQL's own method (the password) passed
 //! with `hba_method`, and that the TLS layer verified the certificate against `ssl_ca_file`
-//! (and its CRL). A certificate the TLS layer would reject never reaches the hook.
+//! (and its CRL); a certificate outside its validity dates gets a WARNING, since the TLS layer
+//! refuses it before the hook runs.
 
 use crate::address::KnownHost;
 use crate::catalog::ServerCatalog;

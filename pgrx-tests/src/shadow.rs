@@ -137,4 +137,16 @@ pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool) {
         hook.join("\n"),
         "dry run (left) and hook (right) disagree for {login:?}"
     );
+    // PG2F_DRY_RUN_SHADOW_LOG: one line per login compared, for the figures .ci/test prints
+    if let Ok(path) = std::env::var("PG2F_DRY_RUN_SHADOW_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let outcomes: Vec<&str> = lines.iter().map(|l| l.outcome.as_str()).collect();
+            let _ = writeln!(f, "{}\t{}", login.user, outcomes.join(" + "));
+        }
+    }
 }

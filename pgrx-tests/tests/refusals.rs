@@ -172,7 +172,12 @@ fn client_reason_off_looks_like_a_wrong_password() {
 
 #[test]
 fn misspelt_settings_are_reported_at_start_and_reload() {
-    let c = scenario::start(scenario::builder().setting("pg_twofactor.hba_flie = 'x.conf'"));
+    // (without the dry-run shadow, which turns the decision log on: the defaults are checked)
+    let c = scenario::start(
+        scenario::builder()
+            .setting("pg_twofactor.hba_flie = 'x.conf'")
+            .without_dry_run_shadow(),
+    );
     let log = c.log();
     assert!(
         log.contains(
