@@ -1,12 +1,13 @@
 //! Per-check cost of pg_twofactor's pure logic (criterion): rule lookup at 10, 1,000 and 10,000
-//! rules, certificate parsing, the SubjectAltName/address check, the whole decision, and
-//! loading a 10,000-rule file. Run: `cargo bench -p pg_twofactor-e2e --bench checks`.
+//! rules, certificate parsing, the SubjectAltName/address check, the whole decision, the
+//! statistics and certificate records, and loading a 10,000-rule file. Run: `cargo bench -p pg_twofactor-e2e --bench checks`.
 //! DNS is kept out: the network is a static table.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use pg_twofactor::address::{ClientName, KnownHost, StaticNetwork};
-use pg_twofactor::cert::CertInfo;
-use pg_twofactor::decision::{decide, LoginAttempt, PeerCert};
+use pg_twofactor::cert::{CertInfo, CertSummary};
+use pg_twofactor::counters::{CertTable, Decision, Outcome, SeenCert, StatsTable};
+use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Reason};
 use pg_twofactor::methods::{BaseMethod, MethodSet};
 use pg_twofactor::rules::{parse_text, AnyRegex, Catalog, Connection, Found, RuleSet, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
@@ -148,6 +149,52 @@ fn bench(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // what the hook adds to each login for the statistics and the certificates view (issue
+    // 11): one statistics record (rule row and reason row) and one certificate summary and
+    // record; in the server they run under an LWLock in shared memory
+    let mut stats = Box::<StatsTable>::default();
+    for i in 0..1_000u32 {
+        stats.record(
+            &Decision {
+                rule: Some(("/bench/pg_twofactor_hba.conf", i, 7)),
+                outcome: Outcome::Accepted,
+                reason: None,
+            },
+            1,
+        );
+    }
+    c.bench_function("statistics_record_refusal", |b| {
+        b.iter(|| {
+            stats.record(
+                black_box(&Decision {
+                    rule: Some(("/bench/pg_twofactor_hba.conf", 500, 7)),
+                    outcome: Outcome::Refused,
+                    reason: Some(Reason::NoCertificate),
+                }),
+                2,
+            )
+        })
+    });
+    c.bench_function("certificate_summary", |b| {
+        b.iter(|| black_box(CertSummary::from_der(&der).unwrap()))
+    });
+    let mut certs = Box::<CertTable>::default();
+    let summary = CertSummary::from_der(&der).unwrap();
+    c.bench_function("certificates_record", |b| {
+        b.iter(|| {
+            certs.record(
+                black_box(&SeenCert {
+                    summary: &summary,
+                    not_after: 0,
+                    user: "bench",
+                    address: "127.0.0.1",
+                    accepted: true,
+                }),
+                3,
+            )
+        })
+    });
 
     let text = synthetic_rules(10_000, "bench");
     let dir = tempfile::tempdir().unwrap();
