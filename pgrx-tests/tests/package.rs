@@ -105,7 +105,7 @@ fn the_debian_package_installs_works_and_removes() {
             "test1",
             "certificate CN does not match the user name",
         ));
-        c.psql_admin("CREATE EXTENSION pg_twofactor");
+        c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
         assert_eq!(
             c.psql_admin("SELECT count(*) FROM pg_twofactor_rules WHERE error IS NULL"),
             "5"
