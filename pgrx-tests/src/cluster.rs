@@ -21,12 +21,26 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// The directory with PostgreSQL's programs: `$PG_CONFIG --bindir`, else `pg_config`'s.
+/// The `pg_config` of PostgreSQL major `major` where `.ci/setup` puts it (`.ci/majors`):
+/// Debian's for 15, `$PG_PREFIX_BASE/NN` (default `/opt/pg_twofactor/pg/NN`) for the others.
+pub fn pg_config_of(major: &str) -> String {
+    if major == "15" {
+        "/usr/lib/postgresql/15/bin/pg_config".into()
+    } else {
+        let base =
+            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| "/opt/pg_twofactor/pg".into());
+        format!("{base}/{major}/bin/pg_config")
+    }
+}
+
+/// The directory with PostgreSQL's programs: `$PG_CONFIG --bindir`, else that of major
+/// `$PG_MAJOR` (default 15), else the `pg_config` on the PATH.
 pub fn bindir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
-        let debian = "/usr/lib/postgresql/15/bin/pg_config";
-        if Path::new(debian).exists() {
-            debian.into()
+        let major = std::env::var("PG_MAJOR").unwrap_or_else(|_| "15".into());
+        let path = pg_config_of(&major);
+        if Path::new(&path).exists() {
+            path
         } else {
             "pg_config".into()
         }
