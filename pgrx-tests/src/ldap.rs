@@ -1,10 +1,13 @@
 //! A throwaway OpenLDAP `slapd` for one test: its own configuration and database in a
 //! temporary directory, plain LDAP (with StartTLS) and LDAPS on loopback, stopped when dropped.
+//! The harness talks to it with the `ldap3` client: a root-DSE search to see it is up, adds as
+//! the directory admin, and a search and bind as each new user to see the entry works.
 
 use crate::certs::Pki;
 use crate::daemon::{wait_until, Daemon};
+use ldap3::{LdapConn, Scope, SearchEntry};
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub const BASE_DN: &str = "dc=example,dc=net";
@@ -79,10 +82,21 @@ impl Slapd {
             daemon: Daemon::new(child),
         };
         s.wait_until_answering();
-        s.ldapadd(&format!(
-            "dn: {BASE_DN}\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n\n\
-             dn: {PEOPLE_DN}\nobjectClass: organizationalUnit\nou: people\n"
-        ));
+        s.add(
+            BASE_DN,
+            &[
+                ("objectClass", &["dcObject", "organization"]),
+                ("o", &["example"]),
+                ("dc", &["example"]),
+            ],
+        );
+        s.add(
+            PEOPLE_DN,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["people"]),
+            ],
+        );
         s
     }
 
@@ -90,59 +104,91 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    fn connect(&self) -> ldap3::result::Result<LdapConn> {
+        LdapConn::new(&self.url())
+    }
+
+    /// The naming contexts in the root DSE, anonymously: the server is up and serves the base.
+    fn naming_contexts(&self) -> ldap3::result::Result<Vec<String>> {
+        let mut ldap = self.connect()?;
+        let (entries, _) = ldap
+            .search("", Scope::Base, "(objectClass=*)", vec!["namingContexts"])?
+            .success()?;
+        let _ = ldap.unbind();
+        Ok(entries
+            .into_iter()
+            .flat_map(|e| {
+                SearchEntry::construct(e)
+                    .attrs
+                    .remove("namingContexts")
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
     fn wait_until_answering(&self) {
-        let answers = || {
-            Command::new("ldapsearch")
-                .args([
-                    "-x",
-                    "-H",
-                    &self.url(),
-                    "-b",
-                    "",
-                    "-s",
-                    "base",
-                    "namingContexts",
-                ])
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false)
-        };
-        wait_until(answers, || format!("slapd did not answer: {}", self.log()));
+        wait_until(
+            || {
+                self.naming_contexts()
+                    .is_ok_and(|c| c.iter().any(|dn| dn == BASE_DN))
+            },
+            || format!("slapd did not answer: {}", self.log()),
+        );
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
     }
 
-    fn ldapadd(&self, ldif: &str) {
-        let path: PathBuf = self.dir.path().join("add.ldif");
-        std::fs::write(&path, ldif).unwrap();
-        let out = Command::new("ldapadd")
-            .args([
-                "-x",
-                "-H",
-                &self.url(),
-                "-D",
-                ADMIN_DN,
-                "-w",
-                ADMIN_PASSWORD,
-                "-f",
-            ])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "ldapadd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    /// Adds an entry as the directory admin.
+    fn add(&self, dn: &str, attrs: &[(&str, &[&str])]) {
+        let attrs: Vec<(&str, HashSet<&str>)> = attrs
+            .iter()
+            .map(|(name, values)| (*name, values.iter().copied().collect()))
+            .collect();
+        let mut ldap = self.connect().expect("connect to slapd");
+        ldap.simple_bind(ADMIN_DN, ADMIN_PASSWORD)
+            .and_then(|r| r.success())
+            .expect("bind as the directory admin");
+        ldap.add(dn, attrs)
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("add {dn}: {e}"));
+        let _ = ldap.unbind();
     }
 
-    /// Adds `uid=UID,ou=people,...` with a directory password.
+    /// Adds `uid=UID,ou=people,...` with a directory password, then finds it by uid and binds
+    /// as it (the search+bind round trip PostgreSQL's ldap method makes).
     pub fn add_user(&self, uid: &str, password: &str) {
-        self.ldapadd(&format!(
-            "dn: uid={uid},{PEOPLE_DN}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {password}\n"
-        ));
+        let dn = format!("uid={uid},{PEOPLE_DN}");
+        self.add(
+            &dn,
+            &[
+                ("objectClass", &["inetOrgPerson"]),
+                ("uid", &[uid]),
+                ("cn", &[uid]),
+                ("sn", &[uid]),
+                ("userPassword", &[password]),
+            ],
+        );
+        let mut ldap = self.connect().expect("connect to slapd");
+        let (found, _) = ldap
+            .search(
+                PEOPLE_DN,
+                Scope::OneLevel,
+                &format!("(uid={uid})"),
+                vec!["1.1"],
+            )
+            .and_then(|r| r.success())
+            .expect("search for the new user");
+        let found: Vec<String> = found
+            .into_iter()
+            .map(|e| SearchEntry::construct(e).dn)
+            .collect();
+        assert_eq!(found, vec![dn.clone()], "the new user is found by uid");
+        ldap.simple_bind(&dn, password)
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("bind as {dn}: {e}"));
+        let _ = ldap.unbind();
     }
 
     /// Stops the server (the directory is then unreachable).
