@@ -460,18 +460,8 @@ fn check_rule(
 mod tests {
     use super::*;
     use crate::address::StaticNetwork;
-    use crate::rules::{parse_text, AnyRegex, Syntax};
+    use crate::rules::{parse_text, AnyRegex, NoCatalog, Syntax};
     use std::path::Path;
-
-    struct NoRoles;
-    impl Catalog for NoRoles {
-        fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
-            false
-        }
-        fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
-            Ok(false)
-        }
-    }
 
     fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
         LoginAttempt {
@@ -500,7 +490,7 @@ mod tests {
     }
 
     fn run(a: &LoginAttempt, enabled: MethodSet) -> Verdict {
-        decide(&rules(), a, enabled, &StaticNetwork::default(), &NoRoles)
+        decide(&rules(), a, enabled, &StaticNetwork::default(), &NoCatalog)
     }
 
     fn reason(v: &Verdict) -> Option<Reason> {
@@ -570,7 +560,7 @@ mod tests {
                 a,
                 MethodSet::defaults(),
                 &StaticNetwork::default(),
-                &NoRoles,
+                &NoCatalog,
             )
         };
         let report = |d: &Decision<'_>| {
@@ -652,7 +642,7 @@ mod tests {
             &a,
             MethodSet::defaults(),
             &StaticNetwork::default(),
-            &NoRoles,
+            &NoCatalog,
         );
         assert_eq!(report(&d), Some(("reported", Some(Reason::Internal), 1)));
         assert_eq!(

@@ -7,18 +7,8 @@ use pg_twofactor::address::{KnownHost, StaticNetwork};
 use pg_twofactor::cert::{CertInfo, CertSummary};
 use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Verdict};
 use pg_twofactor::methods::{BaseMethod, MethodSet};
-use pg_twofactor::rules::{parse_text, AnyRegex, Catalog, Syntax};
+use pg_twofactor::rules::{parse_text, AnyRegex, NoCatalog, Syntax};
 use std::path::Path;
-
-struct NoRoles;
-impl Catalog for NoRoles {
-    fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
-        false
-    }
-    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
-        Ok(false)
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let readable = CertInfo::from_der(data).is_ok();
@@ -44,7 +34,13 @@ fuzz_target!(|data: &[u8]| {
             hba_line: 1,
             hba_file: None,
         };
-        let v = decide(&rules, &attempt, MethodSet::defaults(), &StaticNetwork::default(), &NoRoles);
+        let v = decide(
+            &rules,
+            &attempt,
+            MethodSet::defaults(),
+            &StaticNetwork::default(),
+            &NoCatalog,
+        );
         if !readable {
             assert!(
                 matches!(v, Verdict::Refused { .. }),

@@ -9,11 +9,19 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     for syntax in [Syntax::Pg15, Syntax::Pg16] {
-        let parsed = parse_text(Path::new("/fuzz/pg_twofactor_hba.conf"), data, syntax, &AnyRegex);
+        let parsed = parse_text(
+            Path::new("/fuzz/pg_twofactor_hba.conf"),
+            data,
+            syntax,
+            &AnyRegex,
+        );
         let lines = data.split(|b| *b == b'\n').count();
         for e in parsed.errors() {
             if let Some(line) = e.line {
-                assert!(line >= 1 && line <= lines, "error on line {line} of {lines}: {e}");
+                assert!(
+                    line >= 1 && line <= lines,
+                    "error on line {line} of {lines}: {e}"
+                );
             }
             assert!(!e.message.is_empty());
         }

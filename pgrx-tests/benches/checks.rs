@@ -9,20 +9,10 @@ use pg_twofactor::cert::{CertInfo, CertSummary};
 use pg_twofactor::counters::{CertTable, Decision, Outcome, SeenCert, StatsTable};
 use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Reason};
 use pg_twofactor::methods::{BaseMethod, MethodSet};
-use pg_twofactor::rules::{parse_text, AnyRegex, Catalog, Connection, Found, RuleSet, Syntax};
+use pg_twofactor::rules::{parse_text, AnyRegex, Connection, Found, NoCatalog, RuleSet, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use pg_twofactor_e2e::{Pki, San};
 use std::path::Path;
-
-struct NoRoles;
-impl Catalog for NoRoles {
-    fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
-        false
-    }
-    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
-        Ok(false)
-    }
-}
 
 fn rule_set(n: usize) -> RuleSet {
     parse_text(
@@ -55,7 +45,7 @@ fn lookup(set: &RuleSet, net: &StaticNetwork) -> Option<usize> {
         physical_replication: false,
         client: &client,
     };
-    match set.find(&conn, &NoRoles) {
+    match set.find(&conn, &NoCatalog) {
         Found::Rule(r) => Some(r.line),
         _ => None,
     }
@@ -145,7 +135,15 @@ fn bench(c: &mut Criterion) {
             hba_file: None,
         };
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
-            b.iter(|| black_box(decide(set, &attempt, MethodSet::defaults(), &net, &NoRoles)))
+            b.iter(|| {
+                black_box(decide(
+                    set,
+                    &attempt,
+                    MethodSet::defaults(),
+                    &net,
+                    &NoCatalog,
+                ))
+            })
         });
     }
     g.finish();

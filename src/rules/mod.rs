@@ -184,6 +184,19 @@ impl RegexCheck for AnyRegex {
     }
 }
 
+/// A catalog without roles whose regular expressions match nothing (for callers without a
+/// server: benchmarks, fuzzing, tests).
+pub struct NoCatalog;
+
+impl Catalog for NoCatalog {
+    fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
+        false
+    }
+    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
 fn parse_lines(
     path: &Path,
     lines: Vec<token::TokLine>,
