@@ -125,12 +125,11 @@ impl CertSummary {
     pub fn from_der(der: &[u8]) -> Result<CertSummary, CertError> {
         let cert = parse(der)?;
         let info = CertInfo::from_x509(&cert)?;
-        let serial: String = cert
-            .raw_serial()
-            .iter()
-            .skip_while(|b| **b == 0)
-            .map(|b| format!("{b:02X}"))
-            .collect();
+        let mut serial = String::with_capacity(2 * cert.raw_serial().len());
+        for b in cert.raw_serial().iter().skip_while(|b| **b == 0) {
+            use std::fmt::Write;
+            let _ = write!(serial, "{b:02X}");
+        }
         let serial = if serial.is_empty() {
             "00".into()
         } else {

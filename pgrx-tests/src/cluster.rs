@@ -61,6 +61,15 @@ pub fn sharedir(bin: &Path) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// A temporary directory for a cluster (removed when the handle is dropped), readable by the
+/// cluster's OS user.
+fn cluster_root(prefix: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, root)
+}
+
 /// The PostgreSQL major of the programs in `bin`.
 pub fn major_of_bindir(bin: &Path) -> u32 {
     let out = Command::new(bin.join("pg_config"))
@@ -229,12 +238,7 @@ impl ClusterBuilder {
 
     /// Creates the cluster without starting it.
     pub fn create(self) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("pg2f-e2e-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().to_path_buf();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (dir, root) = cluster_root("pg2f-e2e-");
         let pki = Pki::new(&root.join("pki"));
         let server = pki.server();
         let data = root.join("data");
@@ -365,12 +369,7 @@ impl Cluster {
     /// directory and log, and `rules` as its own rules file (the rules file is per node: it is
     /// not replicated). Started.
     pub fn standby(&self, rules: &str) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("pg2f-e2e-standby-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().to_path_buf();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (dir, root) = cluster_root("pg2f-e2e-standby-");
         chown_to_cluster_user(&root);
         let data = root.join("data");
         check(
@@ -509,27 +508,12 @@ impl Cluster {
 
     /// Runs SQL over the Unix socket as `user`, returning psql's output whatever happened.
     pub fn psql_admin_raw(&self, user: &str, sql: &str) -> Output {
-        self.psql_as(user, sql.as_ref())
+        self.psql_as(user, "postgres", sql.as_ref())
     }
 
     /// Runs SQL as the superuser in database `db`; panics on failure.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
-            .arg(&self.root)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-c",
-                sql,
-            ])
-            .env("PGCLIENTENCODING", &self.encoding)
-            .output()
-            .unwrap();
+        let out = self.psql_as("postgres", db, sql.as_ref());
         String::from_utf8(check(&format!("psql {sql:?} in {db}"), out).stdout)
             .unwrap()
             .trim()
@@ -542,25 +526,17 @@ impl Cluster {
         use std::os::unix::ffi::OsStrExt;
         let out = check(
             &format!("psql {}", String::from_utf8_lossy(sql)),
-            self.psql_as("postgres", std::ffi::OsStr::from_bytes(sql)),
+            self.psql_as("postgres", "postgres", std::ffi::OsStr::from_bytes(sql)),
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// psql over the Unix socket as `user`, in the server's encoding.
-    fn psql_as(&self, user: &str, sql: &std::ffi::OsStr) -> Output {
+    fn psql_as(&self, user: &str, db: &str, sql: &std::ffi::OsStr) -> Output {
         Command::new(self.bin.join("psql"))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.root)
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                user,
-                "-d",
-                "postgres",
-                "-c",
-            ])
+            .args(["-p", &self.port.to_string(), "-U", user, "-d", db, "-c"])
             .arg(sql)
             .env("PGCLIENTENCODING", &self.encoding)
             .output()
