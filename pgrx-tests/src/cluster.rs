@@ -2,11 +2,10 @@
 //! as root, TLS on with generated certificates, pg_twofactor preloaded.
 
 use crate::certs::{CertFiles, Pki};
-use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+use crate::ports::free_port;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU16, Ordering};
 
 /// The OS user that owns clusters when the tests run as root.
 pub const CLUSTER_OS_USER: &str = "postgres";
@@ -21,30 +20,62 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `.ci/majors`: the one place naming the PostgreSQL majors (Debian's own, which is also the
+/// default, and where the others are installed); the scripts source it, the harness reads it.
+const MAJORS_FILE: &str = include_str!("../../.ci/majors");
+
+/// The value of `NAME=value` or `NAME=${NAME:-value}` in `.ci/majors`.
+fn majors_setting(name: &str) -> String {
+    let line = MAJORS_FILE
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!(".ci/majors does not set {name}"));
+    let value = line.trim().trim_matches('"');
+    match value.strip_prefix("${") {
+        Some(rest) => rest
+            .split_once(":-")
+            .and_then(|(_, d)| d.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("cannot read {name} in .ci/majors: {line}"))
+            .to_string(),
+        None => value.to_string(),
+    }
+}
+
+/// Debian's own PostgreSQL major, the default of `PG_MAJOR` (`.ci/majors`).
+pub fn debian_major() -> String {
+    majors_setting("DEBIAN_MAJOR")
+}
+
 /// The `pg_config` of PostgreSQL major `major` where `.ci/setup` puts it (`.ci/majors`):
-/// Debian's for 15, `$PG_PREFIX_BASE/NN` (default `/opt/pg_twofactor/pg/NN`) for the others.
+/// Debian's under `/usr/lib/postgresql/NN`, the others in `$PG_PREFIX_BASE/NN` (default
+/// `/opt/pg_twofactor/pg/NN`).
 pub fn pg_config_of(major: &str) -> String {
-    if major == "15" {
-        "/usr/lib/postgresql/15/bin/pg_config".into()
+    if major == debian_major() {
+        format!("/usr/lib/postgresql/{major}/bin/pg_config")
     } else {
         let base =
-            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| "/opt/pg_twofactor/pg".into());
+            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| majors_setting("PG_PREFIX_BASE"));
         format!("{base}/{major}/bin/pg_config")
     }
 }
 
-/// The directory with PostgreSQL's programs: `$PG_CONFIG --bindir`, else that of major
-/// `$PG_MAJOR` (default 15), else the `pg_config` on the PATH.
-pub fn bindir() -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| {
-        let major = std::env::var("PG_MAJOR").unwrap_or_else(|_| "15".into());
+/// The `pg_config` the harness uses: `$PG_CONFIG`, else that of major `$PG_MAJOR` (default
+/// Debian's), else the `pg_config` on the PATH.
+pub fn pg_config() -> String {
+    std::env::var("PG_CONFIG").unwrap_or_else(|_| {
+        let major = std::env::var("PG_MAJOR").unwrap_or_else(|_| debian_major());
         let path = pg_config_of(&major);
         if Path::new(&path).exists() {
             path
         } else {
             "pg_config".into()
         }
-    });
+    })
+}
+
+/// The directory with PostgreSQL's programs (`--bindir` of [`pg_config`]).
+pub fn bindir() -> PathBuf {
+    let pg_config = pg_config();
     let out = Command::new(&pg_config)
         .arg("--bindir")
         .output()
@@ -107,19 +138,6 @@ pub fn chown_to_cluster_user(path: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 400) as u16 * 100;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
-        let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok();
-        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).is_ok();
-        if v4 && v6 {
-            return port;
-        }
-    }
-}
-
 fn check(what: &str, out: Output) -> Output {
     assert!(
         out.status.success(),
@@ -141,6 +159,9 @@ pub struct ClusterBuilder {
     encoding: String,
     listen: String,
     hosts: Option<Vec<u8>>,
+    resolver: String,
+    at: Option<PathBuf>,
+    port: Option<u16>,
 }
 
 impl Default for ClusterBuilder {
@@ -155,6 +176,9 @@ impl Default for ClusterBuilder {
             encoding: "UTF8".into(),
             listen: "127.0.0.1,::1".into(),
             hosts: None,
+            resolver: "options timeout:1 attempts:1".into(),
+            at: None,
+            port: None,
         }
     }
 }
@@ -211,6 +235,28 @@ impl ClusterBuilder {
         self
     }
 
+    /// `resolv.conf` options of [`ClusterBuilder::name_service`] (default
+    /// `options timeout:1 attempts:1`).
+    pub fn resolver_options(mut self, line: &str) -> Self {
+        self.resolver = line.to_string();
+        self
+    }
+
+    /// Puts the cluster in `dir` (data directory `dir/data`, certificates `dir/certs`, log
+    /// `dir/server.log`, Unix socket in `dir`) instead of a temporary directory, and keeps the
+    /// directory when the handle is dropped (for the demo). A cluster left running there by an
+    /// earlier run is stopped and the directory emptied first.
+    pub fn at(mut self, dir: &Path) -> Self {
+        self.at = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The TCP port (default: a free one from [`crate::ports::free_port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Leave this cluster out of dry-run shadowing ([`crate::shadow`]): for scenarios that
     /// check the decision log's own default or count every decision line.
     pub fn without_dry_run_shadow(mut self) -> Self {
@@ -238,11 +284,31 @@ impl ClusterBuilder {
 
     /// Creates the cluster without starting it.
     pub fn create(self) -> Cluster {
-        let (dir, root) = cluster_root("pg2f-e2e-");
-        let pki = Pki::new(&root.join("pki"));
+        let bin = bindir();
+        let (dir, root) = match &self.at {
+            None => {
+                let (dir, root) = cluster_root("pg2f-e2e-");
+                (Some(dir), root)
+            }
+            Some(at) => {
+                if at.join("data/postmaster.pid").exists() {
+                    let _ = as_cluster_user(&bin.join("pg_ctl"))
+                        .args(["-w", "-m", "fast", "-D"])
+                        .arg(at.join("data"))
+                        .arg("stop")
+                        .output();
+                }
+                if at.exists() {
+                    std::fs::remove_dir_all(at).unwrap();
+                }
+                std::fs::create_dir_all(at).unwrap();
+                std::fs::set_permissions(at, std::fs::Permissions::from_mode(0o755)).unwrap();
+                (None, at.clone())
+            }
+        };
+        let pki = Pki::new(&root.join("certs"));
         let server = pki.server();
         let data = root.join("data");
-        let bin = bindir();
         chown_to_cluster_user(&root);
         check(
             "initdb",
@@ -266,7 +332,7 @@ impl ClusterBuilder {
         std::fs::copy(&server.cert, data.join("server.crt")).unwrap();
         std::fs::copy(&server.key, data.join("server.key")).unwrap();
         std::fs::copy(&pki.ca_cert, data.join("root.crt")).unwrap();
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let mut conf = vec![
             format!("port = {port}"),
             format!("listen_addresses = '{}'", self.listen),
@@ -314,7 +380,7 @@ impl ClusterBuilder {
             std::fs::write(dir.join("hosts"), hosts).unwrap();
             std::fs::write(
                 dir.join("resolv.conf"),
-                "nameserver 127.83.0.53\noptions timeout:1 attempts:1\n",
+                format!("nameserver 127.83.0.53\n{}\n", self.resolver),
             )
             .unwrap();
             std::fs::write(dir.join("nsswitch.conf"), "hosts: files dns\n").unwrap();
@@ -344,7 +410,8 @@ impl ClusterBuilder {
 
 /// A running (or created) cluster. Stopped when dropped.
 pub struct Cluster {
-    _dir: tempfile::TempDir,
+    /// The temporary directory holding the cluster (`None` for [`ClusterBuilder::at`]).
+    _dir: Option<tempfile::TempDir>,
     pub root: PathBuf,
     pub data: PathBuf,
     pub port: u16,
@@ -401,7 +468,7 @@ impl Cluster {
         std::fs::write(data.join("pg_twofactor_hba.conf"), rules).unwrap();
         chown_to_cluster_user(&root);
         let mut standby = Cluster {
-            _dir: dir,
+            _dir: Some(dir),
             root: root.clone(),
             data,
             port,
@@ -449,15 +516,52 @@ impl Cluster {
         out
     }
 
+    /// Stops the server at once (`-m immediate`).
     pub fn stop(&mut self) {
+        self.stop_mode("immediate");
+    }
+
+    fn stop_mode(&mut self, mode: &str) {
         if self.running {
             let _ = as_cluster_user(&self.bin.join("pg_ctl"))
-                .args(["-w", "-m", "immediate", "-D"])
+                .args(["-w", "-m", mode, "-D"])
                 .arg(&self.data)
                 .arg("stop")
                 .output();
             self.running = false;
         }
+    }
+
+    /// Stops the server cleanly (`-m fast`) and starts it again; panics when it does not start.
+    pub fn restart(&mut self) {
+        self.stop_mode("fast");
+        let out = self.try_start();
+        assert!(
+            out.status.success(),
+            "server did not restart; log:\n{}",
+            self.log()
+        );
+    }
+
+    /// Leaves the server running after the handle is gone (for the demo; with
+    /// [`ClusterBuilder::at`], so the directory stays too). Returns its `pg_ctl stop` command.
+    pub fn keep_running(mut self) -> String {
+        self.running = false;
+        let as_user = if is_root() {
+            format!("runuser -u {CLUSTER_OS_USER} -- ")
+        } else {
+            String::new()
+        };
+        format!(
+            "{as_user}{} -D {} stop",
+            self.bin.join("pg_ctl").display(),
+            self.data.display()
+        )
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_file
     }
 
     /// The whole server log.

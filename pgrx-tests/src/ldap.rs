@@ -5,23 +5,15 @@
 
 use crate::certs::Pki;
 use crate::daemon::{wait_until, Daemon};
+use crate::ports::free_port;
 use ldap3::{LdapConn, Scope, SearchEntry};
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Stdio};
 
 pub const BASE_DN: &str = "dc=example,dc=net";
 pub const PEOPLE_DN: &str = "ou=people,dc=example,dc=net";
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=net";
 pub const ADMIN_PASSWORD: &str = "directory-admin-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub struct Slapd {
     dir: tempfile::TempDir,

@@ -7,7 +7,6 @@ use crate::daemon::{wait_until, Daemon};
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
-use std::net::{Ipv4Addr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -72,14 +71,6 @@ pub struct FreeRadius {
     daemon: Daemon,
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl FreeRadius {
     /// Starts FreeRADIUS (as the current user) with `users`, and waits until it is ready.
     pub fn start(users: &[&RadiusUser]) -> FreeRadius {
@@ -91,7 +82,7 @@ impl FreeRadius {
         for sub in ["log", "run", "mods-config"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let port = free_udp_port();
+        let port = crate::ports::free_port();
         let mut users_file = String::new();
         for u in users {
             users_file.push_str(&format!(
