@@ -69,6 +69,7 @@ fn main() {
 #include "regex/regex.h"
 #include "mb/pg_wchar.h"
 #include "catalog/pg_collation_d.h"
+#include "utils/timeout.h"
 "#;
 
     let bindings = bindgen::Builder::default()
@@ -98,6 +99,12 @@ fn main() {
         .allowlist_var("REG_OKAY")
         .allowlist_var("REG_NOMATCH")
         .allowlist_var("C_COLLATION_OID")
+        // the authentication timeout (PerformAuthentication arms STATEMENT_TIMEOUT for it):
+        // host-name lookups in the hook give up before it fires
+        .allowlist_type("TimeoutId")
+        .allowlist_function("get_timeout_active")
+        .allowlist_function("get_timeout_finish_time")
+        .constified_enum_module("TimeoutId")
         .constified_enum_module("UserAuth")
         // pgrx declares PostgreSQL callbacks as "C-unwind"; so do we.
         .override_abi(bindgen::Abi::CUnwind, ".*")

@@ -214,7 +214,7 @@ fn pg_twofactor_check(
             rules,
             &attempt,
             gucs::enabled_methods(),
-            &SystemNetwork,
+            &SystemNetwork::unbounded(),
             &ServerCatalog::new(),
         );
         rows(&attempt, &d, gucs::client_reason())

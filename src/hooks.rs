@@ -124,6 +124,35 @@ impl Refusal {
     }
 }
 
+/// How long before `authentication_timeout` fires the hook's host-name lookups give up, so
+/// that the refusal (and its reason) reaches the client and the log first.
+const LOOKUP_MARGIN_US: i64 = 500_000;
+
+/// The instant host-name lookups must give up by, and `authentication_timeout` in seconds:
+/// [`LOOKUP_MARGIN_US`] before the authentication timeout PerformAuthentication armed (it
+/// reuses STATEMENT_TIMEOUT for it, in 15, 16 and 18). `None` when no such timeout is armed.
+fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
+    let id = ffi::TimeoutId::STATEMENT_TIMEOUT;
+    // SAFETY: called in the backend during ClientAuthentication, on its one thread; these read
+    // the timeout module's table (a valid id), AuthenticationTimeout is a plain int GUC, and
+    // GetCurrentTimestamp only reads the clock.
+    let (fire_at, now, secs) = unsafe {
+        if !ffi::get_timeout_active(id) {
+            return None;
+        }
+        (
+            ffi::get_timeout_finish_time(id),
+            pg_sys::GetCurrentTimestamp(),
+            pg_sys::AuthenticationTimeout,
+        )
+    };
+    let left = (fire_at - now - LOOKUP_MARGIN_US).max(0) as u64;
+    Some((
+        std::time::Instant::now() + std::time::Duration::from_micros(left),
+        secs,
+    ))
+}
+
 /// The verdict for a login PostgreSQL accepted: `None` lets it in. Never panics or raises:
 /// anything unexpected is an internal-error refusal.
 ///
@@ -133,12 +162,16 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
+        let network = match authentication_deadline() {
+            Some((deadline, secs)) => SystemNetwork::bounded(deadline, secs),
+            None => SystemNetwork::unbounded(),
+        };
         let (verdict, report, cert) = store::with_current(|rules| {
             let d = decision::decide_all(
                 rules,
                 &attempt,
                 gucs::enabled_methods(),
-                &SystemNetwork,
+                &network,
                 &ServerCatalog::new(),
             );
             if let Some((observed, _)) = &d.report {

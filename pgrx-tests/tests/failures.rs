@@ -138,3 +138,51 @@ fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
         "no DNS query reached the silent server"
     );
 }
+
+#[test]
+fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_the_cause() {
+    if !pg_twofactor_e2e::cluster::is_root() {
+        eprintln!("skipped: a private name service needs root");
+        return;
+    }
+    // The resolver would wait 30 s for this silent server; authentication_timeout is 2 s. The
+    // hook gives up before PostgreSQL's timeout fires (which would close the connection
+    // without telling the client anything) and refuses with the cause.
+    let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
+    let c = scenario::builder()
+        .rules(
+            "hostssl all test1 .oracle.test 2f-scram-sha-256\n\
+             hostssl all test1 127.0.0.1/32 2f-scram-sha-256\n",
+        )
+        .name_service(b"127.0.0.1 localhost\n::1 localhost\n")
+        .resolver_options("options timeout:30 attempts:1")
+        .setting("authentication_timeout = 2s")
+        .start();
+    c.create_user("test1", PASSWORD);
+    let good = scenario::cert_for(&c, "test1");
+    let mark = c.log_mark();
+    rust_login(
+        &c,
+        &Login::new("test1", PASSWORD).from("127.0.0.7").cert(&good),
+    )
+    .assert_refused(&two_factor("test1", "internal error"));
+    let log = c.log_since_when(mark, |l| l.contains("internal error"));
+    assert!(
+        log.contains(
+            "reverse lookup of 127.0.0.7 failed: no answer before authentication_timeout (2 s) ran out"
+        ),
+        "{log}"
+    );
+    assert!(
+        !log.contains("canceling authentication due to timeout"),
+        "PostgreSQL's timeout fired first:\n{log}"
+    );
+    silent.set_nonblocking(true).unwrap();
+    let mut query = [0u8; 512];
+    assert!(
+        silent.recv(&mut query).is_ok(),
+        "no DNS query reached the silent server"
+    );
+    // the server goes on: the next login (no lookup needed) is accepted
+    rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
+}
