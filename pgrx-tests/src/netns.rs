@@ -70,18 +70,32 @@ impl NetnsHost {
 
     /// Runs `f` on a new thread that has entered the namespace.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on this thread only (CLONE_NEWNET), with an open namespace fd.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            enter(&path);
             f()
         })
         .join()
         .expect("namespace thread")
     }
+
+    /// Moves the calling thread into the namespace for good: its new sockets are the
+    /// namespace host's (for a thread a scenario spawned for that purpose).
+    pub fn enter_on_this_thread(&self) {
+        enter(&self.path());
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+}
+
+fn enter(path: &str) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns on this thread only (CLONE_NEWNET), with an open namespace fd.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 impl Drop for NetnsHost {

@@ -1,8 +1,10 @@
 //! Many concurrent login attempts, good and bad mixed, for a fixed time: every outcome is the
-//! expected one and the postmaster never restarts.
+//! expected one and the postmaster never restarts. As root, one client in five runs on a second
+//! host (a network namespace joined by a veth pair) and logs in over that link.
 //!
 //! LOAD_CLIENTS (default 120) concurrent clients for LOAD_SECONDS (default 15).
 
+use pg_twofactor_e2e::netns::{NetnsHost, HOST_ADDR, PEER_ADDR};
 use pg_twofactor_e2e::scenario::{self, PASSWORD};
 use pg_twofactor_e2e::{env_or, rust_login, two_factor, Login, Outcome, Pki, San};
 use std::collections::BTreeMap;
@@ -13,9 +15,15 @@ use std::time::{Duration, Instant};
 fn concurrent_mixed_logins_all_decided_right() {
     let clients = env_or("LOAD_CLIENTS", 120) as usize;
     let seconds = env_or("LOAD_SECONDS", 15);
-    let c = scenario::start(
-        scenario::builder().setting(&format!("max_connections = {}", clients + 30)),
-    );
+    let netns = pg_twofactor_e2e::cluster::is_root()
+        .then(|| NetnsHost::create("load").expect("network namespace host"));
+    let mut builder = scenario::builder().setting(&format!("max_connections = {}", clients + 30));
+    if netns.is_some() {
+        builder = builder.listen(&format!("127.0.0.1,::1,{HOST_ADDR}"));
+    } else {
+        eprintln!("not root: no network-namespace host");
+    }
+    let c = scenario::start(builder);
     let pid = std::fs::read_to_string(c.data.join("postmaster.pid")).unwrap();
     let good = scenario::cert_for(&c, "test1");
     let others = scenario::cert_for(&c, "other");
@@ -28,7 +36,14 @@ fn concurrent_mixed_logins_all_decided_right() {
         Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
     );
 
-    // (kind, login, what must happen)
+    // test1's certificate for the namespace host's address
+    let remote = c.client_cert(
+        "test1-remote",
+        &["test1"],
+        Some(&[San::Ip(PEER_ADDR.parse().unwrap())]),
+    );
+
+    // (kind, login, what must happen), for clients on this host
     type Check = fn(&Outcome) -> bool;
     let kinds: Vec<(&str, Login, Check)> = vec![
         (
@@ -68,15 +83,44 @@ fn concurrent_mixed_logins_all_decided_right() {
             |o| matches!(o, Outcome::Accepted { current_user, .. } if current_user == "other"),
         ),
     ];
+    // ... and for clients on the namespace host, connecting over the veth link
+    let remote_kinds: Vec<(&str, Login, Check)> = vec![
+        (
+            "namespace host: both factors",
+            Login::new("test1", PASSWORD).cert(&remote).to(HOST_ADDR),
+            |o| matches!(o, Outcome::Accepted { current_user, client_addr } if current_user == "test1" && client_addr == PEER_ADDR),
+        ),
+        (
+            "namespace host: a certificate bound to 127.0.0.1",
+            Login::new("test1", PASSWORD).cert(&good).to(HOST_ADDR),
+            |o| matches!(o, Outcome::Refused { message, .. } if *message == two_factor("test1", "client address does not match the certificate")),
+        ),
+        (
+            "namespace host: no certificate",
+            Login::new("test1", PASSWORD).to(HOST_ADDR),
+            |o| matches!(o, Outcome::Refused { message, .. } if *message == two_factor("test1", "no client certificate")),
+        ),
+        (
+            "namespace host: not covered",
+            Login::new("other", PASSWORD).to(HOST_ADDR),
+            |o| matches!(o, Outcome::Accepted { current_user, client_addr } if current_user == "other" && client_addr == PEER_ADDR),
+        ),
+    ];
     let tally: Mutex<BTreeMap<&str, (usize, usize)>> = Mutex::new(BTreeMap::new());
     let wrong: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     std::thread::scope(|s| {
         for k in 0..clients {
-            let (c, kinds, tally, wrong) = (&c, &kinds, &tally, &wrong);
+            let (c, tally, wrong, netns) = (&c, &tally, &wrong, &netns);
+            // one client in five on the namespace host
+            let remote = netns.is_some() && k % 5 == 0;
+            let kinds = if remote { &remote_kinds } else { &kinds };
             std::thread::Builder::new()
                 .stack_size(512 * 1024)
                 .spawn_scoped(s, move || {
+                    if let (true, Some(host)) = (remote, netns) {
+                        host.enter_on_this_thread();
+                    }
                     let mut i = k;
                     while Instant::now() < deadline {
                         let (kind, login, check) = &kinds[i % kinds.len()];
@@ -106,7 +150,13 @@ fn concurrent_mixed_logins_all_decided_right() {
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
-    assert_eq!(tally.len(), kinds.len(), "every kind ran: {tally:?}");
+    let expected_kinds = kinds.len()
+        + if netns.is_some() {
+            remote_kinds.len()
+        } else {
+            0
+        };
+    assert_eq!(tally.len(), expected_kinds, "every kind ran: {tally:?}");
     let untrusted = tally["certificate from an untrusted CA"].0;
     // a failed handshake is logged after the client has seen the alert
     let log = c.log_since_when(0, |log| {
