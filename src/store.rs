@@ -229,6 +229,29 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     elog::log_info(&msg);
 }
 
+/// A WARNING when the rules file in force does not end with a newline: a file cut short (written
+/// in place on a full disk, an interrupted copy) usually ends inside a line, which is an error,
+/// but a cut that falls between two lines leaves a valid file without the rules after it.
+/// PostgreSQL accepts such a file, and so does pg_twofactor; it only says so.
+fn warn_if_unterminated(path: &std::path::Path) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut last = [0u8; 1];
+    let unterminated =
+        f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n';
+    if unterminated {
+        elog::warn_config(
+            &format!(
+                "pg_twofactor rules file \"{}\" does not end with a newline",
+                path.display()
+            ),
+            Some("If the file was cut short (written in place on a full disk, an interrupted copy), the rules after its last line are missing: compare it with pg_twofactor_rules. Replace the file by writing a new one beside it and renaming it over the old one."),
+        );
+    }
+}
+
 /// At server start: a missing or invalid file stops the server, naming the file and line.
 pub fn load_at_startup() {
     // SAFETY: a plain read of a PostgreSQL global in the postmaster's main thread; the ssl
@@ -240,7 +263,10 @@ pub fn load_at_startup() {
         );
     }
     match read() {
-        (Ok(set), took) => install(set, took),
+        (Ok(set), took) => {
+            install(set, took);
+            warn_if_unterminated(&gucs::hba_file());
+        }
         (Err(errors), _) => {
             for e in &errors {
                 elog::log_config(&e.to_string());
@@ -261,7 +287,10 @@ pub fn load_at_startup() {
 /// previous rules stay in force.
 pub fn reload() {
     match read() {
-        (Ok(set), took) => install(set, took),
+        (Ok(set), took) => {
+            install(set, took);
+            warn_if_unterminated(&gucs::hba_file());
+        }
         (Err(errors), _) => {
             for e in &errors {
                 elog::log_config(&e.to_string());

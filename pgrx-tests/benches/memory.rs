@@ -7,11 +7,24 @@ use pg_twofactor::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use std::path::Path;
 
+/// A `/proc/self/status` field in bytes (`VmRSS:`, `VmHWM:`).
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
 fn main() {
-    println!("| rules | bytes of the rules in force | bytes per rule |");
-    println!("|---:|---:|---:|");
+    println!("| rules | file bytes | bytes of the rules in force | bytes per rule | peak memory while loading / file bytes |");
+    println!("|---:|---:|---:|---:|---:|");
     for n in [10, 1_000, 10_000, 100_000] {
         let text = synthetic_rules(n, "bench");
+        // the sizes grow, so each load's peak is above the earlier ones' (VmHWM only grows)
+        let before = status_bytes("VmRSS:");
         let set = parse_text(
             Path::new("/bench/pg_twofactor_hba.conf"),
             text.as_bytes(),
@@ -22,6 +35,14 @@ fn main() {
         .unwrap();
         // SAFETY: deep_clone keeps nothing outside its result, which shares no memory with `set`.
         let frozen = unsafe { Frozen::new(|| set.deep_clone()) };
-        println!("| {n} | {} | {} |", frozen.bytes(), frozen.bytes() / n);
+        let peak = status_bytes("VmHWM:").saturating_sub(before);
+        println!(
+            "| {n} | {} | {} | {} | {:.1} |",
+            text.len(),
+            frozen.bytes(),
+            frozen.bytes() / n,
+            peak as f64 / text.len() as f64
+        );
+        drop(set);
     }
 }

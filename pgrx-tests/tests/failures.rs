@@ -186,3 +186,191 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
     // the server goes on: the next login (no lookup needed) is accepted
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
 }
+
+/// Sets the soft `RLIMIT_AS` of process `pid` (`None`: unlimited), with util-linux's `prlimit`
+/// run as the cluster's OS user: the same user may change its own processes' soft limits (root
+/// would need CAP_SYS_RESOURCE for another user's).
+fn set_address_space_limit(pid: i32, soft: Option<u64>) {
+    let soft = soft.map_or("unlimited".to_string(), |b| b.to_string());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", pg_twofactor_e2e::cluster::CLUSTER_OS_USER, "--", "prlimit"])
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--as={soft}:"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn postmaster_pid(c: &pg_twofactor_e2e::Cluster) -> i32 {
+    std::fs::read_to_string(c.data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_reload_without_the_memory_to_load_the_rules_keeps_the_previous_rules() {
+    if !pg_twofactor_e2e::cluster::is_root() {
+        eprintln!("skipped: limiting the postmaster's memory needs root");
+        return;
+    }
+    let c = scenario::start(scenario::builder());
+    let pid = postmaster_pid(&c);
+    let good = scenario::cert_for(&c, "test1");
+    // The postmaster may grow 48 MB beyond its size now (its backends inherit the limit, and a
+    // login needs far less). The new file (about 3 MB) needs over 100 MB to load.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let vm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    set_address_space_limit(pid, Some((vm_kb + 48 * 1024) * 1024));
+    let big = format!(
+        "hostssl all other all 2f-scram-sha-256\n{}{}",
+        scenario::synthetic_rules(60_000, "nobody"),
+        scenario::RULES
+    );
+    c.write_rules(&big);
+    let mark = c.log_mark();
+    c.reload();
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("not enough memory to load it: a file of")
+            && log.contains("Cannot allocate memory"),
+        "{log}"
+    );
+    assert!(
+        log.contains("was not reloaded; the previous rules stay in force"),
+        "{log}"
+    );
+    let problem = c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor; SELECT last_reload_error FROM pg_twofactor_status()");
+    assert!(problem.contains("not enough memory"), "{problem}");
+    // the postmaster is the same process, and the previous rules are enforced
+    assert_eq!(postmaster_pid(&c), pid);
+    rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
+    rust_login(&c, &Login::new("test1", PASSWORD))
+        .assert_refused(&two_factor("test1", "no client certificate"));
+    rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
+
+    // with the memory back, the same file loads at the next reload
+    set_address_space_limit(pid, None);
+    c.reload();
+    rust_login(&c, &Login::new("other", PASSWORD))
+        .assert_refused(&two_factor("other", "no client certificate"));
+    assert_eq!(postmaster_pid(&c), pid);
+    assert!(!c.log().contains("terminated by signal"), "{}", c.log());
+}
+
+#[test]
+fn a_rules_file_cut_short_on_a_full_disk_is_not_loaded() {
+    if !pg_twofactor_e2e::cluster::is_root() {
+        eprintln!("skipped: a small file system needs root");
+        return;
+    }
+    // the rules file lives on a 64 kB tmpfs
+    let dir = tempfile::Builder::new()
+        .prefix("pg2f-small-fs-")
+        .tempdir()
+        .unwrap();
+    let small = dir.path().to_path_buf();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let rules = small.join("rules.conf");
+    std::fs::write(&rules, scenario::RULES).unwrap();
+    pg_twofactor_e2e::cluster::chown_to_cluster_user(&rules);
+    let c = scenario::start(
+        scenario::builder().setting(&format!("pg_twofactor.hba_file = '{}'", rules.display())),
+    );
+    let good = scenario::cert_for(&c, "test1");
+
+    // fill the file system
+    {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(small.join("filler")).unwrap();
+        let chunk = [b'#'; 1024];
+        while filler.write_all(&chunk).is_ok() {}
+    }
+    // the DBA rewrites the rules file in place: a rule for "other" first, then the old rules
+    // behind 150 more. Only what fits in the rules file's own freed block is written.
+    let mut new = String::from("hostssl all other all 2f-scram-sha-256\n");
+    for i in 0..150 {
+        new.push_str(&format!(
+            "hostssl all user{i:03} 127.0.0.1/32 2f-scram-sha-256\n"
+        ));
+    }
+    new.push_str(scenario::RULES);
+    let err = std::fs::write(&rules, &new).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let written = std::fs::read(&rules).unwrap();
+    assert!(
+        !written.is_empty() && written.len() < new.len() && !written.ends_with(b"\n"),
+        "the write was cut inside a line ({} of {} bytes)",
+        written.len(),
+        new.len()
+    );
+    let cut_line = written.iter().filter(|b| **b == b'\n').count() + 1;
+
+    let mark = c.log_mark();
+    c.reload();
+    let log = c.log_since(mark);
+    assert!(
+        log.contains(&format!(
+            "line {cut_line} of configuration file \"{}\"",
+            rules.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("was not reloaded; the previous rules stay in force"),
+        "{log}"
+    );
+    // the previous rules: "other" is not covered, test1 is
+    rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
+    rust_login(&c, &Login::new("test1", PASSWORD))
+        .assert_refused(&two_factor("test1", "no client certificate"));
+    rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
+
+    // a file that ends inside its last rule but is otherwise valid loads, with a WARNING
+    std::fs::remove_file(small.join("filler")).unwrap();
+    let whole: Vec<&str> = scenario::RULES.lines().collect();
+    std::fs::write(&rules, whole.join("\n")).unwrap();
+    let mark = c.log_mark();
+    c.reload();
+    let log = c.log_since(mark);
+    assert!(
+        log.contains(&format!(
+            "WARNING:  pg_twofactor rules file \"{}\" does not end with a newline",
+            rules.display()
+        )),
+        "{log}"
+    );
+    // and with the newline back, no warning
+    std::fs::write(&rules, scenario::RULES).unwrap();
+    let mark = c.log_mark();
+    c.reload();
+    assert!(
+        !c.log_since(mark).contains("does not end with a newline"),
+        "{}",
+        c.log_since(mark)
+    );
+}

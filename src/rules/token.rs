@@ -114,8 +114,52 @@ pub fn os_message(e: &std::io::Error) -> String {
     }
 }
 
-/// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`]. Opening does
-/// not block (a FIFO is refused, not waited on).
+/// Loading a rules file takes at most about this many times its size in memory at its peak
+/// (the text, the parsed rules and their frozen copy; `benches/memory.rs` measures 34 at
+/// 100,000 rules), plus [`LOAD_MEMORY_SLACK`].
+pub const LOAD_MEMORY_FACTOR: u64 = 40;
+pub const LOAD_MEMORY_SLACK: u64 = 8 * 1024 * 1024;
+
+/// Checks that the memory loading a file of `len` bytes needs can be had right now, by mapping
+/// that much (writable, private: it counts against `RLIMIT_AS` and the overcommit limit like
+/// the allocations it stands for) and unmapping it untouched. The postmaster cannot recover
+/// from an allocation failing halfway through a load (Rust aborts, as PostgreSQL's own
+/// `pg_hba.conf` reload turns out-of-memory into FATAL there); this turns the foreseeable
+/// shortage into an error of the file, and the previous rules stay in force.
+pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
+    let need = len
+        .saturating_mul(LOAD_MEMORY_FACTOR)
+        .saturating_add(LOAD_MEMORY_SLACK);
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; nothing
+    // reads or writes it, and it is unmapped with the same length right away.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            need as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "not enough memory to load it: a file of {len} bytes needs about {} MB while it is loaded ({})",
+                    need / (1024 * 1024),
+                    os_message(&e)
+                ),
+            ));
+        }
+        libc::munmap(p, need as usize);
+    }
+    Ok(())
+}
+
+/// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
+/// to load it is there ([`memory_headroom`]). Opening does not block (a FIFO is refused, not
+/// waited on).
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, std::io::Error> {
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -132,6 +176,7 @@ pub fn read_limited(path: &Path) -> Result<Vec<u8>, std::io::Error> {
             "file is larger than {MAX_FILE_BYTES} bytes"
         )));
     }
+    memory_headroom(meta.len())?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_FILE_BYTES {
