@@ -47,7 +47,7 @@ impl SystemNetwork {
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new()
                 .name("pg_twofactor lookup".into())
-                .stack_size(256 * 1024)
+                .stack_size(1024 * 1024)
                 .spawn(move || {
                     let _ = tx.send(lookup());
                 })

@@ -106,6 +106,10 @@ fn a_backend_killed_during_authentication_leaves_the_rules_in_force() {
     rust_login(&c, &Login::new("other", PASSWORD)).assert_accepted_as("other");
 }
 
+/// The silent DNS server's address is the one every private name service uses: the scenarios
+/// that bind it take turns.
+static SILENT_DNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
     if !pg_twofactor_e2e::cluster::is_root() {
@@ -114,6 +118,7 @@ fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
     }
     // The cluster's resolver (a private resolv.conf: nameserver 127.83.0.53, timeout 1 s, one
     // attempt) reaches this socket, which reads nothing and answers nothing.
+    let _one_at_a_time = SILENT_DNS.lock().unwrap_or_else(|e| e.into_inner());
     let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
     let c = scenario::builder()
         .rules("hostssl all test1 .oracle.test 2f-scram-sha-256\n")
@@ -148,6 +153,7 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
     // The resolver would wait 30 s for this silent server; authentication_timeout is 2 s. The
     // hook gives up before PostgreSQL's timeout fires (which would close the connection
     // without telling the client anything) and refuses with the cause.
+    let _one_at_a_time = SILENT_DNS.lock().unwrap_or_else(|e| e.into_inner());
     let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
     let c = scenario::builder()
         .rules(
@@ -193,7 +199,12 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
 fn set_address_space_limit(pid: i32, soft: Option<u64>) {
     let soft = soft.map_or("unlimited".to_string(), |b| b.to_string());
     let out = std::process::Command::new("runuser")
-        .args(["-u", pg_twofactor_e2e::cluster::CLUSTER_OS_USER, "--", "prlimit"])
+        .args([
+            "-u",
+            pg_twofactor_e2e::cluster::CLUSTER_OS_USER,
+            "--",
+            "prlimit",
+        ])
         .arg(format!("--pid={pid}"))
         .arg(format!("--as={soft}:"))
         .output()
