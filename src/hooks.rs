@@ -125,12 +125,13 @@ impl Refusal {
 }
 
 /// How long before `authentication_timeout` fires the hook's host-name lookups give up, so
-/// that the refusal (and its reason) reaches the client and the log first.
+/// that the refusal (and its reason) reaches the client and the log first: half a second, or a
+/// quarter of `authentication_timeout` when that is shorter than two seconds.
 const LOOKUP_MARGIN_US: i64 = 500_000;
 
 /// The instant host-name lookups must give up by, and `authentication_timeout` in seconds:
-/// [`LOOKUP_MARGIN_US`] before the authentication timeout PerformAuthentication armed (it
-/// reuses STATEMENT_TIMEOUT for it, in 15, 16 and 18). `None` when no such timeout is armed.
+/// the margin before the authentication timeout PerformAuthentication armed (it reuses
+/// STATEMENT_TIMEOUT for it, in 15, 16 and 18). `None` when no such timeout is armed.
 fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
     let id = ffi::TimeoutId::STATEMENT_TIMEOUT;
     // SAFETY: called in the backend during ClientAuthentication, on its one thread; these read
@@ -146,7 +147,8 @@ fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
             pg_sys::AuthenticationTimeout,
         )
     };
-    let left = (fire_at - now - LOOKUP_MARGIN_US).max(0) as u64;
+    let margin = LOOKUP_MARGIN_US.min(i64::from(secs) * 1_000_000 / 4);
+    let left = (fire_at - now - margin).max(0) as u64;
     Some((
         std::time::Instant::now() + std::time::Duration::from_micros(left),
         secs,

@@ -229,10 +229,11 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     elog::log_info(&msg);
 }
 
-/// A WARNING when the rules file in force does not end with a newline: a file cut short (written
-/// in place on a full disk, an interrupted copy) usually ends inside a line, which is an error,
-/// but a cut that falls between two lines leaves a valid file without the rules after it.
-/// PostgreSQL accepts such a file, and so does pg_twofactor; it only says so.
+/// A WARNING when the rules file about to be put in force does not end with a newline. A file
+/// cut short (written in place on a full disk, an interrupted copy) usually ends inside a line,
+/// which is an error; a cut just before a line's newline leaves a valid file that may lack the
+/// rules after it, and this says so. (A cut just after a newline cannot be seen at all.)
+/// PostgreSQL accepts such a file, and so does pg_twofactor. Only the main file is checked.
 fn warn_if_unterminated(path: &std::path::Path) {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(path) else {
@@ -264,8 +265,9 @@ pub fn load_at_startup() {
     }
     match read() {
         (Ok(set), took) => {
-            install(set, took);
+            // before the "loaded" line, which is what a reload is known to be done by
             warn_if_unterminated(&gucs::hba_file());
+            install(set, took);
         }
         (Err(errors), _) => {
             for e in &errors {
@@ -288,8 +290,9 @@ pub fn load_at_startup() {
 pub fn reload() {
     match read() {
         (Ok(set), took) => {
-            install(set, took);
+            // before the "loaded" line, which is what a reload is known to be done by
             warn_if_unterminated(&gucs::hba_file());
+            install(set, took);
         }
         (Err(errors), _) => {
             for e in &errors {

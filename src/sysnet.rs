@@ -34,8 +34,11 @@ impl SystemNetwork {
     }
 
     /// Runs `lookup` here (unbounded) or on a thread of its own, waiting for it until the
-    /// deadline. A thread that is still blocked in the resolver then is left behind: it only
-    /// holds its own result channel, and the backend refuses the login and exits.
+    /// deadline. A thread still blocked in the resolver then is left behind, inside libc (and
+    /// whatever NSS module the resolver uses) with its own result channel; the backend refuses
+    /// the login and exits, which ends the thread. (An undecidable `mode=report` rule does not
+    /// refuse, so then the session goes on with that thread blocked until the resolver gives
+    /// up; it touches nothing of the backend's.)
     fn run<T: Send + 'static>(
         &self,
         lookup: impl FnOnce() -> Lookup<T> + Send + 'static,
@@ -43,11 +46,21 @@ impl SystemNetwork {
         let Some((deadline, secs)) = self.deadline else {
             return lookup();
         };
+        let timed_out = || {
+            Lookup::Failed(format!(
+                "no answer before authentication_timeout ({secs} s) ran out"
+            ))
+        };
+        if Instant::now() >= deadline {
+            return timed_out();
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let spawned = with_signals_blocked(|| {
             std::thread::Builder::new()
                 .name("pg_twofactor lookup".into())
-                .stack_size(1024 * 1024)
+                // NSS modules (sssd, LDAP, mDNS) may want as much stack as the main thread;
+                // this is address space, touched only as used
+                .stack_size(8 * 1024 * 1024)
                 .spawn(move || {
                     let _ = tx.send(lookup());
                 })
@@ -57,9 +70,7 @@ impl SystemNetwork {
         }
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(result) => result,
-            Err(mpsc::RecvTimeoutError::Timeout) => Lookup::Failed(format!(
-                "no answer before authentication_timeout ({secs} s) ran out"
-            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => timed_out(),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Lookup::Failed("the lookup ended without an answer".into())
             }

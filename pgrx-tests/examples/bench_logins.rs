@@ -71,15 +71,18 @@ fn main() {
         c.port
     );
 
-    // sanity: in b the extension is active (no certificate: refused), and the login works
+    // sanity: in b the extension is active (a certificate PostgreSQL's clientcert=verify-full
+    // accepts, right CN, but bound to another address, is refused), and the login works
     configure(&mut c, "b");
-    let no_cert = format!(
-        "host=127.0.0.1 port={} user=bench dbname=postgres sslmode=require sslcert=/nonexistent",
-        c.port
+    c.pki.client(
+        "bench-elsewhere",
+        &["bench"],
+        Some(&[San::Ip("10.20.30.40".parse().unwrap())]),
     );
+    let elsewhere = conn.replace("/bench.", "/bench-elsewhere.");
     assert!(
-        !psql(&c, &no_cert, "SELECT 1").status.success(),
-        "sanity check failed: a login without certificate was accepted in configuration b"
+        !psql(&c, &elsewhere, "SELECT 1").status.success(),
+        "sanity check failed: a certificate bound to another address was accepted in configuration b"
     );
     let ok = psql(&c, &conn, "SELECT 1");
     assert!(ok.status.success(), "the benchmark login fails: {ok:?}");
@@ -180,7 +183,26 @@ fn configure(c: &mut Cluster, cfg: &str) {
     let path = c.data.join("bench.conf");
     std::fs::write(&path, conf).unwrap();
     chown_to_cluster_user(&path);
+    let mark = c.log_mark();
     c.restart();
+    // the configuration is the one meant: its rules file loaded, or no pg_twofactor at all
+    let log = c.log_since(mark);
+    let loaded = log
+        .split("pg_twofactor: loaded ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next());
+    let expected = rules.map(|f| {
+        std::fs::read_to_string(c.data.join(f))
+            .unwrap()
+            .lines()
+            .count()
+            .to_string()
+    });
+    assert_eq!(
+        loaded,
+        expected.as_deref(),
+        "configuration {cfg}: rules loaded at start"
+    );
 }
 
 fn psql(c: &Cluster, conn: &str, sql: &str) -> std::process::Output {

@@ -291,12 +291,29 @@ impl ClusterBuilder {
                 (Some(dir), root)
             }
             Some(at) => {
-                if at.join("data/postmaster.pid").exists() {
-                    let _ = as_cluster_user(&bin.join("pg_ctl"))
+                if let Ok(pid_file) = std::fs::read_to_string(at.join("data/postmaster.pid")) {
+                    let stopped = as_cluster_user(&bin.join("pg_ctl"))
                         .args(["-w", "-m", "fast", "-D"])
                         .arg(at.join("data"))
                         .arg("stop")
-                        .output();
+                        .output()
+                        .is_ok_and(|o| o.status.success());
+                    // a stale pid file (the server is gone) is fine; a server that is still
+                    // there keeps its directory
+                    let pid: i32 = pid_file
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .parse()
+                        .unwrap_or(0);
+                    // SAFETY: kill with signal 0 only checks whether the process exists.
+                    let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+                    assert!(
+                        stopped || !alive,
+                        "a server (pid {pid}) is running in {} and could not be stopped",
+                        at.display()
+                    );
                 }
                 if at.exists() {
                     std::fs::remove_dir_all(at).unwrap();

@@ -227,6 +227,7 @@ fn parse_lines(
 /// Parses file contents; `path` names the file in errors and anchors relative includes.
 pub fn parse_text(path: &Path, text: &[u8], syntax: Syntax, regex: &dyn RegexCheck) -> ParsedFile {
     let mut lines = Vec::new();
+    token::start_load();
     token::Tokenizer { syntax }.text(path, text, 0, &mut lines);
     parse_lines(path, lines, syntax, regex)
 }
@@ -240,7 +241,11 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
             file_error: Some(RuleError {
                 file: path.to_path_buf(),
                 line: None,
-                message: format!("could not open pg_twofactor rules file: {e}"),
+                message: if e.starts_with("not enough memory") {
+                    format!("could not load pg_twofactor rules file: {e}")
+                } else {
+                    format!("could not open pg_twofactor rules file: {e}")
+                },
             }),
             lines: Vec::new(),
         },

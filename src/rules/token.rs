@@ -114,20 +114,22 @@ pub fn os_message(e: &std::io::Error) -> String {
     }
 }
 
-/// Loading a rules file takes at most about this many times its size in memory at its peak
-/// (the text, the parsed rules and their frozen copy; `benches/memory.rs` measures 34 at
-/// 100,000 rules), plus [`LOAD_MEMORY_SLACK`].
-pub const LOAD_MEMORY_FACTOR: u64 = 40;
+/// Loading rules files takes at most about this many times their size in address space at its
+/// peak (the text, the parsed rules and their frozen copy; `benches/memory.rs` measures 39 at
+/// 100,000 rules and 42 at 10,000; BENCHMARKS.md section 7), plus [`LOAD_MEMORY_SLACK`].
+pub const LOAD_MEMORY_FACTOR: u64 = 64;
 pub const LOAD_MEMORY_SLACK: u64 = 8 * 1024 * 1024;
 
-/// Checks that the memory loading a file of `len` bytes needs can be had right now, by mapping
+/// Checks that the memory loading the rules files read so far plus this one of `len` bytes
+/// needs can be had right now, by mapping
 /// that much (writable, private: it counts against `RLIMIT_AS` and the overcommit limit like
 /// the allocations it stands for) and unmapping it untouched. The postmaster cannot recover
 /// from an allocation failing halfway through a load (Rust aborts, as PostgreSQL's own
 /// `pg_hba.conf` reload turns out-of-memory into FATAL there); this turns the foreseeable
 /// shortage into an error of the file, and the previous rules stay in force.
 pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
-    let need = len
+    let total = LOAD_BYTES.get().saturating_add(len);
+    let need = total
         .saturating_mul(LOAD_MEMORY_FACTOR)
         .saturating_add(LOAD_MEMORY_SLACK);
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing; nothing
@@ -146,7 +148,7 @@ pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
             return Err(std::io::Error::new(
                 e.kind(),
                 format!(
-                    "not enough memory to load it: a file of {len} bytes needs about {} MB while it is loaded ({})",
+                    "not enough memory to load the rules: {total} bytes of rules files so far (this file {len}) need about {} MB while they are loaded ({})",
                     need / (1024 * 1024),
                     os_message(&e)
                 ),
@@ -154,7 +156,20 @@ pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
         }
         libc::munmap(p, need as usize);
     }
+    LOAD_BYTES.set(total);
     Ok(())
+}
+
+thread_local! {
+    /// Bytes of rules files read so far by the load running on this thread: every file of a
+    /// load (includes, `@file`s, each time referenced) is tokenized before any is parsed and
+    /// frozen, so the memory a load needs grows with their sum.
+    static LOAD_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Starts counting a new load for [`memory_headroom`].
+pub fn start_load() {
+    LOAD_BYTES.set(0);
 }
 
 /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
@@ -331,6 +346,7 @@ impl Tokenizer {
     /// Every record of `path` (and of the files it includes), in order. A file that cannot be
     /// read is an `Err`; errors inside it are records with an error.
     pub fn file(&self, path: &Path) -> Result<Vec<TokLine>, String> {
+        start_load();
         let bytes = read_limited(path).map_err(|e| os_message(&e))?;
         let mut out = Vec::new();
         self.text(path, &bytes, 0, &mut out);
