@@ -248,7 +248,7 @@ fn warn_if_unterminated(path: &std::path::Path) {
                 "pg_twofactor rules file \"{}\" does not end with a newline",
                 path.display()
             ),
-            Some("If the file was cut short (written in place on a full disk, an interrupted copy), the rules after its last line are missing: compare it with pg_twofactor_rules. Replace the file by writing a new one beside it and renaming it over the old one."),
+            Some("If the file was cut short (written in place on a full disk, an interrupted copy), the rules after its last line are missing: check that its last rule is the one it should end with. Replace the file by writing a new one beside it and renaming it over the old one."),
         );
     }
 }
