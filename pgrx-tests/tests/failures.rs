@@ -110,19 +110,48 @@ fn a_backend_killed_during_authentication_leaves_the_rules_in_force() {
 /// that bind it take turns.
 static SILENT_DNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A DNS server that reads nothing and answers nothing, at the address of the clusters'
+/// private resolv.conf (nameserver 127.83.0.53), held for one scenario at a time.
+struct SilentDns {
+    socket: std::net::UdpSocket,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl SilentDns {
+    fn start() -> SilentDns {
+        let turn = SILENT_DNS.lock().unwrap_or_else(|e| e.into_inner());
+        SilentDns {
+            socket: std::net::UdpSocket::bind("127.83.0.53:53")
+                .expect("bind the silent DNS server"),
+            _turn: turn,
+        }
+    }
+
+    /// The resolver did ask it (and so waited for an answer).
+    fn assert_asked(&self) {
+        self.socket.set_nonblocking(true).unwrap();
+        let mut query = [0u8; 512];
+        assert!(
+            self.socket.recv(&mut query).is_ok(),
+            "no DNS query reached the silent server"
+        );
+    }
+}
+
+/// A hosts file that names only localhost, so 127.0.0.7's name is asked of DNS.
+const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n";
+
 #[test]
 fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
     if !pg_twofactor_e2e::cluster::is_root() {
         eprintln!("skipped: a private name service needs root");
         return;
     }
-    // The cluster's resolver (a private resolv.conf: nameserver 127.83.0.53, timeout 1 s, one
-    // attempt) reaches this socket, which reads nothing and answers nothing.
-    let _one_at_a_time = SILENT_DNS.lock().unwrap_or_else(|e| e.into_inner());
-    let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
+    // The cluster's resolver (timeout 1 s, one attempt) reaches the silent server.
+    let silent = SilentDns::start();
     let c = scenario::builder()
         .rules("hostssl all test1 .oracle.test 2f-scram-sha-256\n")
-        .name_service(b"127.0.0.1 localhost\n::1 localhost\n")
+        .name_service(HOSTS)
         .start();
     c.create_user("test1", PASSWORD);
     let mark = c.log_mark();
@@ -136,12 +165,7 @@ fn a_dns_server_that_never_answers_refuses_a_host_name_rule() {
         "{log}"
     );
     // the resolver did ask the silent server (and so waited out its timeout)
-    silent.set_nonblocking(true).unwrap();
-    let mut query = [0u8; 512];
-    assert!(
-        silent.recv(&mut query).is_ok(),
-        "no DNS query reached the silent server"
-    );
+    silent.assert_asked();
 }
 
 #[test]
@@ -153,14 +177,13 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
     // The resolver would wait 30 s for this silent server; authentication_timeout is 2 s. The
     // hook gives up before PostgreSQL's timeout fires (which would close the connection
     // without telling the client anything) and refuses with the cause.
-    let _one_at_a_time = SILENT_DNS.lock().unwrap_or_else(|e| e.into_inner());
-    let silent = std::net::UdpSocket::bind("127.83.0.53:53").expect("bind the silent DNS server");
+    let silent = SilentDns::start();
     let c = scenario::builder()
         .rules(
             "hostssl all test1 .oracle.test 2f-scram-sha-256\n\
              hostssl all test1 127.0.0.1/32 2f-scram-sha-256\n",
         )
-        .name_service(b"127.0.0.1 localhost\n::1 localhost\n")
+        .name_service(HOSTS)
         .resolver_options("options timeout:30 attempts:1")
         .setting("authentication_timeout = 2s")
         // the dry run is not bounded (no authentication_timeout in a session): it would wait
@@ -186,12 +209,7 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
         !log.contains("canceling authentication due to timeout"),
         "PostgreSQL's timeout fired first:\n{log}"
     );
-    silent.set_nonblocking(true).unwrap();
-    let mut query = [0u8; 512];
-    assert!(
-        silent.recv(&mut query).is_ok(),
-        "no DNS query reached the silent server"
-    );
+    silent.assert_asked();
     // the server goes on: the next login (no lookup needed) is accepted
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&good)).assert_accepted_as("test1");
 }
