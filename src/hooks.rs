@@ -164,10 +164,8 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
-        let network = match authentication_deadline() {
-            Some((deadline, secs)) => SystemNetwork::bounded(deadline, secs),
-            None => SystemNetwork::unbounded(),
-        };
+        // the deadline is read only if a lookup is needed (most logins make none)
+        let network = SystemNetwork::bounded_by(authentication_deadline);
         let (verdict, report, cert) = store::with_current(|rules| {
             let d = decision::decide_all(
                 rules,

@@ -13,23 +13,35 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::Instant;
 
+/// A lookup deadline: the instant, and the `authentication_timeout` (seconds) it derives from.
+pub type Deadline = Option<(Instant, i32)>;
+
 /// The system resolver, unbounded or bounded by a deadline.
 pub struct SystemNetwork {
     /// The instant each lookup gives up, and the `authentication_timeout` (seconds) it derives
     /// from, for the message.
-    deadline: Option<(Instant, i32)>,
+    /// Read at the first lookup (most logins make none), then kept.
+    deadline: std::cell::OnceCell<Deadline>,
+    /// Where the deadline comes from; `None`: unbounded.
+    source: Option<fn() -> Deadline>,
 }
 
 impl SystemNetwork {
     /// Lookups that take as long as the resolver takes (the dry run, in an ordinary session).
     pub fn unbounded() -> SystemNetwork {
-        SystemNetwork { deadline: None }
+        SystemNetwork {
+            deadline: std::cell::OnceCell::new(),
+            source: None,
+        }
     }
 
-    /// Lookups that give up at `deadline`, derived from `authentication_timeout` = `secs`.
-    pub fn bounded(deadline: Instant, secs: i32) -> SystemNetwork {
+    /// Lookups that give up at the deadline `source` gives (the instant, and the
+    /// `authentication_timeout` in seconds it derives from; `None`: no deadline), asked at the
+    /// first lookup only.
+    pub fn bounded_by(source: fn() -> Deadline) -> SystemNetwork {
         SystemNetwork {
-            deadline: Some((deadline, secs)),
+            deadline: std::cell::OnceCell::new(),
+            source: Some(source),
         }
     }
 
@@ -43,7 +55,10 @@ impl SystemNetwork {
         &self,
         lookup: impl FnOnce() -> Lookup<T> + Send + 'static,
     ) -> Lookup<T> {
-        let Some((deadline, secs)) = self.deadline else {
+        let deadline = *self
+            .deadline
+            .get_or_init(|| self.source.and_then(|source| source()));
+        let Some((deadline, secs)) = deadline else {
             return lookup();
         };
         let timed_out = || {
