@@ -1,21 +1,21 @@
 -- pg_twofactor's views, comments and grants. The functions themselves are generated from the
 -- Rust sources (#[pg_extern]); this file is appended to the install script after them.
--- sql/pg_twofactor--0.1.0--0.2.0.sql repeats these statements for upgrades: keep both in step
--- (the upgrade test compares an upgraded database with a fresh install).
+-- The upgrade scripts (sql/pg_twofactor--A--B.sql) repeat what changed between versions: keep
+-- them in step (the upgrade test compares an upgraded database with a fresh install).
+--
+-- Who may read what (README "Deploying it securely"): what reveals the rules (their view, the
+-- dry run) is superuser-only, like pg_hba_file_rules; a DBA may GRANT it. The status and the
+-- statistics name no rule's content and stay readable by the monitoring roles.
 
 CREATE VIEW pg_twofactor_rules AS SELECT * FROM pg_twofactor_rules();
 COMMENT ON VIEW pg_twofactor_rules IS
     'The pg_twofactor rules file as it is on disk now, with errors; like pg_hba_file_rules';
 REVOKE ALL ON FUNCTION pg_twofactor_rules() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO pg_read_all_settings;
 REVOKE ALL ON pg_twofactor_rules FROM PUBLIC;
-GRANT SELECT ON pg_twofactor_rules TO pg_read_all_settings;
 
 COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) IS
     'Dry run: what pg_twofactor would decide for a login, with the rules in force; nobody logs in';
 REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean)
-    TO pg_read_all_settings;
 
 COMMENT ON FUNCTION pg_twofactor_status() IS
     'pg_twofactor: rules in force, pending reload, last reload error, TLS settings, enabled methods';

@@ -401,7 +401,7 @@ impl<'n> ClientName<'n> {
 }
 
 /// The ADDRESS column of a rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AddrSpec {
     All,
     SameHost,

@@ -205,6 +205,7 @@ impl<T> Frozen<T> {
             let _restore = Restore(outer, &used);
             build()
         };
+        seal(id);
         Frozen {
             value: std::mem::ManuallyDrop::new(value),
             id,
@@ -231,6 +232,24 @@ impl<T> Drop for Frozen<T> {
         // write (reference counts) into pages that running backends share. Only allocations
         // that fell back to malloc (when a mapping failed) are leaked.
         release(self.id);
+    }
+}
+
+/// Makes every chunk of arena `id` read-only: once filled, nothing writes to the rules in
+/// force, so a stray write (in any backend, which shares these pages) faults in the process
+/// that made it instead of silently changing the rules of every later login. A chunk whose
+/// protection cannot be changed stays writable (`mprotect` fails only for invalid arguments).
+fn seal(id: usize) {
+    for i in 0..SLOTS {
+        let start = CHUNKS[i * 3].load(Ordering::Acquire);
+        if start == 0 || start == usize::MAX || CHUNKS[i * 3 + 2].load(Ordering::Acquire) != id {
+            continue;
+        }
+        let end = CHUNKS[i * 3 + 1].load(Ordering::Acquire);
+        // SAFETY: [start, end) is a whole mapping made by new_chunk for this arena (page
+        // aligned); its values are only ever read from now on (Frozen hands out shared
+        // references only, and its Drop unmaps without dropping them).
+        unsafe { libc::mprotect(start as *mut libc::c_void, end - start, libc::PROT_READ) };
     }
 }
 
@@ -286,6 +305,35 @@ mod tests {
         drop(frozen);
         assert!(!in_arena(first), "the chunks are released with the arena");
         drop(big);
+    }
+
+    #[test]
+    fn a_frozen_value_is_read_only() {
+        // SAFETY: as above.
+        let frozen = unsafe { Frozen::new(|| vec![5u8; 8192]) };
+        let p = frozen.as_ptr() as *mut u8;
+        assert!(in_arena(p as usize));
+        // SAFETY: fork in a test process: the child only writes to memory and exits, both
+        // async-signal-safe (no allocation, no lock).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            // SAFETY: deliberately unsound, in a child that is expected to die of it: the
+            // write must fault.
+            unsafe {
+                std::ptr::write_volatile(p.add(100), 9);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
+            "a write into the frozen value did not fault (status {status:#x})"
+        );
+        assert_eq!(frozen[100], 5);
+        drop(frozen);
     }
 
     #[test]

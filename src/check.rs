@@ -63,7 +63,34 @@ fn parse_pem(pem: &str) -> Result<Vec<u8>, String> {
     Ok(block.contents)
 }
 
-/// Builds the attempt; an argument that cannot be used is an ERROR naming it.
+/// The longest user or database name PostgreSQL keeps of a login (`NAMEDATALEN - 1` bytes; it
+/// cuts longer ones in the startup packet).
+pub const MAX_NAME_BYTES: usize = pgrx::pg_sys::NAMEDATALEN as usize - 1;
+/// The largest certificate a TLS client can send PostgreSQL: OpenSSL's default limit on the
+/// certificate list a peer sends (`SSL_CTX_set_max_cert_list`, 100 kB), which PostgreSQL keeps.
+pub const MAX_CERT_DER_BYTES: usize = 102_400;
+/// The PEM form of such a certificate: base64 (4 characters per 3 bytes) in lines of 64, with
+/// the BEGIN and END lines.
+pub const MAX_CERT_PEM_BYTES: usize = MAX_CERT_DER_BYTES.div_ceil(3) * 4 * 65 / 64 + 128;
+/// Longer than any method name PostgreSQL knows.
+const MAX_METHOD_BYTES: usize = 32;
+/// The memory a dry run may need at most (the certificate read, the rules searched, the rows
+/// made), asked for before it starts ([`crate::rules::token::memory_available`]).
+const DRY_RUN_MEMORY: u64 = 32 * 1024 * 1024;
+
+/// `value` unless it is longer than `max` bytes (an ERROR naming the argument and the limit).
+fn limited<'a>(argument: &str, value: &'a str, max: usize, why: &str) -> Result<&'a str, String> {
+    if value.len() > max {
+        return Err(format!(
+            "{argument} is {} bytes long, more than the {max} bytes {why}",
+            value.len()
+        ));
+    }
+    Ok(value)
+}
+
+/// Builds the attempt; an argument that cannot be used is an ERROR naming it. Every argument
+/// is checked against its size limit before anything is copied or parsed.
 pub fn attempt(
     user: &str,
     database: &str,
@@ -73,13 +100,50 @@ pub fn attempt(
     ssl: bool,
     replication: bool,
 ) -> Result<LoginAttempt, String> {
+    let user = limited(
+        "user_name",
+        user,
+        MAX_NAME_BYTES,
+        "PostgreSQL keeps of a user name",
+    )?;
+    let database = limited(
+        "database",
+        database,
+        MAX_NAME_BYTES,
+        "PostgreSQL keeps of a database name",
+    )?;
+    let hba_method = limited(
+        "hba_method",
+        hba_method,
+        MAX_METHOD_BYTES,
+        "of any authentication method name",
+    )?;
+    let client_cert = client_cert
+        .map(|pem| {
+            limited(
+                "client_cert",
+                pem,
+                MAX_CERT_PEM_BYTES,
+                "of a certificate a TLS client can send (OpenSSL's 100 kB limit, in PEM)",
+            )
+        })
+        .transpose()?;
     let hba_method = BaseMethod::from_name(hba_method).ok_or_else(|| {
         format!("unrecognized pg_hba.conf authentication method \"{hba_method}\"")
     })?;
     let cert = match client_cert {
         None => PeerCert::None,
         Some(_) if !ssl => PeerCert::None,
-        Some(pem) => PeerCert::Verified(parse_pem(pem)?),
+        Some(pem) => {
+            let der = parse_pem(pem)?;
+            if der.len() > MAX_CERT_DER_BYTES {
+                return Err(format!(
+                    "client_cert is {} bytes long in DER, more than the {MAX_CERT_DER_BYTES} bytes of a certificate a TLS client can send (OpenSSL's limit)",
+                    der.len()
+                ));
+            }
+            PeerCert::Verified(der)
+        }
     };
     Ok(LoginAttempt {
         database: database.as_bytes().to_vec(),
@@ -164,7 +228,7 @@ fn warn_if_not_valid_now(pem: &str) {
 }
 
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(volatile, parallel_restricted)]
 fn pg_twofactor_check(
     user_name: &str,
     database: &str,
@@ -186,6 +250,17 @@ fn pg_twofactor_check(
         name!(detail, Option<String>),
     ),
 > {
+    if let Err(e) = crate::rules::token::memory_available(DRY_RUN_MEMORY) {
+        error(
+            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+            format!(
+                "not enough memory for the dry run: it needs up to {} MB ({})",
+                DRY_RUN_MEMORY / (1024 * 1024),
+                crate::rules::token::os_message(&e)
+            ),
+            None,
+        );
+    }
     let addr = client_addr.map(|a| a.0);
     let attempt = attempt(
         user_name,
@@ -272,6 +347,32 @@ mod tests {
             .unwrap_err(),
             "client_cert holds a PEM \"PRIVATE KEY\" block, not a CERTIFICATE"
         );
+        // every argument has a size limit, checked before it is copied or parsed
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        assert_eq!(
+            attempt(&long, "d", None, None, "md5", true, false).unwrap_err(),
+            "user_name is 64 bytes long, more than the 63 bytes PostgreSQL keeps of a user name"
+        );
+        assert!(attempt("u", &long, None, None, "md5", true, false)
+            .unwrap_err()
+            .starts_with("database is 64 bytes long"));
+        assert!(attempt("u", "d", None, None, &long, true, false)
+            .unwrap_err()
+            .starts_with("hba_method is 64 bytes long"));
+        let huge = "A".repeat(MAX_CERT_PEM_BYTES + 1);
+        assert!(attempt("u", "d", None, Some(&huge), "md5", true, false)
+            .unwrap_err()
+            .starts_with(&format!("client_cert is {} bytes long, more than the {MAX_CERT_PEM_BYTES} bytes of a certificate a TLS client can send", MAX_CERT_PEM_BYTES + 1)));
+        // a PEM block within the PEM limit whose DER is over 100 kB (no line breaks)
+        let b64 = "QUFB".repeat(MAX_CERT_DER_BYTES / 3 + 1);
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        assert!(pem.len() <= MAX_CERT_PEM_BYTES);
+        let e = attempt("u", "d", None, Some(&pem), "md5", true, false).unwrap_err();
+        assert!(
+            e.starts_with("client_cert is 102402 bytes long in DER"),
+            "{e}"
+        );
+        assert!(MAX_CERT_PEM_BYTES > 138_000 && MAX_CERT_PEM_BYTES < 140_000);
         // without TLS no certificate reaches the server
         assert!(matches!(
             attempt("u", "d", None, Some("ignored"), "md5", false, false)

@@ -180,20 +180,22 @@ fn home(key: &Key) -> usize {
 }
 
 impl StatsTable {
-    fn file_index(&mut self, path: &str) -> u8 {
+    /// The file's index+1 in the file table; `None` when the table is full (more included
+    /// files than [`FILE_SLOTS`]): the decisions of rules in further files are counted in the
+    /// overflow row, never under another file's name.
+    fn file_index(&mut self, path: &str) -> Option<u8> {
         if let Some(i) = self.files[..self.files_used]
             .iter()
             .position(|f| f.as_str() == path)
         {
-            return i as u8 + 1;
+            return Some(i as u8 + 1);
         }
         if self.files_used == FILE_SLOTS {
-            // more included files than slots: the last slot stands for the rest
-            return FILE_SLOTS as u8;
+            return None;
         }
         self.files[self.files_used] = Text::new(path);
         self.files_used += 1;
-        self.files_used as u8
+        Some(self.files_used as u8)
     }
 
     /// The index of `key`'s slot, or of the empty slot where it would go.
@@ -232,7 +234,13 @@ impl StatsTable {
     /// reported one, in the row of its reason.
     pub fn record(&mut self, d: &Decision<'_>, now: i64) {
         let (file, line, content) = match d.rule {
-            Some((f, l, c)) => (self.file_index(f), l, c),
+            Some((f, l, c)) => match self.file_index(f) {
+                Some(file) => (file, l, c),
+                None => {
+                    self.overflow.count(d.outcome, now);
+                    return;
+                }
+            },
             None => (0, 0, 0),
         };
         let total = Key {
@@ -450,6 +458,45 @@ mod tests {
         t.reset(70);
         assert!(t.rows().is_empty());
         assert_eq!(t.reset_at, 70);
+    }
+
+    #[test]
+    fn rules_in_files_beyond_the_file_table_count_in_the_overflow_row() {
+        let mut t = Box::<StatsTable>::default();
+        let names: Vec<String> = (0..=FILE_SLOTS)
+            .map(|i| format!("/d/inc{i}.conf"))
+            .collect();
+        for name in &names {
+            t.record(&d(Some((name, 1, 1)), Outcome::Accepted, None), 1);
+        }
+        t.record(
+            &d(
+                Some((&names[FILE_SLOTS], 2, 1)),
+                Outcome::Refused,
+                Some(Reason::NoCertificate),
+            ),
+            2,
+        );
+        let rows = t.rows();
+        // one row per file that has a slot, each under its own name; the 33rd file's two
+        // decisions in the overflow row, never under the 32nd file's name
+        assert_eq!(rows.len(), FILE_SLOTS + 1, "{rows:?}");
+        for (row, name) in rows.iter().zip(&names[..FILE_SLOTS]) {
+            assert_eq!(
+                (row.file.as_deref(), row.counters.checked),
+                (Some(name.as_str()), 1)
+            );
+        }
+        let last = rows.last().unwrap();
+        assert!(last.overflow);
+        assert_eq!(
+            (
+                last.counters.checked,
+                last.counters.accepted,
+                last.counters.refused
+            ),
+            (2, 1, 1)
+        );
     }
 
     #[test]

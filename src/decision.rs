@@ -221,6 +221,12 @@ pub struct Decision<'r> {
 }
 
 /// [`decide`], with the deciding rule and the report-mode observation.
+///
+/// A rule whose match cannot be decided (a lookup failed) is decided in both worlds: the login
+/// must pass as if the rule applied *and* as if it did not. So an undecidable `2f-exempt` or
+/// `mode=report` rule is skipped (the rules below decide), and an undecidable enforcing rule
+/// requires its own checks and whatever decides without it. Nobody gets in with a password
+/// alone, and nobody whom no rule covers is locked out by an outage.
 pub fn decide_all<'r>(
     rules: &'r RuleSet,
     attempt: &LoginAttempt,
@@ -243,20 +249,36 @@ pub fn decide_all<'r>(
         client: &client,
     };
     let mut report = None;
+    // Undecidable rules passed over, in file order: an enforcing one with its verdict as if
+    // it applied, an exemption or report rule with `None` (it was skipped).
+    let mut undecided: Vec<(&'r Rule, String, Option<Verdict>)> = Vec::new();
     let found = rules.find_passing(&conn, catalog, |found| {
-        let rule = match found {
-            Found::Rule(r) | Found::Undecided { rule: r, .. } => *r,
+        let (rule, cause) = match found {
+            Found::Rule(r) => (*r, None),
+            Found::Undecided { rule, cause } => (*rule, Some(cause)),
             Found::None => return false,
         };
-        let passes = rule.mode == Mode::Report && matches!(rule.action, Action::TwoFactor(_));
-        if passes && report.is_none() {
-            let verdict = match found {
-                Found::Undecided { cause, .. } => undecided(rule, attempt, addr, cause),
-                _ => decide_rule(rule, attempt, addr, &client, enabled),
-            };
-            report = Some((as_reported(verdict), rule));
+        let reports = rule.mode == Mode::Report && matches!(rule.action, Action::TwoFactor(_));
+        if reports {
+            // a report rule never decides: the rules below it apply in either world
+            if report.is_none() {
+                let verdict = match cause {
+                    Some(cause) => undecided_report(rule, attempt, addr, cause),
+                    None => decide_rule(rule, attempt, addr, &client, enabled),
+                };
+                report = Some((as_reported(verdict), rule));
+            }
+            return true;
         }
-        passes
+        let Some(cause) = cause else {
+            return false; // a decided rule decides
+        };
+        let as_if_applied = match rule.action {
+            Action::Exempt => None,
+            Action::TwoFactor(_) => Some(decide_rule(rule, attempt, addr, &client, enabled)),
+        };
+        undecided.push((rule, cause.clone(), as_if_applied));
+        true
     });
     let (verdict, rule) = match found {
         Found::None => (Verdict::NotCovered, None),
@@ -264,15 +286,153 @@ pub fn decide_all<'r>(
             decide_rule(rule, attempt, addr, &client, enabled),
             Some(rule),
         ),
-        // Whatever its method: a rule that cannot be decided might be hiding a later rule, so
-        // the login is refused.
-        Found::Undecided { rule, cause } => (undecided(rule, attempt, addr, &cause), Some(rule)),
+        // every undecidable rule was passed over above
+        Found::Undecided { rule, cause } => {
+            (undecided_report(rule, attempt, addr, &cause), Some(rule))
+        }
     };
+    if undecided.is_empty() {
+        return Decision {
+            verdict,
+            rule,
+            report,
+        };
+    }
+    let (verdict, rule) = both_worlds(undecided, verdict, rule);
     Decision {
         verdict,
         rule,
         report,
     }
+}
+
+/// The verdict when undecidable rules were passed over on the way to `below` (what decides as
+/// if none of them applied, by `below_rule`): the first undecidable enforcing rule whose own
+/// checks refuse refuses; else what decides below refuses; else the login is accepted, by the
+/// first undecidable enforcing rule (its checks passed) or as `below` says. Every DETAIL says
+/// which world refused and which rules could not be decided.
+fn both_worlds<'r>(
+    undecided: Vec<(&'r Rule, String, Option<Verdict>)>,
+    below: Verdict,
+    below_rule: Option<&'r Rule>,
+) -> (Verdict, Option<&'r Rule>) {
+    let note = |skip: Option<&Rule>| {
+        undecided
+            .iter()
+            .filter(|(r, ..)| skip.is_none_or(|s| !std::ptr::eq(*r, s)))
+            .map(|(r, cause, as_if)| {
+                sentence(&format!(
+                    "rule {}:{} ({}) could not be decided ({cause}), so {}",
+                    r.file.display(),
+                    r.line,
+                    r.action,
+                    match as_if {
+                        None => "it was skipped".to_string(),
+                        Some(v) if v.reason().is_none() => {
+                            "its checks were required, and they passed".to_string()
+                        }
+                        Some(_) => "its checks were required".to_string(),
+                    }
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // world "it applies": the first undecidable enforcing rule that refuses
+    for (rule, cause, as_if) in &undecided {
+        if let Some(Verdict::Refused {
+            reason,
+            rule_file,
+            rule_line,
+            detail,
+        }) = as_if
+        {
+            let others = note(Some(rule));
+            return (
+                Verdict::Refused {
+                    reason: *reason,
+                    rule_file: rule_file.clone(),
+                    rule_line: *rule_line,
+                    detail: join(&[
+                        detail,
+                        &sentence(&format!(
+                            "whether the rule applies cannot be decided ({cause}), and it refuses the login as if it applied"
+                        )),
+                        &others,
+                    ]),
+                },
+                Some(rule),
+            );
+        }
+    }
+    let notes = note(None);
+    match below {
+        // world "it does not apply": what decides below refuses
+        Verdict::Refused {
+            reason,
+            rule_file,
+            rule_line,
+            detail,
+        } => (
+            Verdict::Refused {
+                reason,
+                rule_file,
+                rule_line,
+                detail: join(&[
+                    &detail,
+                    "The rules above this one that could not be decided do not spare the login from it.",
+                    &notes,
+                ]),
+            },
+            below_rule,
+        ),
+        Verdict::Accepted {
+            rule_file,
+            rule_line,
+            detail,
+        } => (
+            Verdict::Accepted {
+                rule_file,
+                rule_line,
+                detail: join(&[&detail, &notes]),
+            },
+            below_rule,
+        ),
+        // not covered or exempt below: the first undecidable enforcing rule (whose checks
+        // passed) accepts; with none, PostgreSQL's decision stands as below says
+        other => {
+            let first = undecided
+                .iter()
+                .find_map(|(r, _, as_if)| as_if.as_ref().map(|v| (*r, v)));
+            match first {
+                Some((
+                    rule,
+                    Verdict::Accepted {
+                        rule_file,
+                        rule_line,
+                        detail,
+                    },
+                )) => (
+                    Verdict::Accepted {
+                        rule_file: rule_file.clone(),
+                        rule_line: *rule_line,
+                        detail: join(&[detail, &notes]),
+                    },
+                    Some(rule),
+                ),
+                _ => (other, below_rule),
+            }
+        }
+    }
+}
+
+fn join(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A refusal becomes a reported would-be refusal.
@@ -293,7 +453,8 @@ fn as_reported(verdict: Verdict) -> Verdict {
     }
 }
 
-fn undecided(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &str) -> Verdict {
+/// What a `mode=report` rule whose match cannot be decided reports (it never decides).
+fn undecided_report(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &str) -> Verdict {
     Verdict::Refused {
         reason: Reason::Internal,
         rule_file: rule.file.to_path_buf(),
@@ -302,7 +463,7 @@ fn undecided(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &str) -> 
             "{}. {}",
             rule_context(rule, attempt, addr),
             sentence(&format!(
-                "whether the rule applies cannot be decided, so it is taken to apply: {cause}"
+                "whether the rule applies cannot be decided: {cause}"
             ))
         ),
     }
@@ -609,7 +770,8 @@ mod tests {
             }
         );
         assert_eq!(report(&d), None);
-        // an exemption that cannot be decided exempts nobody: refused
+        // an exemption that cannot be decided is skipped: the rules below decide, and none
+        // covers this user (the undecidable report rule at line 5 only reports)
         let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
         a.user = b"bad.example.com".to_vec();
         a.known_host = KnownHost {
@@ -618,10 +780,8 @@ mod tests {
             errcode: libc::EAI_AGAIN,
         };
         let d = run(&a);
-        assert_eq!(
-            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
-            ("refused", "/d/r.conf:3")
-        );
+        assert_eq!(d.verdict, Verdict::NotCovered);
+        assert_eq!(report(&d), Some(("reported", Some(Reason::Internal), 5)));
         // an undecidable report rule reports, and the search goes on
         let rules = parse_text(
             Path::new("/d/r.conf"),
@@ -662,7 +822,7 @@ mod tests {
     }
 
     #[test]
-    fn an_undecidable_rule_refuses_with_the_cause() {
+    fn an_undecidable_rule_requires_its_checks_with_the_cause() {
         let mut a = attempt(PeerCert::None, BaseMethod::Md5);
         a.user = b"bad.example.com".to_vec();
         a.known_host = KnownHost {
@@ -680,14 +840,143 @@ mod tests {
         else {
             panic!("{v:?}")
         };
-        assert_eq!((reason, rule_line), (Reason::Internal, 3));
+        // as if it applied, its own checks refuse: no certificate
+        assert_eq!((reason, rule_line), (Reason::NoCertificate, 3));
         assert!(
-            detail.ends_with(". Whether the rule applies cannot be decided, so it is taken to apply: host name lookup for 127.0.0.1 failed: Temporary failure in name resolution."),
+            detail.ends_with(". The client sent no certificate. Whether the rule applies cannot be decided (host name lookup for 127.0.0.1 failed: Temporary failure in name resolution), and it refuses the login as if it applied."),
             "{detail}"
         );
         // a definite "no such name" is simply no match
         a.known_host.errcode = libc::EAI_NONAME;
         assert_eq!(run(&a, MethodSet::defaults()), Verdict::NotCovered);
+    }
+
+    /// The login PostgreSQL accepted from `addr` as `user` with the `alice.der` certificate
+    /// (CN=alice, no SubjectAltName) or none, while the reverse lookup of every address fails.
+    fn during_an_outage(user: &str, addr: &str, cert: bool) -> Decision<'static> {
+        static RULES: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
+        let rules = RULES.get_or_init(|| {
+            parse_text(
+                Path::new("/d/r.conf"),
+                b"hostssl all all .mon.example.com 2f-exempt
+hostssl all alice 10.0.0.0/8 2f-scram-sha-256
+hostssl all carol .db.example.com 2f-scram-sha-256
+hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
+",
+                Syntax::BUILT,
+                &AnyRegex,
+            )
+            .into_rule_set()
+            .unwrap()
+        });
+        let cert = if cert {
+            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec())
+        } else {
+            PeerCert::None
+        };
+        let mut a = attempt(cert, BaseMethod::ScramSha256);
+        a.user = user.as_bytes().to_vec();
+        a.client_addr = Some(addr.parse().unwrap());
+        let net = StaticNetwork {
+            reverse_fails: vec![addr.parse().unwrap()],
+            ..StaticNetwork::default()
+        };
+        decide_all(rules, &a, MethodSet::defaults(), &net, &NoCatalog)
+    }
+
+    #[test]
+    fn an_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_password() {
+        // bob: no rule covers him whether or not the exemption applies
+        let d = during_an_outage("bob", "10.1.2.3", false);
+        assert_eq!(d.verdict, Verdict::NotCovered);
+        // alice with a valid certificate: the rule below the undecidable exemption accepts
+        let d = during_an_outage("alice", "10.1.2.3", true);
+        assert_eq!(
+            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
+            ("accepted", "/d/r.conf:2")
+        );
+        assert!(d.verdict.detail().unwrap().ends_with(
+            "Rule /d/r.conf:1 (2f-exempt) could not be decided (reverse lookup of 10.1.2.3 failed: Temporary failure in name resolution), so it was skipped."
+        ), "{:?}", d.verdict);
+        // alice on her password alone: refused by the rule below, which says why it applied
+        let d = during_an_outage("alice", "10.1.2.3", false);
+        assert_eq!(
+            (
+                d.verdict.outcome(),
+                d.verdict.reason(),
+                d.verdict.rule_position().as_str()
+            ),
+            ("refused", Some(Reason::NoCertificate), "/d/r.conf:2")
+        );
+        assert!(d.verdict.detail().unwrap().contains(
+            "The client sent no certificate. The rules above this one that could not be decided do not spare the login from it. Rule /d/r.conf:1 (2f-exempt) could not be decided"
+        ), "{:?}", d.verdict);
+        // outside 10/8 alice is covered only by the exemption: not covered
+        let d = during_an_outage("alice", "192.0.2.1", false);
+        assert_eq!(d.verdict, Verdict::NotCovered);
+        // carol: an undecidable enforcing rule requires its own checks (no certificate: refused
+        // by it, as if it applied) ...
+        let d = during_an_outage("carol", "192.0.2.1", false);
+        assert_eq!(
+            (
+                d.verdict.outcome(),
+                d.verdict.reason(),
+                d.verdict.rule_position().as_str()
+            ),
+            ("refused", Some(Reason::NoCertificate), "/d/r.conf:3")
+        );
+        assert!(d.verdict.detail().unwrap().contains("and it refuses the login as if it applied. Rule /d/r.conf:1 (2f-exempt) could not be decided"), "{:?}", d.verdict);
+        // ... and those of the rule below: alice's certificate has the wrong CN for carol
+        let d = during_an_outage("carol", "10.1.2.3", true);
+        assert_eq!(
+            (d.verdict.reason(), d.verdict.rule_position().as_str()),
+            (Some(Reason::CnMismatch), "/d/r.conf:3")
+        );
+    }
+
+    #[test]
+    fn an_undecidable_rule_accepts_only_when_the_rule_below_accepts_too() {
+        let rules = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all alice .db.example.com 2f-scram-sha-256
+hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
+",
+            Syntax::BUILT,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
+        let net = StaticNetwork {
+            reverse_fails: vec!["10.1.2.3".parse().unwrap(), "192.0.2.1".parse().unwrap()],
+            ..StaticNetwork::default()
+        };
+        let mut a = attempt(
+            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec()),
+            BaseMethod::ScramSha256,
+        );
+        a.user = b"alice".to_vec();
+        // outside 10/8: line 1's checks pass and nothing below covers the login
+        a.client_addr = Some("192.0.2.1".parse().unwrap());
+        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        assert_eq!(
+            (d.verdict.outcome(), d.verdict.rule_position().as_str()),
+            ("accepted", "/d/r.conf:1")
+        );
+        assert!(
+            d.verdict
+                .detail()
+                .unwrap()
+                .ends_with("so its checks were required, and they passed."),
+            "{:?}",
+            d.verdict
+        );
+        // inside 10/8: line 1's checks pass, but line 2 (san=required) refuses
+        a.client_addr = Some("10.1.2.3".parse().unwrap());
+        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        assert_eq!(
+            (d.verdict.reason(), d.verdict.rule_position().as_str()),
+            (Some(Reason::AddressMismatch), "/d/r.conf:2")
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub enum LogDecisions {
     All,
 }
 
-static CLIENT_REASON: GucSetting<bool> = GucSetting::<bool>::new(true);
+static CLIENT_REASON: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// `pg_twofactor.expiry_warning`, in minutes (PostgreSQL time units: '14d', '36h').
 static EXPIRY_WARNING: GucSetting<i32> = GucSetting::<i32>::new(14 * 24 * 60);
@@ -74,7 +74,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_twofactor.client_reason",
         c"Whether a client refused by pg_twofactor is told the reason.",
-        c"When off, the client is sent PostgreSQL's own failure of the pg_hba.conf method (for example 28P01 password authentication failed) and the server log keeps the reason. With scram-sha-256, PostgreSQL has already sent SCRAM's final message, which a client speaking the protocol itself can see.",
+        c"Off by default: pg_twofactor decides after the password check, so a reason shown to the client would tell it that the password was right. When off, the client is sent PostgreSQL's own failure of the pg_hba.conf method (for example 28P01 password authentication failed) and the server log keeps the reason. With scram-sha-256, PostgreSQL has already sent SCRAM's final message, which a client speaking the protocol itself can see.",
         &CLIENT_REASON,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,

@@ -21,6 +21,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const STATUS_OK: c_int = 0;
 const STATUS_ERROR: c_int = -1;
+const STATUS_EOF: c_int = -2;
 
 static mut PREV_CLIENT_AUTH: ffi::ClientAuthentication_hook_type = None;
 #[cfg(has_tls_init_hook)]
@@ -64,13 +65,19 @@ unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bo
 }
 
 unsafe extern "C-unwind" fn client_authentication(port: *mut ffi::Port, status: c_int) {
-    // Decide first, so that the hooks before us see the status that really applies.
-    let refusal = if status != STATUS_OK || port.is_null() {
-        None // PostgreSQL refuses this login itself
+    // Decide first, so that the hooks before us see the status that really applies. The
+    // decision runs whether or not PostgreSQL accepted the password (its lookups, its work),
+    // so that nothing a client can observe depends on the password being right; when
+    // PostgreSQL refused, the result is thrown away (PostgreSQL refuses the login itself). A
+    // client that hung up during the exchange (STATUS_EOF) sent no password at all.
+    let refusal = if port.is_null() || status == STATUS_EOF {
+        None
     } else {
+        let applies = status == STATUS_OK;
         // SAFETY: `port` is MyProcPort, valid and fully initialised once PostgreSQL has
         // chosen the pg_hba.conf line and run its method.
-        unsafe { decide(port) }
+        let refusal = unsafe { decide(port, applies) };
+        refusal.filter(|_| applies)
     };
     let applied = if refusal.is_some() {
         STATUS_ERROR
@@ -105,6 +112,13 @@ impl Refusal {
     /// the server log only.
     fn raise(self) -> ! {
         let message = Verdict::message(&self.user, self.reason);
+        if logs_authenticated_connections() {
+            elog::log_info(&format!(
+                "pg_twofactor: the login of user \"{}\" that PostgreSQL logged as authenticated is refused by pg_twofactor ({})",
+                String::from_utf8_lossy(&self.user).escape_debug(),
+                self.reason
+            ));
+        }
         if gucs::client_reason() {
             elog::fatal_auth(&message, &self.detail)
         }
@@ -122,6 +136,25 @@ impl Refusal {
             ),
         )
     }
+}
+
+/// Whether PostgreSQL logs `connection authenticated: identity=...` lines (`log_connections`
+/// on in 15-17; on 18 `on`, `all` or a list naming `authentication`). Such a line is logged
+/// when the password check passed, before this hook runs: a refusal then says that it
+/// overrules it, so nobody reading the log takes the session for established.
+fn logs_authenticated_connections() -> bool {
+    // SAFETY: GetConfigOption returns null (missing_ok) or a pointer to the setting's current
+    // value owned by guc.c, valid until the setting changes, which cannot happen while this
+    // backend authenticates; we copy it at once.
+    let value = unsafe {
+        let p = pg_sys::GetConfigOption(c"log_connections".as_ptr(), true, false);
+        if p.is_null() {
+            return false;
+        }
+        CStr::from_ptr(p).to_string_lossy().to_ascii_lowercase()
+    };
+    matches!(value.trim(), "on" | "true" | "yes" | "1" | "all")
+        || value.split(',').any(|v| v.trim() == "authentication")
 }
 
 /// How long before `authentication_timeout` fires the hook's host-name lookups give up, so
@@ -155,12 +188,14 @@ fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
     ))
 }
 
-/// The verdict for a login PostgreSQL accepted: `None` lets it in. Never panics or raises:
-/// anything unexpected is an internal-error refusal.
+/// The verdict for a login: `None` lets it in. Never panics or raises: anything unexpected is
+/// an internal-error refusal. `applies`: PostgreSQL accepted the password, so the verdict is
+/// logged, counted and acted on; otherwise the same work is done (the lookups above all) and
+/// nothing is logged, counted or warned about, and the caller throws the verdict away.
 ///
 /// # Safety
 /// `port` is MyProcPort during ClientAuthentication, after PostgreSQL's own method ran.
-unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
+unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
@@ -174,6 +209,9 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
                 &network,
                 &ServerCatalog::new(),
             );
+            if !applies {
+                return (d.verdict, None, None);
+            }
             if let Some((observed, _)) = &d.report {
                 log_decision(&attempt, observed);
             }
@@ -214,6 +252,7 @@ unsafe fn decide(port: *mut ffi::Port) -> Option<Refusal> {
             detail,
             hba_method: Some(attempt.hba_method),
         }),
+        Ok(Err(_)) | Err(_) if !applies => None,
         Ok(Err(why)) => {
             // SAFETY: per the function contract.
             Some(unsafe { internal(port, &why) })

@@ -60,6 +60,8 @@ pub struct Finding {
 /// The server settings the rules depend on.
 pub struct Settings {
     pub ssl: bool,
+    /// `pg_twofactor.client_reason`.
+    pub client_reason: bool,
     pub ssl_ca_file: Option<String>,
     pub enabled: MethodSet,
 }
@@ -242,6 +244,15 @@ pub fn findings(
             line: None,
             problem: "ssl_ca_file is not set".into(),
             detail: "The server does not ask for client certificates, so every login a pg_twofactor rule covers is refused. Set ssl_ca_file to the CA that issues client certificates.".into(),
+        });
+    }
+    if settings.client_reason {
+        out.push(Finding {
+            severity: Severity::Warning,
+            file: None,
+            line: None,
+            problem: "pg_twofactor.client_reason is on".into(),
+            detail: "A client refused by pg_twofactor is told the reason, and pg_twofactor decides after PostgreSQL's password check: anyone without a certificate can tell a right password (a two-factor refusal) from a wrong one (PostgreSQL's own failure) and so test passwords online. Set it off unless only trusted clients can reach the server.".into(),
         });
     }
     let rules = match rules {
@@ -463,6 +474,7 @@ mod tests {
     fn good() -> Settings {
         Settings {
             ssl: true,
+            client_reason: false,
             ssl_ca_file: Some("root.crt".into()),
             enabled: MethodSet::defaults(),
         }
@@ -489,12 +501,17 @@ mod tests {
         // settings
         let bad = Settings {
             ssl: false,
+            client_reason: true,
             ssl_ca_file: None,
             enabled: MethodSet::defaults(),
         };
         assert_eq!(
             run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &bad),
-            vec!["error :0 ssl is off", "error :0 ssl_ca_file is not set"]
+            vec![
+                "error :0 ssl is off",
+                "error :0 ssl_ca_file is not set",
+                "warning :0 pg_twofactor.client_reason is on"
+            ]
         );
         // shadowed (and cleared by narrowing the earlier rule)
         let shadow = "hostssl all all 10.0.0.0/8 2f-scram-sha-256\nhostssl db alice 10.1.0.0/16 2f-scram-sha-256\n";

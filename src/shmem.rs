@@ -133,7 +133,7 @@ fn pg_twofactor_stats() -> TableIterator<
             r.line.map(|l| l as i32),
             r.reason.map(|r| r.to_string()).or_else(|| {
                 r.overflow
-                    .then(|| "other rules (the statistics table is full)".to_string())
+                    .then(|| "other rules (the statistics table is full, or the rule is in a file beyond the first 32)".to_string())
             }),
             c.checked as i64,
             c.accepted as i64,
@@ -150,7 +150,7 @@ fn pg_twofactor_stats() -> TableIterator<
     }))
 }
 
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(volatile, parallel_unsafe)]
 fn pg_twofactor_stats_reset() {
     STATS.exclusive().reset(now());
 }

@@ -24,7 +24,7 @@ fn setting(name: &CStr) -> Option<String> {
 }
 
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(volatile, parallel_restricted)]
 fn pg_twofactor_status() -> TableIterator<
     'static,
     (
@@ -110,7 +110,7 @@ fn hba_lines() -> Vec<HbaLine> {
 }
 
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
-#[pg_extern(volatile, parallel_safe)]
+#[pg_extern(volatile, parallel_restricted)]
 fn pg_twofactor_config_problems() -> TableIterator<
     'static,
     (
@@ -124,6 +124,7 @@ fn pg_twofactor_config_problems() -> TableIterator<
     let disk = store::read_disk();
     let settings = Settings {
         ssl: setting(c"ssl").as_deref() == Some("on"),
+        client_reason: gucs::client_reason(),
         ssl_ca_file: setting(c"ssl_ca_file").filter(|v| !v.is_empty()),
         enabled: gucs::enabled_methods(),
     };

@@ -233,16 +233,11 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
 /// cut short (written in place on a full disk, an interrupted copy) usually ends inside a line,
 /// which is an error; a cut just before a line's newline leaves a valid file that may lack the
 /// rules after it, and this says so. (A cut just after a newline cannot be seen at all.)
-/// PostgreSQL accepts such a file, and so does pg_twofactor. Only the main file is checked.
-fn warn_if_unterminated(path: &std::path::Path) {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return;
-    };
-    let mut last = [0u8; 1];
-    let unterminated =
-        f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] != b'\n';
-    if unterminated {
+/// PostgreSQL accepts such a file, and so does pg_twofactor. Only the main file is checked, from
+/// the bytes the load read (the file is not opened again).
+fn warn_if_unterminated(set: &RuleSet) {
+    if set.unterminated {
+        let path = &set.path;
         elog::warn_config(
             &format!(
                 "pg_twofactor rules file \"{}\" does not end with a newline",
@@ -266,7 +261,7 @@ pub fn load_at_startup() {
     match read() {
         (Ok(set), took) => {
             // before the "loaded" line, which is what a reload is known to be done by
-            warn_if_unterminated(&gucs::hba_file());
+            warn_if_unterminated(&set);
             install(set, took);
         }
         (Err(errors), _) => {
@@ -291,7 +286,7 @@ pub fn reload() {
     match read() {
         (Ok(set), took) => {
             // before the "loaded" line, which is what a reload is known to be done by
-            warn_if_unterminated(&gucs::hba_file());
+            warn_if_unterminated(&set);
             install(set, took);
         }
         (Err(errors), _) => {

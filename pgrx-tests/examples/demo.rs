@@ -44,12 +44,19 @@ fn main() {
         .unwrap_or(5499);
 
     println!("==> cluster in {}/data, port {port}", dir.display());
+    println!("    (pg_twofactor.client_reason = on, so that the refusals below show their reason; the default is off: see README \"Deploying it securely\")");
     let c = HBA
         .iter()
         .fold(Cluster::builder().at(&dir).port(port), |b, l| b.hba(l))
         .listen("127.0.0.1")
         .rules(RULES)
         .setting("# pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'")
+        // The demo shows why each login is refused, so it tells the client (and its
+        // configuration check warns about that). Off, the default, a refused client gets
+        // PostgreSQL's own wrong-password error, so that a client without a certificate
+        // cannot tell a right password from a wrong one.
+        .default_client_reason()
+        .setting("pg_twofactor.client_reason = on")
         .start();
     for u in ["test1", "legacy", "sloppy", "trial"] {
         c.create_user(u, PASSWORD);

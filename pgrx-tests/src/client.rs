@@ -117,6 +117,19 @@ impl Outcome {
             other => panic!("expected refusal {message:?} (28000), got {other:?}"),
         }
     }
+
+    /// Panics unless refused with exactly `sqlstate` and `message` (PostgreSQL's own failures,
+    /// such as `28P01` for a wrong password).
+    #[track_caller]
+    pub fn assert_refused_with(&self, sqlstate: &str, message: &str) {
+        match self {
+            Outcome::Refused {
+                sqlstate: s,
+                message: m,
+            } if m == message && s == sqlstate => {}
+            other => panic!("expected refusal {message:?} ({sqlstate}), got {other:?}"),
+        }
+    }
 }
 
 /// The message of a two-factor refusal for `user` and `reason`.

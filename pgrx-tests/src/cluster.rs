@@ -148,6 +148,34 @@ fn check(what: &str, out: Output) -> Output {
     out
 }
 
+/// Sets the soft `RLIMIT_AS` of process `pid` (`None`: unlimited), with util-linux's `prlimit`
+/// run as the cluster's OS user: the same user may change its own processes' soft limits (root
+/// would need CAP_SYS_RESOURCE for another user's). Backends forked afterwards inherit it.
+pub fn set_address_space_limit(pid: i32, soft: Option<u64>) {
+    let soft = soft.map_or("unlimited".to_string(), |b| b.to_string());
+    let out = as_cluster_user(Path::new("prlimit"))
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--as={soft}:"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The address space (`VmSize`) of process `pid`, in bytes.
+pub fn address_space_of(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
 /// Sets up a cluster: `pg_hba.conf` lines, the rules file, extra settings.
 pub struct ClusterBuilder {
     extra_files: Vec<(String, Vec<u8>)>,
@@ -156,6 +184,7 @@ pub struct ClusterBuilder {
     settings: Vec<String>,
     preload: bool,
     shadow: bool,
+    client_reason: bool,
     encoding: String,
     listen: String,
     hosts: Option<Vec<u8>>,
@@ -173,6 +202,7 @@ impl Default for ClusterBuilder {
             settings: Vec::new(),
             preload: true,
             shadow: true,
+            client_reason: true,
             encoding: "UTF8".into(),
             listen: "127.0.0.1,::1".into(),
             hosts: None,
@@ -254,6 +284,14 @@ impl ClusterBuilder {
     /// The TCP port (default: a free one from [`crate::ports::free_port`]).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Leave `pg_twofactor.client_reason` at its default (off). Without this the harness turns
+    /// it on, so that the scenarios' refusal checks can name the reason the client is given;
+    /// `tests/refusals.rs` and `tests/deployment.rs` check the default.
+    pub fn default_client_reason(mut self) -> Self {
+        self.client_reason = false;
         self
     }
 
@@ -372,6 +410,10 @@ impl ClusterBuilder {
             // the shadow compares with the decision log (a scenario's own setting comes later
             // and wins)
             conf.push("pg_twofactor.log_decisions = all".into());
+        }
+        if self.preload && self.client_reason {
+            // refusal checks name the reason (the default, off, is what refusals.rs checks)
+            conf.push("pg_twofactor.client_reason = on".into());
         }
         conf.extend(self.settings);
         let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
@@ -684,6 +726,18 @@ impl Cluster {
     /// Replaces the rules file (takes effect on the next reload).
     pub fn write_rules(&self, text: &str) {
         std::fs::write(self.data.join("pg_twofactor_hba.conf"), text).unwrap();
+    }
+
+    /// The postmaster's process id (from `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> i32 {
+        std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Appends settings to postgresql.conf (take effect on reload or restart).

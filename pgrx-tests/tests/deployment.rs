@@ -181,7 +181,7 @@ fn a_revoked_certificate_is_refused_after_reload_and_its_replacement_works() {
 }
 
 #[test]
-fn client_reason_off_sends_postgresqls_own_error_but_scram_shows_a_right_password() {
+fn by_default_the_client_gets_postgresqls_own_error_but_scram_shows_a_right_password() {
     // With client_reason = off every field of the ErrorResponse (severity, SQLSTATE, message,
     // and the source file, line and function PostgreSQL reports) is what PostgreSQL itself
     // sends for a wrong password. But PostgreSQL sends SCRAM's server-final message (its own
@@ -191,7 +191,7 @@ fn client_reason_off_sends_postgresqls_own_error_but_scram_shows_a_right_passwor
     // is documented as a limit.
     let c = scenario::start(
         scenario::builder()
-            .setting("pg_twofactor.client_reason = off")
+            .default_client_reason()
             .setting("pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'"),
     );
     let raw = |c: &Cluster, user: &str, password: &str| RawLogin {
@@ -248,19 +248,43 @@ fn client_reason_off_sends_postgresqls_own_error_but_scram_shows_a_right_passwor
     );
     assert_eq!(trace.auth_codes, vec![10, 11, 12, 0]);
 
-    // With clientcert=verify-full, a client without a certificate never gets to SCRAM.
-    let c = Cluster::builder()
-        .hba("hostssl all test1 all scram-sha-256 clientcert=verify-full")
-        .rules("hostssl all test1 all 2f-scram-sha-256\n")
-        .start();
-    c.create_user("test1", PASSWORD);
-    let (outcome, trace) = raw_login_trace(&raw(&c, "test1", PASSWORD), &c.pki.ca_cert).unwrap();
-    assert_eq!(
-        outcome,
-        RawOutcome::Error {
-            sqlstate: "28000".into(),
-            message: "connection requires a valid client certificate".into(),
+    // With clientcert=verify-ca or verify-full, a client without a certificate never gets to
+    // SCRAM: the right and a wrong password get the same refusal, before any exchange.
+    for clientcert in ["verify-ca", "verify-full"] {
+        let c = Cluster::builder()
+            .hba(&format!(
+                "hostssl all test1 all scram-sha-256 clientcert={clientcert}"
+            ))
+            .rules("hostssl all test1 all 2f-scram-sha-256\n")
+            .default_client_reason()
+            .start();
+        c.create_user("test1", PASSWORD);
+        for password in [PASSWORD, "wrong"] {
+            let (outcome, trace) =
+                raw_login_trace(&raw(&c, "test1", password), &c.pki.ca_cert).unwrap();
+            assert_eq!(
+                outcome,
+                RawOutcome::Error {
+                    sqlstate: "28000".into(),
+                    message: "connection requires a valid client certificate".into(),
+                },
+                "{clientcert}"
+            );
+            assert!(trace.auth_codes.is_empty(), "{clientcert}: {trace:?}");
         }
-    );
-    assert!(trace.auth_codes.is_empty(), "{trace:?}");
+        // and with the certificate the session works
+        let cert = scenario::cert_for(&c, "test1");
+        let login = RawLogin {
+            cert: Some(cert),
+            query: true,
+            ..raw(&c, "test1", PASSWORD)
+        };
+        assert_eq!(
+            raw_login_trace(&login, &c.pki.ca_cert).unwrap().0,
+            RawOutcome::Session {
+                current_user: b"test1".to_vec()
+            },
+            "{clientcert}"
+        );
+    }
 }

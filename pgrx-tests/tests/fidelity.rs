@@ -143,7 +143,7 @@ fn a_continued_line_is_joined_as_it_is() {
 }
 
 #[test]
-fn a_host_name_rule_whose_lookup_fails_refuses() {
+fn a_host_name_rule_whose_lookup_fails_requires_its_checks() {
     if !is_root() {
         eprintln!("skipped: a private name service needs root");
         return;
@@ -155,13 +155,13 @@ fn a_host_name_rule_whose_lookup_fails_refuses() {
         .start();
     c.create_user("alice", PASSWORD);
     // 127.0.0.7 has no name in the hosts file and DNS fails ("temporary failure"): the rule
-    // cannot be decided, so it applies
+    // cannot be decided, so its checks are required
     let mark = c.log_mark();
     rust_login(&c, &Login::new("alice", PASSWORD).from("127.0.0.7"))
-        .assert_refused(&two_factor("alice", "internal error"));
+        .assert_refused(&two_factor("alice", "no client certificate"));
     let log = c.log_since(mark);
     assert!(
-        log.contains("Whether the rule applies cannot be decided, so it is taken to apply: reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution"),
+        log.contains("Whether the rule applies cannot be decided (reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution), and it refuses the login as if it applied."),
         "{log}"
     );
     // a reverse name that is not UTF-8 matches like any other

@@ -64,22 +64,36 @@ fn auth_delay_delays_two_factor_refusals_and_not_accepted_logins() {
 }
 
 #[test]
-fn client_reason_off_looks_like_a_wrong_password() {
+fn client_reason_off_by_default_looks_like_a_wrong_password() {
     let c = scenario::start(
         scenario::builder()
+            .default_client_reason()
             .setting("pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'")
             .setting("pg_twofactor.log_decisions = refused"),
     );
-    // on (the default): the client is told why
+    // on, as a DBA may choose: the client is told why
+    c.psql_admin("ALTER SYSTEM SET pg_twofactor.client_reason = on");
+    c.reload();
     let wrong_cn = scenario::cert_for(&c, "other");
     rust_login(&c, &Login::new("test1", PASSWORD).cert(&wrong_cn)).assert_refused(&two_factor(
         "test1",
         "certificate CN does not match the user name",
     ));
+    // and the configuration check warns about it
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
+    assert_eq!(
+        c.psql_admin("SELECT severity, problem FROM pg_twofactor_config_problems WHERE problem LIKE '%client_reason%'"),
+        "warning|pg_twofactor.client_reason is on"
+    );
 
-    c.psql_admin("ALTER SYSTEM SET pg_twofactor.client_reason = off");
+    // off, the default
+    c.psql_admin("ALTER SYSTEM RESET pg_twofactor.client_reason");
     c.reload();
     assert_eq!(c.psql_admin("SHOW pg_twofactor.client_reason"), "off");
+    assert_eq!(
+        c.psql_admin("SELECT count(*) FROM pg_twofactor_config_problems WHERE problem LIKE '%client_reason%'"),
+        "0"
+    );
     // (user, first factor) for scram-sha-256, md5 and password
     for user in ["test1", "md5user", "pwuser"] {
         let good = scenario::cert_for(&c, user);
@@ -156,7 +170,7 @@ fn client_reason_off_looks_like_a_wrong_password() {
     );
 
     // back on with a reload
-    c.psql_admin("ALTER SYSTEM RESET pg_twofactor.client_reason");
+    c.psql_admin("ALTER SYSTEM SET pg_twofactor.client_reason = on");
     c.reload();
     rust_login(&c, &Login::new("test1", PASSWORD))
         .assert_refused(&two_factor("test1", "no client certificate"));
@@ -211,4 +225,47 @@ fn misspelt_settings_are_reported_at_start_and_reload() {
     assert_eq!(c.psql_admin("SHOW pg_twofactor.log_decisions"), "off");
     rust_login(&c, &Login::new("test1", PASSWORD))
         .assert_refused(&two_factor("test1", "no client certificate"));
+}
+
+#[test]
+fn a_refusal_overrules_postgresqls_connection_authenticated_line_in_the_log() {
+    // With log_connections, PostgreSQL logs "connection authenticated" as soon as the password
+    // checks out, before any ClientAuthentication_hook runs; the refusal must say that it
+    // overrules that line.
+    let c = scenario::start(scenario::builder().setting("log_connections = on"));
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("test1", PASSWORD))
+        .assert_refused(&two_factor("test1", "no client certificate"));
+    let log = c.log_since(mark);
+    let authenticated = log
+        .lines()
+        .position(|l| l.contains("connection authenticated: identity=\"test1\""))
+        .unwrap_or_else(|| panic!("no connection authenticated line in\n{log}"));
+    let pid = log_line_pid(log.lines().nth(authenticated).unwrap()).unwrap();
+    let overruled = log
+        .lines()
+        .position(|l| {
+            l.contains(&format!("[{pid}]"))
+                && l.contains("pg_twofactor: the login of user \"test1\" that PostgreSQL logged as authenticated is refused by pg_twofactor (no client certificate)")
+        })
+        .unwrap_or_else(|| panic!("no overruling line of [{pid}] in\n{log}"));
+    assert!(authenticated < overruled, "{log}");
+    // a wrong password: PostgreSQL logs no such line, and neither does pg_twofactor
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("test1", "wrong"))
+        .assert_refused_with("28P01", "password authentication failed for user \"test1\"");
+    let log = c.log_since(mark);
+    assert!(
+        !log.contains("connection authenticated: identity=\"test1\""),
+        "{log}"
+    );
+    assert!(!log.contains("logged as authenticated"), "{log}");
+    // and with the certificate the session works (no overruling line)
+    let mark = c.log_mark();
+    rust_login(
+        &c,
+        &Login::new("test1", PASSWORD).cert(&scenario::cert_for(&c, "test1")),
+    )
+    .assert_accepted_as("test1");
+    assert!(!c.log_since(mark).contains("logged as authenticated"));
 }

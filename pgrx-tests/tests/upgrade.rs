@@ -1,5 +1,5 @@
-//! The extension's SQL across versions: a database upgraded from the released 0.1.0 with
-//! `ALTER EXTENSION pg_twofactor UPDATE` has exactly the objects of a fresh install.
+//! The extension's SQL across versions: a database upgraded from the released 0.1.0 (through
+//! 0.2.0) with `ALTER EXTENSION pg_twofactor UPDATE` has exactly the objects of a fresh install.
 
 use pg_twofactor_e2e::cluster::{is_root, sharedir};
 use pg_twofactor_e2e::scenario;
@@ -59,7 +59,14 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
         "2",
         "0.1.0 has the rules function and view:\n{before}"
     );
+    // 0.2.0 granted the rules and the dry run to pg_read_all_settings; 0.3.0 takes that back
+    let granted = "SELECT has_function_privilege('pg_read_all_settings', 'pg_twofactor_rules()', 'EXECUTE'), \
+        has_table_privilege('pg_read_all_settings', 'pg_twofactor_rules', 'SELECT'), \
+        has_function_privilege('pg_read_all_settings', 'pg_twofactor_check(text, text, inet, text, text, boolean, boolean)', 'EXECUTE')";
+    c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE TO '0.2.0'");
+    assert_eq!(c.psql_in("upgraded", granted), "t|t|t");
     c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE");
+    assert_eq!(c.psql_in("upgraded", granted), "f|f|f");
     assert_eq!(
         c.psql_in(
             "upgraded",

@@ -47,7 +47,7 @@ fn location(file: &Path, line: &Option<usize>) -> String {
 }
 
 /// The DATABASE column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DbSpec {
     All,
     SameUser,
@@ -59,7 +59,7 @@ pub enum DbSpec {
 }
 
 /// The USER column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserSpec {
     All,
     /// `+role`: members of the role (directly or indirectly).
@@ -162,6 +162,8 @@ pub struct ParsedFile {
     pub file_error: Option<RuleError>,
     /// In order: (file, line, rule or error).
     pub lines: Vec<(Arc<PathBuf>, usize, Result<Rule, RuleError>)>,
+    /// The main file does not end with a newline (perhaps cut short).
+    pub unterminated: bool,
 }
 
 /// A valid rules file, ready for lookups.
@@ -173,6 +175,8 @@ pub struct RuleSet {
     by_user: HashMap<Vec<u8>, Vec<usize>>,
     /// The (ascending) indexes of rules that can match any user (`all`, `+role`, regex).
     any_user: Vec<usize>,
+    /// The main file as read does not end with a newline (perhaps cut short).
+    pub unterminated: bool,
 }
 
 /// Accepts every regular expression (for callers that only display rules, and tests).
@@ -221,6 +225,7 @@ fn parse_lines(
         path: path.to_path_buf(),
         file_error: None,
         lines,
+        unterminated: false,
     }
 }
 
@@ -235,7 +240,10 @@ pub fn parse_text(path: &Path, text: &[u8], syntax: Syntax, regex: &dyn RegexChe
 /// Reads and parses a rules file from disk.
 pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> ParsedFile {
     match (token::Tokenizer { syntax }).file(path) {
-        Ok(lines) => parse_lines(path, lines, syntax, regex),
+        Ok((lines, unterminated)) => ParsedFile {
+            unterminated,
+            ..parse_lines(path, lines, syntax, regex)
+        },
         Err(e) => ParsedFile {
             path: path.to_path_buf(),
             file_error: Some(RuleError {
@@ -248,6 +256,7 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
                 },
             }),
             lines: Vec::new(),
+            unterminated: false,
         },
     }
 }
@@ -277,18 +286,26 @@ impl ParsedFile {
             .into_iter()
             .filter_map(|(_, _, r)| r.ok())
             .collect();
-        Ok(RuleSet::new(self.path, rules))
+        Ok(RuleSet {
+            unterminated: self.unterminated,
+            ..RuleSet::new(self.path, rules)
+        })
     }
 }
 
 impl RuleDisplay {
     /// A hash of the columns, the same in every process running this library (SipHash with
-    /// fixed keys).
-    pub fn fingerprint(&self) -> u64 {
+    /// fixed keys): the columns as shown, and the names and host names as the bytes they are
+    /// (the shown text is converted lossily, so two names in a non-UTF-8 encoding that differ
+    /// only in such bytes would otherwise look the same).
+    pub fn fingerprint(&self, databases: &[DbSpec], users: &[UserSpec], address: &AddrSpec) -> u64 {
         use std::hash::{Hash, Hasher};
         #[allow(deprecated)] // SipHasher: fixed keys on purpose
         let mut h = std::hash::SipHasher::new();
         self.hash(&mut h);
+        databases.hash(&mut h);
+        users.hash(&mut h);
+        address.hash(&mut h);
         h.finish()
     }
 }
@@ -326,6 +343,7 @@ impl RuleSet {
             rules,
             by_user,
             any_user,
+            unterminated: false,
         }
     }
 
@@ -369,6 +387,7 @@ impl RuleSet {
             rules,
             by_user: self.by_user.clone(),
             any_user: self.any_user.clone(),
+            unterminated: self.unterminated,
         }
     }
 }
@@ -462,6 +481,57 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::*;
     use super::*;
+
+    #[test]
+    fn a_main_file_without_a_final_newline_is_noticed_from_the_bytes_read() {
+        let dir = tempfile_dir();
+        let path = dir.join("r.conf");
+        for (text, unterminated) in [
+            (&b"hostssl all a all 2f-md5\n"[..], false),
+            (b"hostssl all a all 2f-md5", true),
+            (b"", false),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let parsed = parse_file(&path, Syntax::BUILT, &AnyRegex);
+            assert_eq!(parsed.unterminated, unterminated, "{text:?}");
+            assert_eq!(parsed.into_rule_set().unwrap().unterminated, unterminated);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fresh directory for a test's files.
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "pg2f-rules-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn fingerprints_tell_names_apart_by_their_bytes() {
+        // two LATIN1 names that differ only in bytes that are not UTF-8 (shown alike, lossily)
+        let fp = |text: &[u8]| {
+            let set = parse_text(Path::new("/d/r.conf"), text, Syntax::BUILT, &AnyRegex)
+                .into_rule_set()
+                .unwrap();
+            (set.rules[0].display.clone(), set.rules[0].fingerprint)
+        };
+        let (shown_e, e) = fp(b"hostssl caf\xe9 ren\xe9 caf\xe9.example 2f-md5\n");
+        let (shown_f, f) = fp(b"hostssl caf\xe8 ren\xe8 caf\xe8.example 2f-md5\n");
+        assert_eq!(shown_e, shown_f, "the view shows both alike");
+        assert_ne!(e, f);
+        for other in [
+            &b"hostssl caf\xe9 ren\xe8 caf\xe9.example 2f-md5\n"[..],
+            b"hostssl caf\xe8 ren\xe9 caf\xe9.example 2f-md5\n",
+            b"hostssl caf\xe9 ren\xe9 caf\xe8.example 2f-md5\n",
+        ] {
+            assert_ne!(fp(other).1, e);
+        }
+        assert_eq!(fp(b"hostssl caf\xe9 ren\xe9 caf\xe9.example 2f-md5\n").1, e);
+    }
 
     #[test]
     fn file_errors_name_file_and_line() {

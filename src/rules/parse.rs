@@ -273,6 +273,7 @@ pub fn parse_record(
         method: action.name().into(),
         options,
     };
+    let fingerprint = display.fingerprint(&databases, &users, &address);
     Ok(Rule {
         file,
         line,
@@ -282,7 +283,7 @@ pub fn parse_record(
         action,
         mode: mode.unwrap_or(Mode::Enforce),
         san: san.unwrap_or(SanPolicy::Optional),
-        fingerprint: display.fingerprint(),
+        fingerprint,
         display,
     })
 }

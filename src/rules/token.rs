@@ -132,31 +132,44 @@ pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
     let need = total
         .saturating_mul(LOAD_MEMORY_FACTOR)
         .saturating_add(LOAD_MEMORY_SLACK);
+    memory_available(need).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "not enough memory to load the rules: {total} bytes of rules files so far (this file {len}) need about {} MB while they are loaded ({})",
+                need / (1024 * 1024),
+                os_message(&e)
+            ),
+        )
+    })?;
+    LOAD_BYTES.set(total);
+    Ok(())
+}
+
+/// Whether `need` bytes of memory can be had right now: maps that much (writable, private: it
+/// counts against `RLIMIT_AS` and the overcommit limit like the allocations it stands for)
+/// and unmaps it untouched. Rust cannot recover from a failed allocation (it aborts the
+/// process, which PostgreSQL treats as a crash of every session), so code that a failure
+/// would hit halfway (a load in the postmaster, a SQL call in a backend) asks first and turns
+/// the foreseeable shortage into an error.
+pub fn memory_available(need: u64) -> Result<(), std::io::Error> {
+    let len = usize::try_from(need).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
     // SAFETY: an anonymous private mapping at an address of the kernel's choosing; nothing
     // reads or writes it, and it is unmapped with the same length right away.
     unsafe {
         let p = libc::mmap(
             std::ptr::null_mut(),
-            need as usize,
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
         );
         if p == libc::MAP_FAILED {
-            let e = std::io::Error::last_os_error();
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!(
-                    "not enough memory to load the rules: {total} bytes of rules files so far (this file {len}) need about {} MB while they are loaded ({})",
-                    need / (1024 * 1024),
-                    os_message(&e)
-                ),
-            ));
+            return Err(std::io::Error::last_os_error());
         }
-        libc::munmap(p, need as usize);
+        libc::munmap(p, len);
     }
-    LOAD_BYTES.set(total);
     Ok(())
 }
 
@@ -345,12 +358,14 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Every record of `path` (and of the files it includes), in order. A file that cannot be
     /// read is an `Err`; errors inside it are records with an error.
-    pub fn file(&self, path: &Path) -> Result<Vec<TokLine>, String> {
+    /// Also says whether the file (not empty) lacks a final newline, from the bytes read.
+    pub fn file(&self, path: &Path) -> Result<(Vec<TokLine>, bool), String> {
         start_load();
         let bytes = read_limited(path).map_err(|e| os_message(&e))?;
+        let unterminated = bytes.last().is_some_and(|b| *b != b'\n');
         let mut out = Vec::new();
         self.text(path, &bytes, 0, &mut out);
-        Ok(out)
+        Ok((out, unterminated))
     }
 
     /// Tokenizes `bytes` as the contents of `path` (at include depth `depth`) into `out`.
