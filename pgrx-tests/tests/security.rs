@@ -109,7 +109,7 @@ fn each_predefined_role_reads_what_postgresql_would_let_it() {
     // what writes shared memory never in parallel
     assert_eq!(
         c.psql_admin(
-            "SELECT string_agg(proname || '=' || proparallel, ' ' ORDER BY proname) FROM pg_proc \
+            "SELECT string_agg(proname || '=' || proparallel::text, ' ' ORDER BY proname) FROM pg_proc \
              WHERE proname LIKE 'pg\\_twofactor\\_%'"
         ),
         "pg_twofactor_certificates=s pg_twofactor_check=r pg_twofactor_config_problems=r \
