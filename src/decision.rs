@@ -218,6 +218,37 @@ pub struct Decision<'r> {
     /// The first `mode=report` rule the login matched before that, with what it found
     /// (`Accepted` or `Reported`). A report rule never decides: the rules after it still apply.
     pub report: Option<(Verdict, &'r Rule)>,
+    /// The `2f-exempt` and enforcing rules whose match could not be decided, in file order,
+    /// with the cause: each was decided in both worlds (an exemption skipped, an enforcing
+    /// rule's checks required).
+    pub undecided: Vec<(&'r Rule, String)>,
+}
+
+impl Decision<'_> {
+    /// The undecidable rules for the decision log: `""`, or `; undecided: rule F:L (2f-exempt)
+    /// skipped (CAUSE), rule F:L (2f-...) checked as if it applied (CAUSE)`.
+    pub fn undecided_text(&self) -> String {
+        if self.undecided.is_empty() {
+            return String::new();
+        }
+        let rules: Vec<String> = self
+            .undecided
+            .iter()
+            .map(|(r, cause)| {
+                format!(
+                    "rule {}:{} ({}) {} ({cause})",
+                    r.file.display(),
+                    r.line,
+                    r.action,
+                    match r.action {
+                        Action::Exempt => "skipped",
+                        Action::TwoFactor(_) => "checked as if it applied",
+                    }
+                )
+            })
+            .collect();
+        format!("; undecided: {}", rules.join(", "))
+    }
 }
 
 /// [`decide`], with the deciding rule and the report-mode observation.
@@ -239,6 +270,7 @@ pub fn decide_all<'r>(
             verdict: Verdict::NotCovered,
             rule: None,
             report: None,
+            undecided: Vec::new(),
         };
     };
     let client = ClientName::with_known(net, addr, attempt.known_host.clone());
@@ -296,13 +328,19 @@ pub fn decide_all<'r>(
             verdict,
             rule,
             report,
+            undecided: Vec::new(),
         };
     }
+    let passed = undecided
+        .iter()
+        .map(|(r, cause, _)| (*r, cause.clone()))
+        .collect();
     let (verdict, rule) = both_worlds(undecided, verdict, rule);
     Decision {
         verdict,
         rule,
         report,
+        undecided: passed,
     }
 }
 
@@ -898,6 +936,10 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
         assert!(d.verdict.detail().unwrap().ends_with(
             "Rule /d/r.conf:1 (2f-exempt) could not be decided (reverse lookup of 10.1.2.3 failed: Temporary failure in name resolution), so it was skipped."
         ), "{:?}", d.verdict);
+        assert_eq!(
+            d.undecided_text(),
+            "; undecided: rule /d/r.conf:1 (2f-exempt) skipped (reverse lookup of 10.1.2.3 failed: Temporary failure in name resolution)"
+        );
         // alice on her password alone: refused by the rule below, which says why it applied
         let d = during_an_outage("alice", "10.1.2.3", false);
         assert_eq!(
@@ -926,6 +968,10 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
             ("refused", Some(Reason::NoCertificate), "/d/r.conf:3")
         );
         assert!(d.verdict.detail().unwrap().contains("and it refuses the login as if it applied. Rule /d/r.conf:1 (2f-exempt) could not be decided"), "{:?}", d.verdict);
+        assert_eq!(
+            d.undecided_text(),
+            "; undecided: rule /d/r.conf:1 (2f-exempt) skipped (reverse lookup of 192.0.2.1 failed: Temporary failure in name resolution), rule /d/r.conf:3 (2f-scram-sha-256) checked as if it applied (reverse lookup of 192.0.2.1 failed: Temporary failure in name resolution)"
+        );
         // ... and those of the rule below: alice's certificate has the wrong CN for carol
         let d = during_an_outage("carol", "10.1.2.3", true);
         assert_eq!(

@@ -213,9 +213,9 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
                 return (d.verdict, None, None);
             }
             if let Some((observed, _)) = &d.report {
-                log_decision(&attempt, observed);
+                log_decision(&attempt, observed, "");
             }
-            log_decision(&attempt, &d.verdict);
+            log_decision(&attempt, &d.verdict, &d.undecided_text());
             let cert = record(&attempt, &d);
             (d.verdict, d.report.map(|(v, _)| v), cert)
         })
@@ -315,8 +315,9 @@ fn log_internal(user: &[u8]) {
     }
 }
 
-/// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision.
-fn log_decision(attempt: &LoginAttempt, verdict: &Verdict) {
+/// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision, ending with
+/// the rules that could not be decided (`undecided`, [`decision::Decision::undecided_text`]).
+fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
     let what = match (gucs::log_decisions(), verdict) {
         (LogDecisions::Off, _) => return,
         (LogDecisions::Refused, Verdict::Refused { .. } | Verdict::Reported { .. })
@@ -329,7 +330,7 @@ fn log_decision(attempt: &LoginAttempt, verdict: &Verdict) {
     };
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     elog::log_info(&format!(
-        "pg_twofactor decision: {outcome}; rule {}; pg_hba.conf {}; user \"{}\"; database \"{}\"; client {}",
+        "pg_twofactor decision: {outcome}; rule {}; pg_hba.conf {}; user \"{}\"; database \"{}\"; client {}{undecided}",
         what.rule_position(),
         attempt.hba_position(),
         lossy(&attempt.user).escape_debug(),

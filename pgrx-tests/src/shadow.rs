@@ -47,6 +47,8 @@ fn decisions(c: &Cluster, login: &Login, mark: usize) -> Vec<Line> {
             let (rule, rest) = rest.split_once("; pg_hba.conf ")?;
             let (hba, rest) = rest.split_once("; user ")?;
             let client = rest.rsplit_once("; client ")?.1;
+            // (an address holds no "; "; what follows it lists the undecidable rules)
+            let client = client.split_once("; ").map_or(client, |(c, _)| c);
             let (hba_file, hba_line) = match hba.strip_prefix("line ") {
                 Some(n) => (None, n.to_string()),
                 None => {

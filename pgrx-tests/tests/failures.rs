@@ -196,6 +196,7 @@ fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_pas
              hostssl all alice 127.0.0.0/8 2f-scram-sha-256\n",
         )
         .name_service(HOSTS)
+        .setting("pg_twofactor.log_decisions = all")
         .start();
     for u in ["alice", "bob"] {
         c.create_user(u, PASSWORD);
@@ -206,7 +207,9 @@ fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_pas
     rust_login(&c, &Login::new("bob", PASSWORD).from("127.0.0.7")).assert_accepted_as("bob");
     let log = c.log_since(mark);
     assert!(
-        log.contains("pg_twofactor decision: not covered; rule none;"),
+        log.contains("pg_twofactor decision: not covered; rule none;")
+            && log.contains("; client 127.0.0.7; undecided: rule ")
+            && log.contains(":1 (2f-exempt) skipped (reverse lookup of 127.0.0.7 failed: Temporary failure in name resolution)"),
         "{log}"
     );
     // alice with a valid certificate for her address: the rule below accepts

@@ -318,7 +318,7 @@ fn dry_run_arguments_and_permissions() {
         c.psql_admin("SELECT verdict || ': ' || reason FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL, ssl => false)"),
         "refused: no client certificate"
     );
-    // superusers and pg_read_all_settings only
+    // superusers only, like pg_hba_file_rules (pg_read_all_settings may read the status)
     c.psql_admin("CREATE ROLE plain LOGIN; CREATE ROLE reader LOGIN IN ROLE pg_read_all_settings");
     let out = c.psql_admin_raw(
         "plain",
@@ -329,10 +329,21 @@ fn dry_run_arguments_and_permissions() {
     let out = c.psql_admin_raw("plain", "SELECT * FROM pg_twofactor_status()");
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("permission denied for function pg_twofactor_status"));
+    let check = "SELECT verdict FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL)";
+    let out = c.psql_admin_raw("reader", check);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("permission denied for function pg_twofactor_check"),
+        "{out:?}"
+    );
     let out = c.psql_admin_raw(
         "reader",
-        "SELECT verdict FROM pg_twofactor_check('test1', 'postgres', '127.0.0.1', NULL)",
+        "SELECT rules_loaded > 0 FROM pg_twofactor_status()",
     );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "{out:?}");
+    // a DBA may grant it
+    c.psql_admin("GRANT EXECUTE ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) TO reader");
+    let out = c.psql_admin_raw("reader", check);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "refused",
@@ -593,7 +604,8 @@ fn certificates_seen_and_expiry_warnings() {
 
 #[test]
 fn config_problems_lists_each_flaw_and_is_empty_once_fixed() {
-    let c = scenario::start(scenario::builder().rules(
+    // (client_reason left at its default, off: on would be a finding of its own)
+    let c = scenario::start(scenario::builder().default_client_reason().rules(
         "\
 hostssl all alice all         2f-scram-sha-256
 hostssl all alice 10.0.0.0/8  2f-scram-sha-256

@@ -183,7 +183,7 @@ fn ten_thousand_rules() {
 }
 
 #[test]
-fn the_view_is_for_superusers_and_pg_read_all_settings() {
+fn the_view_is_for_superusers_like_pg_hba_file_rules() {
     let c = scenario::start(scenario::builder());
     c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     let out = c.psql_admin_raw("other", "SELECT count(*) FROM pg_twofactor_rules");
@@ -195,7 +195,17 @@ fn the_view_is_for_superusers_and_pg_read_all_settings() {
     );
     let out = c.psql_admin_raw("other", "SELECT count(*) FROM pg_twofactor_rules()");
     assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    // pg_read_all_settings does not make it readable (it would show every exemption)
     c.psql_admin("GRANT pg_read_all_settings TO other");
+    let out = c.psql_admin_raw("other", "SELECT count(*) FROM pg_twofactor_rules");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("permission denied"),
+        "{out:?}"
+    );
+    // a DBA may grant it, as pg_hba_file_rules
+    c.psql_admin(
+        "GRANT SELECT ON pg_twofactor_rules TO other; GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO other",
+    );
     let out = c.psql_admin_raw("other", "SELECT count(*) FROM pg_twofactor_rules");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
