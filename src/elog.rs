@@ -179,7 +179,8 @@ pub fn fatal_as_postgres(
 }
 
 /// The line PostgreSQL's `auth_failed()` reports its FATAL from, for the running server's
-/// major (`server_version_num`), as measured on 15.20, 16.2 and 18.3
+/// major (`server_version_num`), as measured on 15.20, 16.2 and 18.3 (17.6: the line of its
+/// `ereport(FATAL,` in auth_failed(), auth.c:329, read from the source by the same rule)
 /// (`pgrx-tests/tests/deployment.rs` compares every field with a real wrong-password refusal).
 /// Other minor releases of a major are assumed to keep the line; an unknown major gets 0,
 /// and then the report carries no line field.
@@ -201,6 +202,7 @@ fn auth_failed_line() -> c_int {
     match version / 10000 {
         15 => AUTH_FAILED_LINE_15,
         16 => AUTH_FAILED_LINE_16,
+        17 => AUTH_FAILED_LINE_17,
         18 => AUTH_FAILED_LINE_18,
         _ => 0,
     }
@@ -208,6 +210,7 @@ fn auth_failed_line() -> c_int {
 
 const AUTH_FAILED_LINE_15: c_int = 334;
 const AUTH_FAILED_LINE_16: c_int = 323;
+const AUTH_FAILED_LINE_17: c_int = 329;
 const AUTH_FAILED_LINE_18: c_int = 317;
 
 /// ERROR for `LOAD` / `CREATE EXTENSION` without preloading. Raised through pgrx's guarded

@@ -138,10 +138,12 @@ impl Refusal {
     }
 }
 
-/// Whether PostgreSQL logs `connection authenticated: identity=...` lines (`log_connections`
-/// on in 15-17; on 18 `on`, `all` or a list naming `authentication`). Such a line is logged
-/// when the password check passed, before this hook runs: a refusal then says that it
-/// overrules it, so nobody reading the log takes the session for established.
+/// Whether PostgreSQL logs `connection authenticated: ...` lines (`log_connections` on in
+/// 15-17, a bool there; on 18 `on`, `all` or a list naming `authentication`). Such a line is
+/// logged before this hook runs: `identity="..."` when the password check passed (all
+/// majors), and from 17 on also `user="..."` for a method that sets no identity (`trust`). A
+/// refusal then says that it overrules it, so nobody reading the log takes the session for
+/// established.
 fn logs_authenticated_connections() -> bool {
     // SAFETY: GetConfigOption returns null (missing_ok) or a pointer to the setting's current
     // value owned by guc.c, valid until the setting changes, which cannot happen while this
@@ -164,7 +166,7 @@ const LOOKUP_MARGIN_US: i64 = 500_000;
 
 /// The instant host-name lookups must give up by, and `authentication_timeout` in seconds:
 /// the margin before the authentication timeout PerformAuthentication armed (it reuses
-/// STATEMENT_TIMEOUT for it, in 15, 16 and 18). `None` when no such timeout is armed.
+/// STATEMENT_TIMEOUT for it, in 15, 16, 17 and 18). `None` when no such timeout is armed.
 fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
     let id = ffi::TimeoutId::STATEMENT_TIMEOUT;
     // SAFETY: called in the backend during ClientAuthentication, on its one thread; these read
@@ -368,6 +370,7 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
         U::uaGSS => BaseMethod::Other("gss".into()),
         U::uaSSPI => BaseMethod::Other("sspi".into()),
         U::uaBSD => BaseMethod::Other("bsd".into()),
+        // 18 added OAuth; 17's UserAuth is 16's (hba.h), ending with uaPeer
         #[cfg(feature = "pg18")]
         U::uaOAuth => BaseMethod::Other("oauth".into()),
         U::uaReject | U::uaImplicitReject => BaseMethod::Other("reject".into()),

@@ -57,7 +57,7 @@ impl BaseMethod {
     }
 
     /// What PostgreSQL itself reports to the client when this method fails (`auth_failed()` in
-    /// `src/backend/libpq/auth.c`, the same in 15, 16 and 18): the SQLSTATE and the untranslated
+    /// `src/backend/libpq/auth.c`, the same in 15, 16, 17 and 18): the SQLSTATE and the untranslated
     /// message, whose one `%s` is the user name. PostgreSQL translates it with `lc_messages`.
     pub fn postgres_failure(&self) -> (FailureCode, &'static str) {
         use FailureCode::*;
