@@ -20,6 +20,21 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Whether a scenario that needs root (a private name service, a memory limit, a file system)
+/// can run: true as root. Otherwise it is skipped with `why` on stderr, except under CI
+/// (`CI=true`, set by `.ci/run`), where a scenario that cannot run its full form fails.
+pub fn can_run_as_root(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{why}, and under CI every scenario must run: run the tests as root"
+    );
+    eprintln!("skipped: {why}");
+    false
+}
+
 /// `.ci/majors`: the one place naming the PostgreSQL majors (Debian's own, which is also the
 /// default, and where the others are installed); the scripts source it, the harness reads it.
 const MAJORS_FILE: &str = include_str!("../../.ci/majors");

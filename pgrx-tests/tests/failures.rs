@@ -145,8 +145,7 @@ const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n";
 
 #[test]
 fn a_dns_server_that_never_answers_requires_the_host_name_rules_checks() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: a private name service needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
         return;
     }
     // The cluster's resolver (timeout 1 s, one attempt) reaches the silent server.
@@ -183,8 +182,7 @@ fn a_dns_server_that_never_answers_requires_the_host_name_rules_checks() {
 
 #[test]
 fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_password() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: a private name service needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
         return;
     }
     // The example: an exemption by host name above an enforcing rule for alice. The
@@ -252,8 +250,7 @@ fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_pas
 
 #[test]
 fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: a private name service needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
         return;
     }
     // A host-name exemption above an enforcing rule: deciding whether it applies needs the
@@ -314,8 +311,7 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
 
 #[test]
 fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_the_cause() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: a private name service needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
         return;
     }
     // The resolver would wait 30 s for this silent server; authentication_timeout is 2 s. The
@@ -364,8 +360,7 @@ fn a_lookup_slower_than_authentication_timeout_gives_up_first_and_refuses_with_t
 
 #[test]
 fn a_reload_without_the_memory_to_load_the_rules_keeps_the_previous_rules() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: limiting the postmaster's memory needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("limiting the postmaster's memory needs root") {
         return;
     }
     let c = scenario::start(scenario::builder());
@@ -413,8 +408,7 @@ fn a_reload_without_the_memory_to_load_the_rules_keeps_the_previous_rules() {
 
 #[test]
 fn a_rules_file_cut_short_on_a_full_disk_is_not_loaded() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        eprintln!("skipped: a small file system needs root");
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a small file system needs root") {
         return;
     }
     // the rules file lives on a 64 kB tmpfs

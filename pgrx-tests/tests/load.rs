@@ -15,13 +15,7 @@ use std::time::{Duration, Instant};
 fn concurrent_mixed_logins_all_decided_right() {
     let clients = env_or("LOAD_CLIENTS", 120) as usize;
     let seconds = env_or("LOAD_SECONDS", 15);
-    let netns = if pg_twofactor_e2e::cluster::is_root() {
-        NetnsHost::create("load")
-            .map_err(|e| eprintln!("no network-namespace host ({e}): loopback clients only"))
-            .ok()
-    } else {
-        None
-    };
+    let netns = NetnsHost::for_scenario("load");
     let mut builder = scenario::builder().setting(&format!("max_connections = {}", clients + 30));
     if netns.is_some() {
         builder = builder.listen(&format!("127.0.0.1,::1,{HOST_ADDR}"));

@@ -24,12 +24,10 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     let seed = env_or("ORACLE_SEED", 20_261_126);
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    let netns = if root {
-        Some(NetnsHost::create("oracle").expect("network namespace host"))
-    } else {
-        eprintln!("not root: no network-namespace host, no private hosts file");
-        None
-    };
+    let netns = NetnsHost::for_scenario("oracle");
+    if !root {
+        eprintln!("not root: no private hosts file");
+    }
     let mut builder = Cluster::builder()
         .encoding("LATIN1")
         .listen("*")

