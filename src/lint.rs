@@ -62,6 +62,8 @@ pub struct Settings {
     pub ssl: bool,
     /// `pg_twofactor.client_reason`.
     pub client_reason: bool,
+    /// The server's data directory.
+    pub data_directory: Option<String>,
     pub ssl_ca_file: Option<String>,
     pub enabled: MethodSet,
 }
@@ -245,6 +247,25 @@ pub fn findings(
             problem: "ssl_ca_file is not set".into(),
             detail: "The server does not ask for client certificates, so every login a pg_twofactor rule covers is refused. Set ssl_ca_file to the CA that issues client certificates.".into(),
         });
+    }
+    if let (Some(data), Ok(rules)) = (&settings.data_directory, &rules) {
+        let data = crate::rules::token::canonical_path(std::path::Path::new(data));
+        let mut files: Vec<&std::path::Path> = rules.iter().map(|r| r.file.as_path()).collect();
+        files.dedup();
+        for file in files {
+            if crate::rules::token::canonical_path(file).starts_with(&data) {
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    file: Some(file.display().to_string()),
+                    line: None,
+                    problem: "rules file inside the data directory".into(),
+                    detail: format!(
+                        "pg_basebackup copies it to a new standby and pg_rewind overwrites it with the source server's copy, so a node's rules can change behind the deployment of the rules files. Keep the rules files outside {} and point pg_twofactor.hba_file there.",
+                        data.display()
+                    ),
+                });
+            }
+        }
     }
     if settings.client_reason {
         out.push(Finding {
@@ -475,6 +496,7 @@ mod tests {
         Settings {
             ssl: true,
             client_reason: false,
+            data_directory: None,
             ssl_ca_file: Some("root.crt".into()),
             enabled: MethodSet::defaults(),
         }
@@ -502,6 +524,7 @@ mod tests {
         let bad = Settings {
             ssl: false,
             client_reason: true,
+            data_directory: None,
             ssl_ca_file: None,
             enabled: MethodSet::defaults(),
         };
@@ -513,6 +536,20 @@ mod tests {
                 "warning :0 pg_twofactor.client_reason is on"
             ]
         );
+        // the rules file inside the data directory (/d here), and outside it
+        let inside = Settings {
+            data_directory: Some("/d/./".into()),
+            ..good()
+        };
+        assert_eq!(
+            run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &inside),
+            vec!["warning /d/r.conf:0 rules file inside the data directory"]
+        );
+        let outside = Settings {
+            data_directory: Some("/data".into()),
+            ..good()
+        };
+        assert!(run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &outside).is_empty());
         // shadowed (and cleared by narrowing the earlier rule)
         let shadow = "hostssl all all 10.0.0.0/8 2f-scram-sha-256\nhostssl db alice 10.1.0.0/16 2f-scram-sha-256\n";
         assert_eq!(

@@ -32,6 +32,7 @@ fn pg_twofactor_status() -> TableIterator<
         name!(rules_loaded, Option<i64>),
         name!(loaded_at, Option<TimestampWithTimeZone>),
         name!(reload_pending, Option<bool>),
+        name!(rules_digest, Option<String>),
         name!(file_error, Option<String>),
         name!(last_reload_error, Option<String>),
         name!(last_reload_error_at, Option<TimestampWithTimeZone>),
@@ -68,6 +69,7 @@ fn pg_twofactor_status() -> TableIterator<
         server.as_ref().map(|s| s.rules as i64),
         server.as_ref().and_then(|s| timestamp(s.loaded_at)),
         reload_pending,
+        server.as_ref().map(|s| format!("{:016x}", s.bytes_digest)),
         file_error,
         server
             .as_ref()
@@ -125,6 +127,7 @@ fn pg_twofactor_config_problems() -> TableIterator<
     let settings = Settings {
         ssl: setting(c"ssl").as_deref() == Some("on"),
         client_reason: gucs::client_reason(),
+        data_directory: setting(c"data_directory").filter(|v| !v.is_empty()),
         ssl_ca_file: setting(c"ssl_ca_file").filter(|v| !v.is_empty()),
         enabled: gucs::enabled_methods(),
     };

@@ -44,6 +44,8 @@ struct Published {
     rules: AtomicUsize,
     /// [`digest`] of the rules in force.
     digest: AtomicU64,
+    /// The digest over the bytes of the files they were read from (`token::load_digest`).
+    bytes_digest: AtomicU64,
     /// The last reload that failed since the last one that worked: when, and its messages.
     error_at: AtomicI64,
     error_len: AtomicUsize,
@@ -103,6 +105,7 @@ pub struct ServerState {
     pub loaded_at: i64,
     pub rules: usize,
     pub digest: u64,
+    pub bytes_digest: u64,
     /// When and why the last reload failed, if the rules were not replaced since.
     pub error: Option<(i64, String)>,
 }
@@ -127,6 +130,7 @@ pub fn server_state() -> Option<ServerState> {
             loaded_at: p.loaded_at.load(Ordering::Relaxed),
             rules: p.rules.load(Ordering::Relaxed),
             digest: p.digest.load(Ordering::Relaxed),
+            bytes_digest: p.bytes_digest.load(Ordering::Relaxed),
             error: (len > 0).then(|| {
                 (
                     p.error_at.load(Ordering::Relaxed),
@@ -195,6 +199,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     );
     let rules = frozen.rules.len();
     let digest = digest(&frozen);
+    let bytes_digest = frozen.bytes_digest;
     let old = CURRENT.swap(Box::into_raw(Box::new(frozen)), Ordering::AcqRel);
     let loaded_at = now();
     let mut generation = 0;
@@ -211,6 +216,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
         p.loaded_at.store(loaded_at, Ordering::Relaxed);
         p.rules.store(rules, Ordering::Relaxed);
         p.digest.store(digest, Ordering::Relaxed);
+        p.bytes_digest.store(bytes_digest, Ordering::Relaxed);
         p.error_len.store(0, Ordering::Relaxed);
     });
     LOCAL_GENERATION.store(generation, Ordering::Release);

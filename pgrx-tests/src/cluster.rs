@@ -743,6 +743,25 @@ impl Cluster {
         std::fs::write(self.data.join("pg_twofactor_hba.conf"), text).unwrap();
     }
 
+    /// A handle on a server that something else runs (a Patroni node): the harness's clients
+    /// and psql talk to it over `socket_dir` and `port`; dropping it stops nothing. Its log is
+    /// not the harness's to read (empty), and it is not shadowed by the dry run.
+    pub fn run_elsewhere(socket_dir: PathBuf, data: PathBuf, port: u16, pki: Pki, bin: PathBuf) -> Cluster {
+        Cluster {
+            _dir: None,
+            log_file: data.join("pg2f-no-log"),
+            root: socket_dir,
+            data,
+            port,
+            pki,
+            bin,
+            running: false,
+            name_service: None,
+            encoding: "UTF8".into(),
+            shadow: false,
+        }
+    }
+
     /// The postmaster's process id (from `postmaster.pid`).
     pub fn postmaster_pid(&self) -> i32 {
         std::fs::read_to_string(self.data.join("postmaster.pid"))

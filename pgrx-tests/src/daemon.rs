@@ -10,6 +10,18 @@ impl Daemon {
         Daemon(Some(child))
     }
 
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+
+    /// Whether the process has ended (reaping it if so).
+    pub fn exited(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Kills the process and waits for it; afterwards the service is unreachable.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.0.take() {

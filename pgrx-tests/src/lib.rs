@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod ldap;
 pub mod netns;
 pub mod oracle;
+pub mod patroni;
 pub mod ports;
 pub mod radius;
 pub mod scenario;

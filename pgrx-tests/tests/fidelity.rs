@@ -4,7 +4,6 @@
 //! `include`; plus IPv4-mapped SubjectAltName subnets and the decision log. Run on every
 //! tested major (`PG_CONFIG` picks it).
 
-use pg_twofactor_e2e::cluster::is_root;
 use pg_twofactor_e2e::cluster::{bindir, major_of_bindir};
 use pg_twofactor_e2e::scenario::{cert_for, PASSWORD};
 use pg_twofactor_e2e::wire::{raw_login, RawLogin, RawOutcome};

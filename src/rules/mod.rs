@@ -164,6 +164,8 @@ pub struct ParsedFile {
     pub lines: Vec<(Arc<PathBuf>, usize, Result<Rule, RuleError>)>,
     /// The main file does not end with a newline (perhaps cut short).
     pub unterminated: bool,
+    /// [`token::load_digest`] of the files read (0 for text parsed without reading files).
+    pub bytes_digest: u64,
 }
 
 /// A valid rules file, ready for lookups.
@@ -177,6 +179,8 @@ pub struct RuleSet {
     any_user: Vec<usize>,
     /// The main file as read does not end with a newline (perhaps cut short).
     pub unterminated: bool,
+    /// A digest over the bytes of the files it was read from ([`token::load_digest`]).
+    pub bytes_digest: u64,
 }
 
 /// Accepts every regular expression (for callers that only display rules, and tests).
@@ -226,6 +230,7 @@ fn parse_lines(
         file_error: None,
         lines,
         unterminated: false,
+        bytes_digest: 0,
     }
 }
 
@@ -242,6 +247,7 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
     match (token::Tokenizer { syntax }).file(path) {
         Ok((lines, unterminated)) => ParsedFile {
             unterminated,
+            bytes_digest: token::load_digest(),
             ..parse_lines(path, lines, syntax, regex)
         },
         Err(e) => ParsedFile {
@@ -257,6 +263,7 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
             }),
             lines: Vec::new(),
             unterminated: false,
+            bytes_digest: 0,
         },
     }
 }
@@ -288,6 +295,7 @@ impl ParsedFile {
             .collect();
         Ok(RuleSet {
             unterminated: self.unterminated,
+            bytes_digest: self.bytes_digest,
             ..RuleSet::new(self.path, rules)
         })
     }
@@ -344,6 +352,7 @@ impl RuleSet {
             by_user,
             any_user,
             unterminated: false,
+            bytes_digest: 0,
         }
     }
 
@@ -388,6 +397,7 @@ impl RuleSet {
             by_user: self.by_user.clone(),
             any_user: self.any_user.clone(),
             unterminated: self.unterminated,
+            bytes_digest: self.bytes_digest,
         }
     }
 }

@@ -178,17 +178,45 @@ thread_local! {
     /// load (includes, `@file`s, each time referenced) is tokenized before any is parsed and
     /// frozen, so the memory a load needs grows with their sum.
     static LOAD_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The digest of everything the load running on this thread has read so far
+    /// ([`load_digest`]): each file's path and bytes, in the order they were read.
+    static LOAD_DIGEST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Starts counting a new load for [`memory_headroom`].
 pub fn start_load() {
     LOAD_BYTES.set(0);
+    LOAD_DIGEST.set(0);
 }
 
 /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
 /// to load it is there ([`memory_headroom`]). Opening does not block (a FIFO is refused, not
 /// waited on).
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+    let bytes = read_limited_uncounted(path)?;
+    LOAD_DIGEST.set(digest_step(LOAD_DIGEST.get(), &bytes));
+    Ok(bytes)
+}
+
+/// A digest over the bytes of every file a load read (the rules file and everything it
+/// includes, each time it is read, in that order; not their paths, which may differ between
+/// nodes), so nodes can tell whether they enforce files that are byte for byte the same:
+/// SipHash with fixed keys, the same in every process and on every machine.
+pub fn load_digest() -> u64 {
+    LOAD_DIGEST.get()
+}
+
+fn digest_step(before: u64, bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)] // SipHasher: fixed keys on purpose
+    let mut h = std::hash::SipHasher::new();
+    before.hash(&mut h);
+    // (with its length: the files' boundaries count)
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, std::io::Error> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
