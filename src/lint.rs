@@ -542,14 +542,23 @@ mod tests {
             ..good()
         };
         assert_eq!(
-            run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &inside),
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+                &h,
+                &inside
+            ),
             vec!["warning /d/r.conf:0 rules file inside the data directory"]
         );
         let outside = Settings {
             data_directory: Some("/data".into()),
             ..good()
         };
-        assert!(run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &outside).is_empty());
+        assert!(run(
+            "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
+            &h,
+            &outside
+        )
+        .is_empty());
         // shadowed (and cleared by narrowing the earlier rule)
         let shadow = "hostssl all all 10.0.0.0/8 2f-scram-sha-256\nhostssl db alice 10.1.0.0/16 2f-scram-sha-256\n";
         assert_eq!(

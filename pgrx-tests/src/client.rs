@@ -180,7 +180,7 @@ pub fn rust_query(cluster: &Cluster, login: &Login, sql: &str) -> Result<String,
         .unwrap();
     let mark = cluster.log_mark();
     let result = rt.block_on(rust_query_async(cluster, login, sql));
-    crate::shadow::compare(cluster, login, mark, true);
+    crate::shadow::compare(cluster, login, mark, true, result.is_ok());
     result
 }
 
@@ -308,7 +308,7 @@ pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
     // one attempt only with sslmode verify-full (TLS) or disable (no TLS); libpq's other modes
     // may try twice
     if login.sslmode.is_none() {
-        crate::shadow::compare(cluster, login, mark, !login.no_tls);
+        crate::shadow::compare(cluster, login, mark, !login.no_tls, run.success);
     }
     if run.success {
         let (user, addr) = run.stdout.split_once('|').unwrap_or((&run.stdout, ""));

@@ -191,6 +191,16 @@ pub fn address_space_of(pid: i32) -> u64 {
     kb * 1024
 }
 
+/// `Some(whether it is "all")` when `line` sets `pg_twofactor.log_decisions`.
+fn log_decisions_all(line: &str) -> Option<bool> {
+    let value = line
+        .trim()
+        .strip_prefix("pg_twofactor.log_decisions")?
+        .trim_start()
+        .strip_prefix('=')?;
+    Some(value.trim().trim_matches('\'') == "all")
+}
+
 /// Sets up a cluster: `pg_hba.conf` lines, the rules file, extra settings.
 pub struct ClusterBuilder {
     extra_files: Vec<(String, Vec<u8>)>,
@@ -431,6 +441,11 @@ impl ClusterBuilder {
             conf.push("pg_twofactor.client_reason = on".into());
         }
         conf.extend(self.settings);
+        let logs_all = conf
+            .iter()
+            .rev()
+            .find_map(|l| log_decisions_all(l))
+            .unwrap_or(false);
         let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         pg_conf.push_str("\n# pg_twofactor e2e\n");
         pg_conf.push_str(&conf.join("\n"));
@@ -478,6 +493,7 @@ impl ClusterBuilder {
             name_service,
             encoding: self.encoding,
             shadow,
+            logs_all: std::sync::atomic::AtomicBool::new(logs_all),
         }
     }
 }
@@ -498,6 +514,9 @@ pub struct Cluster {
     encoding: String,
     /// Whether logins to this cluster are shadowed by the dry run ([`crate::shadow`]).
     pub shadow: bool,
+    /// Whether the server logs every decision (`pg_twofactor.log_decisions = all` last in
+    /// `postgresql.conf`, as the builder and [`Cluster::append_settings`] wrote it).
+    logs_all: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -554,6 +573,7 @@ impl Cluster {
             encoding: self.encoding.clone(),
             // read-only: the extension cannot be created there
             shadow: false,
+            logs_all: std::sync::atomic::AtomicBool::new(false),
         };
         let out = standby.try_start();
         assert!(out.status.success(), "standby start: {}", standby.log());
@@ -746,7 +766,13 @@ impl Cluster {
     /// A handle on a server that something else runs (a Patroni node): the harness's clients
     /// and psql talk to it over `socket_dir` and `port`; dropping it stops nothing. Its log is
     /// not the harness's to read (empty), and it is not shadowed by the dry run.
-    pub fn run_elsewhere(socket_dir: PathBuf, data: PathBuf, port: u16, pki: Pki, bin: PathBuf) -> Cluster {
+    pub fn run_elsewhere(
+        socket_dir: PathBuf,
+        data: PathBuf,
+        port: u16,
+        pki: Pki,
+        bin: PathBuf,
+    ) -> Cluster {
         Cluster {
             _dir: None,
             log_file: data.join("pg2f-no-log"),
@@ -759,7 +785,13 @@ impl Cluster {
             name_service: None,
             encoding: "UTF8".into(),
             shadow: false,
+            logs_all: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the server logs every decision ([`crate::shadow`] relies on it).
+    pub fn logs_all_decisions(&self) -> bool {
+        self.logs_all.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The postmaster's process id (from `postmaster.pid`).
@@ -776,6 +808,10 @@ impl Cluster {
 
     /// Appends settings to postgresql.conf (take effect on reload or restart).
     pub fn append_settings(&self, lines: &[&str]) {
+        if let Some(all) = lines.iter().rev().find_map(|l| log_decisions_all(l)) {
+            self.logs_all
+                .store(all, std::sync::atomic::Ordering::Relaxed);
+        }
         let path = self.data.join("postgresql.conf");
         let mut conf = std::fs::read_to_string(&path).unwrap();
         for l in lines {

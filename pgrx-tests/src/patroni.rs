@@ -66,8 +66,7 @@ pub fn rest_status(port: u16, path: &str) -> u16 {
         return 0;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
         .is_err()
     {
         return 0;
@@ -111,12 +110,16 @@ impl PatroniCluster {
             .args(["--name", "pg2f", "--data-dir"])
             .arg(&etcd_data)
             .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
             .arg(format!(
                 "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
             ))
-            .arg(format!("--initial-cluster=pg2f=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-cluster=pg2f=http://127.0.0.1:{peer_port}"
+            ))
             .stdout(Stdio::from(etcd_log.try_clone().unwrap()))
             .stderr(Stdio::from(etcd_log))
             .spawn()
@@ -248,7 +251,13 @@ impl PatroniCluster {
         wait_for(
             secs,
             || self.is_leader(i),
-            || format!("{} did not become the leader:\n{}", self.nodes[i].name, self.patroni_log(i)),
+            || {
+                format!(
+                    "{} did not become the leader:\n{}",
+                    self.nodes[i].name,
+                    self.patroni_log(i)
+                )
+            },
         );
     }
 
@@ -256,7 +265,13 @@ impl PatroniCluster {
         wait_for(
             secs,
             || self.is_replica(i),
-            || format!("{} did not become a replica:\n{}", self.nodes[i].name, self.patroni_log(i)),
+            || {
+                format!(
+                    "{} did not become a replica:\n{}",
+                    self.nodes[i].name,
+                    self.patroni_log(i)
+                )
+            },
         );
     }
 
@@ -288,7 +303,16 @@ impl PatroniCluster {
         let mut cmd = as_postgres(&self.bin.join("psql").display().to_string());
         cmd.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.nodes[i].etc.join("run"))
-            .args(["-p", &self.nodes[i].pg_port.to_string(), "-U", "postgres", "-d", "postgres", "-c", sql]);
+            .args([
+                "-p",
+                &self.nodes[i].pg_port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ]);
         cmd.output().unwrap()
     }
 
@@ -367,7 +391,11 @@ impl Drop for PatroniCluster {
         }
         if std::env::var_os("PG2F_PRINT_SERVER_LOG").is_some() {
             for i in 0..self.nodes.len() {
-                eprintln!("==== patroni log of {} ====\n{}", self.nodes[i].name, self.patroni_log(i));
+                eprintln!(
+                    "==== patroni log of {} ====\n{}",
+                    self.nodes[i].name,
+                    self.patroni_log(i)
+                );
             }
         }
     }

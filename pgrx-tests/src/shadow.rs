@@ -85,12 +85,20 @@ fn sql(c: &Cluster, query: &str) -> Option<String> {
 }
 
 /// Compares the dry run with the hook for the login just made (see the module comment).
-pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool) {
+/// `accepted`: the login got a session, so it passed the hook, which must have logged a
+/// decision this can read (a change of the decision log's format fails here instead of
+/// silently ending every comparison).
+pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: bool) {
     if !c.shadow || std::thread::current().name().is_none() {
         return;
     }
     let lines = decisions(c, login, mark);
     let Some(last) = lines.last() else {
+        assert!(
+            !accepted || !c.logs_all_decisions(),
+            "dry-run shadow: the accepted login {login:?} left no decision line it can read in\n{}",
+            c.log_since(mark)
+        );
         return; // PostgreSQL refused first, or the TLS handshake failed: no decision
     };
     if last.rule == "unknown" || last.client == "local" {

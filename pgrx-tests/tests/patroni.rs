@@ -21,10 +21,8 @@ fn enforces(c: &PatroniCluster, i: usize, server: &Cluster) {
         &["test1"],
         Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
     );
-    rust_login(server, &Login::new("test1", PASSWORD)).assert_refused_with(
-        "28P01",
-        "password authentication failed for user \"test1\"",
-    );
+    rust_login(server, &Login::new("test1", PASSWORD))
+        .assert_refused_with("28P01", "password authentication failed for user \"test1\"");
     assert_eq!(
         c.sql(
             i,
@@ -122,7 +120,11 @@ fn patroni_nodes_enforce_the_second_factor_whichever_leads() {
         c.write_rules(i, &both);
     }
     let out = c.patronictl(&["reload", SCOPE, "--force"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for s in [&s0, &s1] {
         eventually(
             s,
@@ -139,7 +141,11 @@ fn patroni_nodes_enforce_the_second_factor_whichever_leads() {
     c.write_rules(0, "hostssl all test1 all 2f-no-such-method\n");
     c.write_rules(1, RULES);
     let out = c.patronictl(&["reload", SCOPE, "--force"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eventually(
         &s1,
         &Login::new("other", PASSWORD),
@@ -148,21 +154,28 @@ fn patroni_nodes_enforce_the_second_factor_whichever_leads() {
     );
     wait_for(
         60,
-        || c.sql(0, "SELECT last_reload_error IS NOT NULL FROM pg_twofactor_status()") == "t",
+        || {
+            c.sql(
+                0,
+                "SELECT last_reload_error IS NOT NULL FROM pg_twofactor_status()",
+            ) == "t"
+        },
         || "node1 reports no failed reload".into(),
     );
     assert!(c
         .sql(0, "SELECT last_reload_error FROM pg_twofactor_status()")
         .contains("2f-no-such-method"));
-    rust_login(&s0, &Login::new("other", PASSWORD)).assert_refused_with(
-        "28P01",
-        "password authentication failed for user \"other\"",
-    );
+    rust_login(&s0, &Login::new("other", PASSWORD))
+        .assert_refused_with("28P01", "password authentication failed for user \"other\"");
     assert_ne!(digest(&c, 0), digest(&c, 1));
     // fixed and reloaded: the same again
     c.write_rules(0, RULES);
     let out = c.patronictl(&["reload", SCOPE, "--force"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_for(
         60,
         || digest(&c, 0) == digest(&c, 1),
