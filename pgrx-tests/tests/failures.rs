@@ -140,6 +140,15 @@ impl SilentDns {
     }
 }
 
+/// A certificate for `user` bound to 127.0.0.7, the address these scenarios log in from.
+fn cert_at_7(c: &pg_twofactor_e2e::Cluster, user: &str) -> pg_twofactor_e2e::CertFiles {
+    c.client_cert(
+        &format!("{user}-7"),
+        &[user],
+        Some(&[San::Ip("127.0.0.7".parse().unwrap())]),
+    )
+}
+
 /// A hosts file that names only localhost, so 127.0.0.7's name is asked of DNS.
 const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n";
 
@@ -168,11 +177,7 @@ fn a_dns_server_that_never_answers_requires_the_host_name_rules_checks() {
     // the resolver did ask the silent server (and so waited out its timeout)
     silent.assert_asked();
     // with a certificate for that address the login passes in both worlds
-    let cert = c.client_cert(
-        "test1-7",
-        &["test1"],
-        Some(&[San::Ip("127.0.0.7".parse().unwrap())]),
-    );
+    let cert = cert_at_7(&c, "test1");
     rust_login(
         &c,
         &Login::new("test1", PASSWORD).from("127.0.0.7").cert(&cert),
@@ -211,11 +216,7 @@ fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_pas
         "{log}"
     );
     // alice with a valid certificate for her address: the rule below accepts
-    let alice = c.client_cert(
-        "alice-7",
-        &["alice"],
-        Some(&[San::Ip("127.0.0.7".parse().unwrap())]),
-    );
+    let alice = cert_at_7(&c, "alice");
     rust_login(
         &c,
         &Login::new("alice", PASSWORD).from("127.0.0.7").cert(&alice),
@@ -233,11 +234,7 @@ fn a_resolver_outage_locks_out_nobody_no_rule_covers_and_lets_nobody_in_on_a_pas
         "{log}"
     );
     // and a wrong certificate is still refused with its reason
-    let wrong = c.client_cert(
-        "bob-7",
-        &["bob"],
-        Some(&[San::Ip("127.0.0.7".parse().unwrap())]),
-    );
+    let wrong = cert_at_7(&c, "bob");
     rust_login(
         &c,
         &Login::new("alice", PASSWORD).from("127.0.0.7").cert(&wrong),
@@ -297,11 +294,7 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
         "1|1"
     );
     // and the right password with the certificate logs in
-    let cert = c.client_cert(
-        "test1-7",
-        &["test1"],
-        Some(&[San::Ip("127.0.0.7".parse().unwrap())]),
-    );
+    let cert = cert_at_7(&c, "test1");
     rust_login(
         &c,
         &Login::new("test1", PASSWORD).from("127.0.0.7").cert(&cert),

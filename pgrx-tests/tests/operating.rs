@@ -620,9 +620,11 @@ hostssl all all   10.9.9.9/32 2f-exempt
             "SELECT severity || ' ' || coalesce(regexp_replace(file_name, '.*/', '') || ':' || line_number, '-') || ' ' || problem FROM pg_twofactor_config_problems",
         )
     };
+    // (the harness keeps the rules file in the data directory, beside pg_hba.conf)
     assert_eq!(
         problems(),
         "\
+warning - rules file inside the data directory
 warning pg_hba.conf:6 pg_hba.conf line accepts connections without TLS for a covered login
 warning pg_twofactor_hba.conf:2 rule is shadowed by an earlier rule
 warning pg_twofactor_hba.conf:3 method not enabled
@@ -652,8 +654,13 @@ info pg_twofactor_hba.conf:5 exemption"
     // a rules file with an error
     c.write_rules("hostssl all all all 2f-nothing\n");
     assert!(problems().starts_with("error pg_twofactor_hba.conf:1 the rules file has an error"));
-    // fixed: one rule, and no clear-text pg_hba.conf line for it
-    c.write_rules("hostssl all alice all 2f-scram-sha-256\n");
+    // fixed: one rule, in a file outside the data directory, and no clear-text pg_hba.conf line
+    // for it
+    let outside = c.root.join("pg_twofactor_hba.conf");
+    std::fs::write(&outside, "hostssl all alice all 2f-scram-sha-256\n").unwrap();
+    pg_twofactor_e2e::cluster::chown_to_cluster_user(&outside);
+    c.append_settings(&[&format!("pg_twofactor.hba_file = '{}'", outside.display())]);
+    c.reload();
     let hba = std::fs::read_to_string(c.data.join("pg_hba.conf")).unwrap();
     std::fs::write(
         c.data.join("pg_hba.conf"),
