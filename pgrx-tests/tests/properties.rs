@@ -124,10 +124,59 @@ proptest! {
             Ok(info) => {
                 if matches!(verdict, Verdict::Accepted { .. }) {
                     prop_assert!(info.check_cn(b"bench").is_ok());
+                    // and as OpenSSL (which verified it in the server) reads it: the only CN
+                    // is the login, and IP SubjectAltNames, if any, include the client
+                    if let Ok(x) = openssl::x509::X509::from_der(&der) {
+                        let (cns, ips) = openssl_reading(&x);
+                        prop_assert_eq!(cns, vec![b"bench".to_vec()]);
+                        prop_assert!(
+                            ips.is_empty() || ips.contains(&vec![127, 0, 0, 1]),
+                            "{:?}",
+                            ips
+                        );
+                    }
                 }
             }
         }
     }
+}
+
+/// The CNs and the IP SubjectAltName entries of `x`, read by OpenSSL, independently of the
+/// extension's x509-parser reading.
+fn openssl_reading(x: &openssl::x509::X509Ref) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let cns = x
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .map(|e| e.data().as_slice().to_vec())
+        .collect();
+    let ips = x
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.ipaddress().map(<[u8]>::to_vec))
+                .collect()
+        })
+        .unwrap_or_default();
+    (cns, ips)
+}
+
+/// The positive control of the mutation property: the certificate it mutates is accepted
+/// unmutated (so a decision that refused everything would fail here), and both readings agree
+/// on its CN and SubjectAltName.
+#[test]
+fn the_unmutated_certificate_is_accepted() {
+    let der = base_cert().to_vec();
+    let verdict = decide_with(der.clone());
+    assert!(matches!(verdict, Verdict::Accepted { .. }), "{verdict:?}");
+    let x = openssl::x509::X509::from_der(&der).unwrap();
+    assert_eq!(
+        openssl_reading(&x),
+        (vec![b"bench".to_vec()], vec![vec![127, 0, 0, 1]])
+    );
+    let info = CertInfo::from_der(&der).unwrap();
+    assert!(info.check_cn(b"bench").is_ok());
+    assert_eq!(info.san_text(), "IP:127.0.0.1");
 }
 
 fn any_ip() -> impl Strategy<Value = IpAddr> {
