@@ -4,51 +4,41 @@
 //! (`pg_twofactor_hba.conf`) says which logins must also present a verified client certificate
 //! whose CN is the login and whose SubjectAltName matches the client address.
 //!
-//! Pure logic: [`methods`], [`address`], [`rules`], [`cert`], [`decision`], [`counters`],
-//! [`lint`].
-//! PostgreSQL glue: [`gucs`], [`store`], [`hooks`], [`catalog`], [`elog`], [`ffi`], [`sysnet`].
-//! SQL interface: [`view`] (the rules view), [`check`] (the dry run), [`status`], [`shmem`]
-//! (statistics and certificates seen, with [`expiry`] warnings).
+//! This crate is the glue between PostgreSQL and the logic in [`pg_twofactor_core`], grouped
+//! by what it talks to:
+//! - [`hooks`]: the login hook (and the certificate-expiry notice it leaves) and the reload hook;
+//! - [`settings`]: the GUCs;
+//! - [`rules_in_force`]: the rules this process enforces, loaded at start and on reload, kept
+//!   in their own arena ([`pg_twofactor_core::arena`]);
+//! - [`shared_memory`]: the statistics and the certificates seen;
+//! - [`postgres`]: the server's structures, catalog, regular expressions, resolver and error
+//!   reporting;
+//! - [`sql`]: the SQL surface, one file per SQL object.
 
-pub mod address;
-pub mod cert;
-pub mod counters;
-pub mod decision;
-pub mod lint;
-pub mod methods;
-pub mod rules;
-
-pub mod arena;
-pub mod catalog;
-pub mod check;
-pub mod elog;
-pub mod expiry;
-pub mod ffi;
-pub mod gucs;
 pub mod hooks;
-pub mod shmem;
-pub mod status;
-pub mod store;
-pub mod sysnet;
-pub mod view;
+pub mod postgres;
+pub mod rules_in_force;
+pub mod settings;
+pub mod shared_memory;
+pub mod sql;
 
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!();
 
 /// Rust allocations go to `malloc`, except while the rules in force are being frozen into their
-/// own arena (see [`arena`]).
+/// own arena (see [`pg_twofactor_core::arena`]).
 #[global_allocator]
-static ALLOCATOR: arena::ArenaOrSystem = arena::ArenaOrSystem;
+static ALLOCATOR: pg_twofactor_core::arena::ArenaOrSystem = pg_twofactor_core::arena::ArenaOrSystem;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a plain read of a PostgreSQL global, on the main thread.
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        elog::error_not_preloaded();
+        postgres::report::error_not_preloaded();
     }
-    gucs::init();
-    shmem::init();
+    settings::init();
+    shared_memory::init();
     hooks::init();
-    store::load_at_startup();
+    rules_in_force::load_at_startup();
 }

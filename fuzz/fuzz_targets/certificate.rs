@@ -3,11 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pg_twofactor::address::{KnownHost, StaticNetwork};
-use pg_twofactor::cert::{CertInfo, CertSummary};
-use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Verdict};
-use pg_twofactor::methods::{BaseMethod, MethodSet};
-use pg_twofactor::rules::{parse_text, AnyRegex, NoCatalog, Syntax};
+use pg_twofactor_core::address::{KnownHost, StaticNetwork};
+use pg_twofactor_core::cert::{CertInfo, CertSummary};
+use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Verdict};
+use pg_twofactor_core::methods::{BaseMethod, MethodSet};
+use pg_twofactor_core::rules::{parse_text, AnyRegex, NoCatalog, Syntax};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let rules = parse_text(
         Path::new("/fuzz/r.conf"),
         b"hostssl all test1 all 2f-scram-sha-256\n",
-        Syntax::BUILT,
+        Syntax::Pg15,
         &AnyRegex,
     )
     .into_rule_set()

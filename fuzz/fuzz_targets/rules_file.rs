@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pg_twofactor::rules::{parse_text, AnyRegex, Syntax};
+use pg_twofactor_core::rules::{parse_text, AnyRegex, Syntax};
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,12 +4,14 @@
 //! DNS is kept out: the network is a static table.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use pg_twofactor::address::{ClientName, KnownHost, StaticNetwork};
-use pg_twofactor::cert::{CertInfo, CertSummary};
-use pg_twofactor::counters::{CertTable, Decision, Outcome, SeenCert, StatsTable};
-use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Reason};
-use pg_twofactor::methods::{BaseMethod, MethodSet};
-use pg_twofactor::rules::{parse_text, AnyRegex, Connection, Found, NoCatalog, RuleSet, Syntax};
+use pg_twofactor_core::address::{ClientName, KnownHost, StaticNetwork};
+use pg_twofactor_core::cert::{CertInfo, CertSummary};
+use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Reason};
+use pg_twofactor_core::methods::{BaseMethod, MethodSet};
+use pg_twofactor_core::rules::{
+    parse_text, AnyRegex, Connection, Found, NoCatalog, RuleSet, Syntax,
+};
+use pg_twofactor_core::stats::{CertTable, Counted, Outcome, SeenCert, StatsTable};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use pg_twofactor_e2e::{Pki, San};
 use std::path::Path;
@@ -18,7 +20,7 @@ fn rule_set(n: usize) -> RuleSet {
     parse_text(
         Path::new("/bench/pg_twofactor_hba.conf"),
         synthetic_rules(n, "bench").as_bytes(),
-        Syntax::BUILT,
+        Syntax::Pg15,
         &AnyRegex,
     )
     .into_rule_set()
@@ -80,7 +82,7 @@ fn bench(c: &mut Criterion) {
         let set = parse_text(
             Path::new("/bench/r.conf"),
             text.as_bytes(),
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -154,7 +156,7 @@ fn bench(c: &mut Criterion) {
     let mut stats = Box::<StatsTable>::default();
     for i in 0..1_000u32 {
         stats.record(
-            &Decision {
+            &Counted {
                 rule: Some(("/bench/pg_twofactor_hba.conf", i, 7)),
                 outcome: Outcome::Accepted,
                 reason: None,
@@ -165,7 +167,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("statistics_record_refusal", |b| {
         b.iter(|| {
             stats.record(
-                black_box(&Decision {
+                black_box(&Counted {
                     rule: Some(("/bench/pg_twofactor_hba.conf", 500, 7)),
                     outcome: Outcome::Refused,
                     reason: Some(Reason::NoCertificate),
@@ -203,7 +205,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("10000_rules", |b| {
         b.iter(|| {
             black_box(
-                pg_twofactor::rules::parse_file(&path, Syntax::BUILT, &AnyRegex)
+                pg_twofactor_core::rules::parse_file(&path, Syntax::Pg15, &AnyRegex)
                     .into_rule_set()
                     .unwrap()
                     .rules

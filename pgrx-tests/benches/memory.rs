@@ -1,11 +1,15 @@
 //! Memory the rules in force occupy, at 10 to 100,000 rules: the bytes of the frozen rule set
-//! in its arena (`pg_twofactor::arena`), exactly what the postmaster keeps and every backend
+//! in its arena (`pg_twofactor_core::arena`), exactly what the postmaster keeps and every backend
 //! inherits (and only reads). Run: `cargo bench -p pg_twofactor-e2e --bench memory`.
 
-use pg_twofactor::arena::Frozen;
-use pg_twofactor::rules::{parse_text, AnyRegex, Syntax};
+use pg_twofactor_core::arena::Frozen;
+use pg_twofactor_core::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use std::path::Path;
+
+/// Allocations go through the arena's allocator, as in the extension.
+#[global_allocator]
+static ALLOCATOR: pg_twofactor_core::arena::ArenaOrSystem = pg_twofactor_core::arena::ArenaOrSystem;
 
 /// A `/proc/self/status` field in bytes (`VmSize:`, `VmPeak:`).
 fn status_bytes(field: &str) -> u64 {
@@ -29,7 +33,7 @@ fn main() {
         let set = parse_text(
             Path::new("/bench/pg_twofactor_hba.conf"),
             text.as_bytes(),
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()

@@ -2,11 +2,11 @@
 //! parser on hostile input, the SubjectAltName subnet check against a plain 128-bit model, and
 //! certificates mutated at random. PROPTEST_CASES overrides the number of cases (default 512).
 
-use pg_twofactor::address::{in_san_network, KnownHost, StaticNetwork};
-use pg_twofactor::cert::CertInfo;
-use pg_twofactor::decision::{decide, LoginAttempt, PeerCert, Verdict};
-use pg_twofactor::methods::{BaseMethod, MethodSet};
-use pg_twofactor::rules::{parse_text, AnyRegex, Syntax};
+use pg_twofactor_core::address::{in_san_network, KnownHost, StaticNetwork};
+use pg_twofactor_core::cert::CertInfo;
+use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Verdict};
+use pg_twofactor_core::methods::{BaseMethod, MethodSet};
+use pg_twofactor_core::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::{Pki, San};
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -245,12 +245,12 @@ fn base_cert() -> &'static [u8] {
 /// The decision for user "bench" from 127.0.0.1 with `der` as its verified certificate, under
 /// a rule that covers it.
 fn decide_with(der: Vec<u8>) -> Verdict {
-    static RULES: OnceLock<pg_twofactor::rules::RuleSet> = OnceLock::new();
+    static RULES: OnceLock<pg_twofactor_core::rules::RuleSet> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
         parse_text(
             Path::new("/proptest/pg_twofactor_hba.conf"),
             b"hostssl all bench all 2f-scram-sha-256\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -278,7 +278,7 @@ fn decide_with(der: Vec<u8>) -> Verdict {
 }
 
 struct NoCatalog;
-impl pg_twofactor::rules::Catalog for NoCatalog {
+impl pg_twofactor_core::rules::Catalog for NoCatalog {
     fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
         false
     }

@@ -40,15 +40,19 @@ pub enum Syntax {
 }
 
 impl Syntax {
-    /// The syntax of the PostgreSQL major this library is built against. 16, 17 and 18 share
-    /// it: 17.6's `hba.c` has 16.2's `next_token`, `next_field_expand`, `tokenize_auth_file`,
-    /// `include*` directives, `check_db`, `check_role`, `check_hostname` and regex handling
-    /// unchanged (17 only dropped the `db_user_namespace` md5 check of `parse_hba_line`, which
-    /// the rules do not have); 18 added the `oauth` method only.
-    #[cfg(feature = "pg15")]
-    pub const BUILT: Syntax = Syntax::Pg15;
-    #[cfg(not(feature = "pg15"))]
-    pub const BUILT: Syntax = Syntax::Pg16;
+    /// The syntax of a PostgreSQL major (`None` for one pg_twofactor does not support). 16, 17
+    /// and 18 share it: 17.6's `hba.c` has 16.2's `next_token`, `next_field_expand`,
+    /// `tokenize_auth_file`, `include*` directives, `check_db`, `check_role`, `check_hostname`
+    /// and regex handling unchanged (17 only dropped the `db_user_namespace` md5 check of
+    /// `parse_hba_line`, which the rules do not have); 18 added the `oauth` method only
+    /// ([`crate::methods::BaseMethod::from_name`] takes the major for that).
+    pub const fn of_major(major: u32) -> Option<Syntax> {
+        match major {
+            15 => Some(Syntax::Pg15),
+            16..=18 => Some(Syntax::Pg16),
+            _ => None,
+        }
+    }
 
     /// Whether a name starting with `/` is a regular expression (PostgreSQL 16+).
     pub fn has_regex(self) -> bool {

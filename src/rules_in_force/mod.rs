@@ -4,11 +4,11 @@
 //! the postmaster and so start with the rules that were in force when they were forked. Nothing
 //! is read from disk on a connection.
 
-use crate::arena::Frozen;
-use crate::catalog::PgRegexCheck;
-use crate::elog;
-use crate::gucs;
-use crate::rules::{self, RuleError, RuleSet, Syntax};
+use crate::postgres::catalog::PgRegexCheck;
+use crate::postgres::report;
+use crate::settings;
+use pg_twofactor_core::arena::Frozen;
+use pg_twofactor_core::rules::{self, RuleError, RuleSet};
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// The rules in force: a leaked `Box`, replaced (and the old one freed) only by `install`, which
@@ -165,7 +165,12 @@ pub fn digest(rules: &RuleSet) -> u64 {
 
 /// The rules file as it is on disk now: its rule set, or its errors.
 pub fn read_disk() -> Result<RuleSet, Vec<RuleError>> {
-    rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck).into_rule_set()
+    rules::parse_file(
+        &settings::rules_file(),
+        crate::postgres::SYNTAX,
+        &PgRegexCheck,
+    )
+    .into_rule_set()
 }
 
 fn now() -> i64 {
@@ -232,7 +237,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     unsafe {
         libc::malloc_trim(0);
     }
-    elog::log_info(&msg);
+    report::log_info(&msg);
 }
 
 /// A WARNING when the rules file about to be put in force does not end with a newline. A file
@@ -244,7 +249,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
 fn warn_if_unterminated(set: &RuleSet) {
     if set.unterminated {
         let path = &set.path;
-        elog::warn_config(
+        report::warn_config(
             &format!(
                 "pg_twofactor rules file \"{}\" does not end with a newline",
                 path.display()
@@ -259,7 +264,7 @@ pub fn load_at_startup() {
     // SAFETY: a plain read of a PostgreSQL global in the postmaster's main thread; the ssl
     // setting has been read from postgresql.conf before shared_preload_libraries are loaded.
     if !unsafe { pgrx::pg_sys::EnableSSL } {
-        elog::warn_config(
+        report::warn_config(
             "pg_twofactor: ssl is off, so every login a pg_twofactor rule covers will be refused",
             Some("Set ssl = on and ssl_ca_file; pg_twofactor also re-reads its rules only when TLS is re-initialised on reload."),
         );
@@ -272,12 +277,12 @@ pub fn load_at_startup() {
         }
         (Err(errors), _) => {
             for e in &errors {
-                elog::log_config(&e.to_string());
+                report::log_config(&e.to_string());
             }
-            elog::fatal_config(
+            report::fatal_config(
                 &format!(
                     "could not load pg_twofactor rules file \"{}\": {}",
-                    gucs::hba_file().display(),
+                    settings::rules_file().display(),
                     errors[0]
                 ),
                 Some("Fix the rules file (see the lines logged above) and start the server again."),
@@ -297,11 +302,11 @@ pub fn reload() {
         }
         (Err(errors), _) => {
             for e in &errors {
-                elog::log_config(&e.to_string());
+                report::log_config(&e.to_string());
             }
-            elog::log_config(&format!(
+            report::log_config(&format!(
                 "pg_twofactor rules file \"{}\" was not reloaded; the previous rules stay in force",
-                gucs::hba_file().display()
+                settings::rules_file().display()
             ));
             let text = errors
                 .iter()

@@ -40,8 +40,8 @@ pub enum FailureCode {
 
 impl BaseMethod {
     /// The method named as in `pg_hba.conf` (PostgreSQL's names are lower case); `None` for
-    /// a name PostgreSQL does not know.
-    pub fn from_name(name: &str) -> Option<BaseMethod> {
+    /// a name PostgreSQL `major` does not know (`oauth` is 18's).
+    pub fn from_name(name: &str, major: u32) -> Option<BaseMethod> {
         Some(match name {
             "scram-sha-256" => BaseMethod::ScramSha256,
             "md5" => BaseMethod::Md5,
@@ -51,7 +51,7 @@ impl BaseMethod {
             "trust" | "reject" | "gss" | "sspi" | "ident" | "peer" | "pam" | "bsd" | "cert" => {
                 BaseMethod::Other(name.into())
             }
-            "oauth" if cfg!(feature = "pg18") => BaseMethod::Other(name.into()),
+            "oauth" if major >= 18 => BaseMethod::Other(name.into()),
             _ => return None,
         })
     }

@@ -59,6 +59,26 @@ pub enum CertError {
     Parse(String),
 }
 
+/// A PEM text that does not hold a certificate (the message follows the name of where it came
+/// from: `client_cert is not a PEM certificate: ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PemError {
+    #[error("is not a PEM certificate: {0}")]
+    NotPem(String),
+    #[error("holds a PEM \"{0}\" block, not a CERTIFICATE")]
+    NotCertificate(String),
+}
+
+/// The DER of the first certificate in `pem`.
+pub fn der_from_pem(pem: &str) -> Result<Vec<u8>, PemError> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| PemError::NotPem(e.to_string()))?;
+    if block.label != "CERTIFICATE" {
+        return Err(PemError::NotCertificate(block.label));
+    }
+    Ok(block.contents)
+}
+
 fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?))),

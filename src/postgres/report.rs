@@ -1,8 +1,8 @@
 //! Reporting through PostgreSQL's `ereport`, with a DETAIL that goes to the server log only
 //! (`errdetail_log`), as PostgreSQL does for its own authentication failures.
 
-use crate::ffi;
-use crate::methods::FailureCode;
+use crate::postgres::ffi;
+use pg_twofactor_core::methods::FailureCode;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -140,7 +140,7 @@ pub fn warn_config(message: &str, hint: Option<&str>) {
 /// the user name as the client sent it), translated like PostgreSQL's own; `detail_log` goes to
 /// the server log only.
 ///
-/// [`BaseMethod::postgres_failure`]: crate::methods::BaseMethod::postgres_failure
+/// [`BaseMethod::postgres_failure`]: pg_twofactor_core::methods::BaseMethod::postgres_failure
 pub fn fatal_as_postgres(
     code: FailureCode,
     format: &'static str,

@@ -8,8 +8,8 @@
 //! character; pg_twofactor compiles and runs them at the same points (load: postmaster;
 //! match: the backend's authentication), so the conversion is the same.
 
-use crate::ffi;
-use crate::rules::{Catalog, RegexCheck};
+use crate::postgres::ffi;
+use pg_twofactor_core::rules::{Catalog, RegexCheck};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use std::cell::RefCell;

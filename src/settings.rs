@@ -1,6 +1,6 @@
 //! The GUCs, registered in one place and read through typed accessors.
 
-use crate::methods::MethodSet;
+use pg_twofactor_core::methods::MethodSet;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 use pgrx::pg_sys;
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -154,7 +154,7 @@ unsafe extern "C-unwind" fn check_extra_methods(
     let value = unsafe { value_of(*newval) };
     match MethodSet::parse_extra(&value) {
         Ok(_) => true,
-        Err(e) => reject_with_detail(&crate::decision::sentence(&e.to_string())),
+        Err(e) => reject_with_detail(&pg_twofactor_core::decision::sentence(&e.to_string())),
     }
 }
 
@@ -187,7 +187,7 @@ fn hba_conf_dir() -> PathBuf {
 
 /// The rules file, with a relative `pg_twofactor.hba_file` resolved against pg_hba.conf's
 /// directory.
-pub fn hba_file() -> PathBuf {
+pub fn rules_file() -> PathBuf {
     // The check hook rejects an empty value; a null one (never set) means the default.
     let value = HBA_FILE
         .get()

@@ -1,5 +1,5 @@
 //! Cross-checks of the rules file with `pg_hba.conf` and the server settings: the findings of
-//! `pg_twofactor_config_problems`. Pure logic; [`crate::status`] feeds it the rules file as it
+//! `pg_twofactor_config_problems`. Pure logic; the extension's `sql::config_problems` feeds it the rules file as it
 //! is on disk, the rows of `pg_hba_file_rules` and the settings.
 //!
 //! Column comparisons follow `pg_hba.conf`'s meaning where the answer is certain (literal
@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 /// A `pg_hba.conf` line as `pg_hba_file_rules` shows it.
 #[derive(Debug, Clone)]
-pub struct HbaLine {
+pub struct HbaFileRule {
     pub file: String,
     pub line: usize,
     pub conn_type: String,
@@ -58,7 +58,7 @@ pub struct Finding {
 }
 
 /// The server settings the rules depend on.
-pub struct Settings {
+pub struct ServerSettings {
     pub ssl: bool,
     /// `pg_twofactor.client_reason`.
     pub client_reason: bool,
@@ -226,8 +226,8 @@ fn is_loopback(a: &AddrSpec) -> bool {
 /// Every finding, errors first.
 pub fn findings(
     rules: Result<&[Rule], &[RuleError]>,
-    hba: &[HbaLine],
-    settings: &Settings,
+    hba: &[HbaFileRule],
+    settings: &ServerSettings,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     if !settings.ssl {
@@ -301,7 +301,7 @@ pub fn findings(
             ),
         })
     }));
-    let hba: Vec<(&HbaLine, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
+    let hba: Vec<(&HbaFileRule, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
         .iter()
         .filter(|h| h.error.is_none())
         .map(|h| {
@@ -445,7 +445,7 @@ mod tests {
     use crate::rules::{parse_text, AnyRegex, Syntax};
     use std::path::Path;
 
-    fn hba(lines: &[(&str, &str, &str, &str, &str)]) -> Vec<HbaLine> {
+    fn hba(lines: &[(&str, &str, &str, &str, &str)]) -> Vec<HbaFileRule> {
         lines
             .iter()
             .enumerate()
@@ -454,7 +454,7 @@ mod tests {
                     Some((addr, mask)) => (Some(addr.to_string()), Some(mask.to_string())),
                     None => (Some(a.to_string()), None),
                 };
-                HbaLine {
+                HbaFileRule {
                     file: "/d/pg_hba.conf".into(),
                     line: i + 1,
                     conn_type: t.to_string(),
@@ -469,11 +469,11 @@ mod tests {
             .collect()
     }
 
-    fn run(rules: &str, hba: &[HbaLine], settings: &Settings) -> Vec<String> {
+    fn run(rules: &str, hba: &[HbaFileRule], settings: &ServerSettings) -> Vec<String> {
         let set = parse_text(
             Path::new("/d/r.conf"),
             rules.as_bytes(),
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -492,8 +492,8 @@ mod tests {
             .collect()
     }
 
-    fn good() -> Settings {
-        Settings {
+    fn good() -> ServerSettings {
+        ServerSettings {
             ssl: true,
             client_reason: false,
             data_directory: None,
@@ -521,7 +521,7 @@ mod tests {
     fn each_finding_and_what_clears_it() {
         let h = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
         // settings
-        let bad = Settings {
+        let bad = ServerSettings {
             ssl: false,
             client_reason: true,
             data_directory: None,
@@ -537,7 +537,7 @@ mod tests {
             ]
         );
         // the rules file inside the data directory (/d here), and outside it
-        let inside = Settings {
+        let inside = ServerSettings {
             data_directory: Some("/d/./".into()),
             ..good()
         };
@@ -549,7 +549,7 @@ mod tests {
             ),
             vec!["warning /d/r.conf:0 rules file inside the data directory"]
         );
-        let outside = Settings {
+        let outside = ServerSettings {
             data_directory: Some("/data".into()),
             ..good()
         };
@@ -590,7 +590,7 @@ mod tests {
                 "warning /d/r.conf:1 2f-password for addresses other than loopback"
             ]
         );
-        let enabled = Settings {
+        let enabled = ServerSettings {
             enabled: MethodSet::parse_extra("2f-password").unwrap(),
             ..good()
         };
@@ -602,7 +602,7 @@ mod tests {
             run(
                 "hostssl all alice 10.1.0.0/16 2f-md5\n",
                 &h,
-                &Settings {
+                &ServerSettings {
                     enabled: MethodSet::parse_extra("2f-md5").unwrap(),
                     ..good()
                 }
@@ -674,7 +674,7 @@ mod tests {
         );
         // a pg_hba.conf with an error
         let mut broken = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
-        broken.push(HbaLine {
+        broken.push(HbaFileRule {
             error: Some("invalid authentication method \"scram\"".into()),
             ..broken[0].clone()
         });
@@ -699,7 +699,7 @@ mod tests {
         let set = parse_text(
             Path::new("/d/r.conf"),
             b"hostssl all all all 2f-nothing\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         );
         let errors = set.errors();

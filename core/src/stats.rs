@@ -1,5 +1,5 @@
 //! Fixed-size tables for the statistics and the certificates seen, as plain Rust values that
-//! can live in shared memory (no pointers, no heap): the [`shmem`](crate::shmem) module puts
+//! can live in shared memory (no pointers, no heap): the extension's `shared_memory` module puts
 //! one of each behind a PostgreSQL LWLock. Sizes are fixed when the library is built; when a
 //! statistics table is full, further rows are counted together in an overflow row; when the
 //! certificates table is full, the certificate seen longest ago makes room.
@@ -102,7 +102,7 @@ struct StatSlot {
 }
 
 /// One decision to count.
-pub struct Decision<'a> {
+pub struct Counted<'a> {
     /// The deciding rule's file, line and content fingerprint; `None` when no rule decided.
     pub rule: Option<(&'a str, u32, u64)>,
     pub outcome: Outcome,
@@ -232,7 +232,7 @@ impl StatsTable {
 
     /// Counts one decision at time `now` in the rule's total row and, for a refusal or a
     /// reported one, in the row of its reason.
-    pub fn record(&mut self, d: &Decision<'_>, now: i64) {
+    pub fn record(&mut self, d: &Counted<'_>, now: i64) {
         let (file, line, content) = match d.rule {
             Some((f, l, c)) => match self.file_index(f) {
                 Some(file) => (file, l, c),
@@ -408,8 +408,8 @@ impl CertTable {
 mod tests {
     use super::*;
 
-    fn d(rule: Option<(&str, u32, u64)>, outcome: Outcome, reason: Option<Reason>) -> Decision<'_> {
-        Decision {
+    fn d(rule: Option<(&str, u32, u64)>, outcome: Outcome, reason: Option<Reason>) -> Counted<'_> {
+        Counted {
             rule,
             outcome,
             reason,

@@ -4,8 +4,8 @@
 //! transaction that `InitPostgres` opened before authentication (and commits once the session
 //! is set up): by then the client has its AuthenticationOk and reads notices.
 
-use crate::cert::CertSummary;
-use crate::elog;
+use crate::postgres::report;
+use pg_twofactor_core::cert::CertSummary;
 use pgrx::pg_sys;
 use std::cell::RefCell;
 use std::ffi::c_void;
@@ -63,7 +63,7 @@ pub fn check(user: &[u8], cert: &CertSummary, warn_secs: i64) {
     let Some(text) = notice(cert.not_after, now, warn_secs) else {
         return;
     };
-    elog::warn_log(
+    report::warn_log(
         &format!(
             "client certificate of user \"{}\" expires on {}",
             String::from_utf8_lossy(user),
@@ -93,7 +93,7 @@ unsafe extern "C-unwind" fn at_commit(event: pg_sys::XactEvent::Type, _arg: *mut
     unsafe { pg_sys::UnregisterXactCallback(Some(at_commit), std::ptr::null_mut()) };
     let text = PENDING.with(|p| p.borrow_mut().take());
     if let (Some(text), pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT) = (text, event) {
-        elog::notice(
+        report::notice(
             &text,
             Some("Ask for a new client certificate before this one expires."),
         );

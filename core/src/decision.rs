@@ -681,7 +681,7 @@ mod tests {
         parse_text(
             Path::new("/d/pg_twofactor_hba.conf"),
             b"hostssl test test1 127.0.0.1/32 2f-md5\nhostssl test test1 all 2f-scram-sha-256\nhostssl all +x,bad.example.com bad.example.com 2f-md5\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -748,7 +748,7 @@ mod tests {
         let rules = parse_text(
             Path::new("/d/r.conf"),
             b"hostssl all test1 127.0.0.2/32 2f-exempt\nhostssl all test1,trial all 2f-scram-sha-256 mode=report\nhostssl all bad.example.com bad.example.com 2f-exempt\nhostssl all test1,other all 2f-scram-sha-256\nhostssl all +x,bad.example.com bad.example.com 2f-scram-sha-256 mode=report\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -824,7 +824,7 @@ mod tests {
         let rules = parse_text(
             Path::new("/d/r.conf"),
             b"hostssl all all bad.example.com 2f-scram-sha-256 mode=report\nhostssl all test1 all 2f-scram-sha-256\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()
@@ -901,7 +901,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256
 hostssl all carol .db.example.com 2f-scram-sha-256
 hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
 ",
-                Syntax::BUILT,
+                Syntax::Pg15,
                 &AnyRegex,
             )
             .into_rule_set()
@@ -987,7 +987,7 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
             b"hostssl all alice .db.example.com 2f-scram-sha-256
 hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
 ",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         )
         .into_rule_set()

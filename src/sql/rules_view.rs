@@ -3,9 +3,9 @@
 //! DBA can check an edit before reloading. Rules pulled in by `include*` (16+) carry their own
 //! file name and line number.
 
-use crate::catalog::PgRegexCheck;
-use crate::gucs;
-use crate::rules::{self, Action, Syntax};
+use crate::postgres::catalog::PgRegexCheck;
+use crate::settings;
+use pg_twofactor_core::rules::{self, Action};
 use pgrx::prelude::*;
 
 type Row = (
@@ -24,7 +24,11 @@ type Row = (
 );
 
 fn rows() -> Vec<Row> {
-    let parsed = rules::parse_file(&gucs::hba_file(), Syntax::BUILT, &PgRegexCheck);
+    let parsed = rules::parse_file(
+        &settings::rules_file(),
+        crate::postgres::SYNTAX,
+        &PgRegexCheck,
+    );
     let mut out: Vec<Row> = Vec::new();
     if let Some(e) = &parsed.file_error {
         out.push((
@@ -104,5 +108,3 @@ fn pg_twofactor_rules() -> TableIterator<
 > {
     TableIterator::new(rows())
 }
-// The views, comments and grants of every SQL object are in sql/pg_twofactor.sql.
-extension_sql_file!("../sql/pg_twofactor.sql", name = "objects", finalize);

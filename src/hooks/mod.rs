@@ -8,13 +8,15 @@
 //! `auth_delay` and failed-login counters see the failure), and only then raises the FATAL.
 //! Any panic or PostgreSQL error on the way is a refusal.
 
-use crate::address::{self, KnownHost};
-use crate::catalog::ServerCatalog;
-use crate::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
-use crate::gucs::LogDecisions;
-use crate::methods::BaseMethod;
-use crate::sysnet::SystemNetwork;
-use crate::{elog, expiry, ffi, gucs, shmem, store};
+use crate::postgres::catalog::ServerCatalog;
+use crate::postgres::network::SystemNetwork;
+use crate::postgres::{ffi, report};
+use crate::settings::LogDecisions;
+use crate::{rules_in_force, settings, shared_memory};
+use pg_twofactor_core::address::{self, KnownHost};
+use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
+use pg_twofactor_core::methods::BaseMethod;
+pub mod expiry;
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,7 +43,7 @@ pub fn init() {
         ffi::openssl_tls_init_hook = Some(tls_init);
     }
     #[cfg(not(has_tls_init_hook))]
-    elog::warn_config(
+    report::warn_config(
         "pg_twofactor: this PostgreSQL version has no openssl_tls_init_hook, so the rules file is read at server start only",
         Some("Restart the server to apply changes to the rules file."),
     );
@@ -58,8 +60,8 @@ unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bo
     // At server start _PG_init has already loaded the rules.
     if !is_server_start {
         // We run inside the postmaster's SIGHUP handling: never let a panic escape.
-        if catch_unwind(store::reload).is_err() {
-            elog::log_config("pg_twofactor: internal error while reloading the rules; the previous rules stay in force");
+        if catch_unwind(rules_in_force::reload).is_err() {
+            report::log_config("pg_twofactor: internal error while reloading the rules; the previous rules stay in force");
         }
     }
 }
@@ -113,20 +115,20 @@ impl Refusal {
     fn raise(self) -> ! {
         let message = Verdict::message(&self.user, self.reason);
         if logs_authenticated_connections() {
-            elog::log_info(&format!(
+            report::log_info(&format!(
                 "pg_twofactor: the login of user \"{}\" that PostgreSQL logged as authenticated is refused by pg_twofactor ({})",
                 String::from_utf8_lossy(&self.user).escape_debug(),
                 self.reason
             ));
         }
-        if gucs::client_reason() {
-            elog::fatal_auth(&message, &self.detail)
+        if settings::client_reason() {
+            report::fatal_auth(&message, &self.detail)
         }
         let method = self
             .hba_method
             .unwrap_or_else(|| BaseMethod::Other("unknown".into()));
         let (code, format) = method.postgres_failure();
-        elog::fatal_as_postgres(
+        report::fatal_as_postgres(
             code,
             format,
             &self.user,
@@ -203,11 +205,11 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
         let attempt = unsafe { login_attempt(port) }?;
         // the deadline is read only if a lookup is needed (most logins make none)
         let network = SystemNetwork::bounded_by(authentication_deadline);
-        let (verdict, report, cert) = store::with_current(|rules| {
+        let (verdict, report, cert) = rules_in_force::with_current(|rules| {
             let d = decision::decide_all(
                 rules,
                 &attempt,
-                gucs::enabled_methods(),
+                settings::enabled_methods(),
                 &network,
                 &ServerCatalog::new(),
             );
@@ -223,7 +225,7 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
         })
         .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
         if let Some(Verdict::Reported { reason, detail, .. }) = &report {
-            elog::warn_auth(
+            report::warn_auth(
                 &format!(
                     "{} (mode=report: not enforced)",
                     Verdict::message(&attempt.user, *reason)
@@ -234,10 +236,10 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
         if !matches!(verdict, Verdict::Refused { .. }) {
             if let Some(cert) = cert {
                 let warned = catch_unwind(AssertUnwindSafe(|| {
-                    expiry::check(&attempt.user, &cert, gucs::expiry_warning_secs())
+                    expiry::check(&attempt.user, &cert, settings::expiry_warning_secs())
                 }));
                 if warned.is_err() {
-                    elog::log_info("pg_twofactor: could not check the client certificate's expiry; the login goes on");
+                    report::log_info("pg_twofactor: could not check the client certificate's expiry; the login goes on");
                 }
             }
         }
@@ -269,11 +271,14 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
 
 /// Counts the decision and remembers the certificate (statistics only: a failure here is
 /// logged and changes nothing about the login, which is already decided).
-fn record(attempt: &LoginAttempt, d: &decision::Decision<'_>) -> Option<crate::cert::CertSummary> {
-    match catch_unwind(AssertUnwindSafe(|| shmem::record(attempt, d))) {
+fn record(
+    attempt: &LoginAttempt,
+    d: &decision::Decision<'_>,
+) -> Option<pg_twofactor_core::cert::CertSummary> {
+    match catch_unwind(AssertUnwindSafe(|| shared_memory::record(attempt, d))) {
         Ok(cert) => cert,
         Err(_) => {
-            elog::log_info("pg_twofactor: could not update the statistics in shared memory; the decision stands");
+            report::log_info("pg_twofactor: could not update the statistics in shared memory; the decision stands");
             None
         }
     }
@@ -297,7 +302,7 @@ unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
     .ok()
     .flatten();
     log_internal(&user);
-    let _ = catch_unwind(shmem::record_internal);
+    let _ = catch_unwind(shared_memory::record_internal);
     Refusal {
         user,
         reason: Reason::Internal,
@@ -309,8 +314,8 @@ unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
 /// The decision-log line of a refusal without a decision (the Port could not be read, no
 /// rules, a panic).
 fn log_internal(user: &[u8]) {
-    if gucs::log_decisions() != LogDecisions::Off {
-        elog::log_info(&format!(
+    if settings::log_decisions() != LogDecisions::Off {
+        report::log_info(&format!(
             "pg_twofactor decision: refused (internal error); rule unknown; user \"{}\"",
             String::from_utf8_lossy(user).escape_debug()
         ));
@@ -320,7 +325,7 @@ fn log_internal(user: &[u8]) {
 /// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision, ending with
 /// the rules that could not be decided (`undecided`, [`decision::Decision::undecided_text`]).
 fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
-    let what = match (gucs::log_decisions(), verdict) {
+    let what = match (settings::log_decisions(), verdict) {
         (LogDecisions::Off, _) => return,
         (LogDecisions::Refused, Verdict::Refused { .. } | Verdict::Reported { .. })
         | (LogDecisions::All, _) => verdict,
@@ -331,7 +336,7 @@ fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
         None => what.outcome().to_string(),
     };
     let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    elog::log_info(&format!(
+    report::log_info(&format!(
         "pg_twofactor decision: {outcome}; rule {}; pg_hba.conf {}; user \"{}\"; database \"{}\"; client {}{undecided}",
         what.rule_position(),
         attempt.hba_position(),

@@ -361,7 +361,7 @@ impl RuleSet {
     }
 
     /// A copy that shares no memory with `self` (each file's `Arc` is made again) and holds no
-    /// spare capacity: what the rules in force keep in their arena (`crate::arena`).
+    /// spare capacity: what the rules in force keep in their arena ([`crate::arena`]).
     pub fn deep_clone(&self) -> RuleSet {
         let mut files: Vec<(*const PathBuf, Arc<PathBuf>)> = Vec::new();
         let rules = self
@@ -502,7 +502,7 @@ mod tests {
             (b"", false),
         ] {
             std::fs::write(&path, text).unwrap();
-            let parsed = parse_file(&path, Syntax::BUILT, &AnyRegex);
+            let parsed = parse_file(&path, Syntax::Pg15, &AnyRegex);
             assert_eq!(parsed.unterminated, unterminated, "{text:?}");
             assert_eq!(parsed.into_rule_set().unwrap().unterminated, unterminated);
         }
@@ -524,7 +524,7 @@ mod tests {
     fn fingerprints_tell_names_apart_by_their_bytes() {
         // two LATIN1 names that differ only in bytes that are not UTF-8 (shown alike, lossily)
         let fp = |text: &[u8]| {
-            let set = parse_text(Path::new("/d/r.conf"), text, Syntax::BUILT, &AnyRegex)
+            let set = parse_text(Path::new("/d/r.conf"), text, Syntax::Pg15, &AnyRegex)
                 .into_rule_set()
                 .unwrap();
             (set.rules[0].display.clone(), set.rules[0].fingerprint)
@@ -548,7 +548,7 @@ mod tests {
         let p = parse_text(
             Path::new("/etc/x/pg_twofactor_hba.conf"),
             b"hostssl all all all 2f-md5\n\nhost all \\\n all all 2f-md5\n",
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         );
         let errors = p.into_rule_set().unwrap_err();
@@ -559,7 +559,7 @@ mod tests {
         );
         let missing = parse_file(
             Path::new("/nonexistent/pg_twofactor_hba.conf"),
-            Syntax::BUILT,
+            Syntax::Pg15,
             &AnyRegex,
         );
         assert_eq!(

@@ -214,7 +214,7 @@ hostssl test +\"Domain Admins\" all 2f-md5
         let mut text =
             b"hostssl all caf\xe9 all 2f-md5\nhostssl all +gr\xfcppe all 2f-ldap\n".to_vec();
         text.extend_from_slice(b"hostssl \xff all all 2f-password\n");
-        let s = parse_text(Path::new("/r.conf"), &text, Syntax::BUILT, &AnyRegex)
+        let s = parse_text(Path::new("/r.conf"), &text, Syntax::Pg15, &AnyRegex)
             .into_rule_set()
             .unwrap();
         struct Latin1;
@@ -297,7 +297,7 @@ hostssl all +staff all 2f-ldap
 hostssl all alice,bob all 2f-scram-sha-256
 hostssl all all all 2f-md5
 ";
-        let set = set(Syntax::BUILT, text);
+        let set = set(Syntax::Pg15, text);
         let net = StaticNetwork::default();
         let roles = Members(vec![("carol", "staff")]);
         let f = |user, addr| find(&set, &net, &roles, "d", user, addr, false);
@@ -330,7 +330,7 @@ hostssl all all all 2f-md5
                 i % 256
             ));
         }
-        let set = set(Syntax::BUILT, &text);
+        let set = set(Syntax::Pg15, &text);
         assert_eq!(set.rules.len(), 10_000);
         let net = StaticNetwork::default();
         assert_eq!(

@@ -1,0 +1,275 @@
+//! The dry run's input and output without PostgreSQL: a login described by arguments (as
+//! `pg_twofactor_check(...)` takes them), checked against their size limits and turned into a
+//! [`LoginAttempt`], and the rows that show a [`Decision`].
+
+use crate::address::KnownHost;
+use crate::cert::{der_from_pem, PemError};
+use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict};
+use crate::methods::BaseMethod;
+use crate::rules::Rule;
+use std::net::IpAddr;
+
+/// A row of the dry run: the rule, the verdict, and what the hook would say.
+pub struct DryRun {
+    pub rule_file: Option<String>,
+    pub rule_line: Option<i32>,
+    pub rule_method: Option<String>,
+    pub rule_mode: Option<String>,
+    pub verdict: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// An argument of the dry run that cannot be used; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("{argument} is {len} bytes long, more than the {max} bytes {why}")]
+    TooLong {
+        argument: &'static str,
+        len: usize,
+        max: usize,
+        why: &'static str,
+    },
+    #[error("unrecognized pg_hba.conf authentication method \"{0}\"")]
+    UnknownMethod(String),
+    #[error("client_cert {0}")]
+    Certificate(#[from] PemError),
+    #[error("client_cert is {0} bytes long in DER, more than the {MAX_CERT_DER_BYTES} bytes of a certificate a TLS client can send (OpenSSL's limit)")]
+    DerTooLong(usize),
+    #[error("invalid client address \"{0}\"")]
+    ClientAddress(String),
+}
+
+/// The client address of an `inet` value as text (`10.1.2.3`, `10.1.2.3/32`, `::1`).
+pub fn client_address(text: &str) -> Result<IpAddr, ArgumentError> {
+    let host = text.split('/').next().unwrap_or(text);
+    host.parse()
+        .map_err(|_| ArgumentError::ClientAddress(text.to_string()))
+}
+
+/// The longest user or database name PostgreSQL keeps of a login (`NAMEDATALEN - 1` bytes with
+/// PostgreSQL's default `NAMEDATALEN` of 64; it cuts longer ones in the startup packet).
+pub const MAX_NAME_BYTES: usize = 63;
+/// The largest certificate a TLS client can send PostgreSQL: OpenSSL's default limit on the
+/// certificate list a peer sends (`SSL_CTX_set_max_cert_list`, 100 kB), which PostgreSQL keeps.
+pub const MAX_CERT_DER_BYTES: usize = 102_400;
+/// The PEM form of such a certificate: base64 (4 characters per 3 bytes) in lines of 64, with
+/// the BEGIN and END lines.
+pub const MAX_CERT_PEM_BYTES: usize = MAX_CERT_DER_BYTES.div_ceil(3) * 4 * 65 / 64 + 128;
+/// Longer than any method name PostgreSQL knows.
+pub const MAX_METHOD_BYTES: usize = 32;
+/// `value` unless it is longer than `max` bytes.
+fn limited<'a>(
+    argument: &'static str,
+    value: &'a str,
+    max: usize,
+    why: &'static str,
+) -> Result<&'a str, ArgumentError> {
+    if value.len() > max {
+        return Err(ArgumentError::TooLong {
+            argument,
+            len: value.len(),
+            max,
+            why,
+        });
+    }
+    Ok(value)
+}
+
+/// Builds the attempt; an argument that cannot be used is an ERROR naming it. Every argument
+/// is checked against its size limit before anything is copied or parsed.
+#[allow(clippy::too_many_arguments)] // the major and one per argument of pg_twofactor_check
+pub fn attempt(
+    major: u32,
+    user: &str,
+    database: &str,
+    client_addr: Option<&str>,
+    client_cert: Option<&str>,
+    hba_method: &str,
+    ssl: bool,
+    replication: bool,
+) -> Result<LoginAttempt, ArgumentError> {
+    let user = limited(
+        "user_name",
+        user,
+        MAX_NAME_BYTES,
+        "PostgreSQL keeps of a user name",
+    )?;
+    let database = limited(
+        "database",
+        database,
+        MAX_NAME_BYTES,
+        "PostgreSQL keeps of a database name",
+    )?;
+    let hba_method = limited(
+        "hba_method",
+        hba_method,
+        MAX_METHOD_BYTES,
+        "of any authentication method name",
+    )?;
+    let client_cert = client_cert
+        .map(|pem| {
+            limited(
+                "client_cert",
+                pem,
+                MAX_CERT_PEM_BYTES,
+                "of a certificate a TLS client can send (OpenSSL's 100 kB limit, in PEM)",
+            )
+        })
+        .transpose()?;
+    let hba_method = BaseMethod::from_name(hba_method, major)
+        .ok_or_else(|| ArgumentError::UnknownMethod(hba_method.to_string()))?;
+    let cert = match client_cert {
+        None => PeerCert::None,
+        Some(_) if !ssl => PeerCert::None,
+        Some(pem) => {
+            let der = der_from_pem(pem)?;
+            if der.len() > MAX_CERT_DER_BYTES {
+                return Err(ArgumentError::DerTooLong(der.len()));
+            }
+            PeerCert::Verified(der)
+        }
+    };
+    Ok(LoginAttempt {
+        database: database.as_bytes().to_vec(),
+        user: user.as_bytes().to_vec(),
+        client_addr: client_addr.map(client_address).transpose()?,
+        known_host: KnownHost::default(),
+        physical_replication: replication,
+        ssl_in_use: ssl,
+        cert,
+        hba_method,
+        hba_line: 0,
+        hba_file: None,
+    })
+}
+
+/// The row for a verdict of `rule`. `client_reason`: whether a refused client is told the
+/// reason (else it gets PostgreSQL's own failure of the method, and so does `message`).
+pub fn row(
+    rule: Option<&Rule>,
+    attempt: &LoginAttempt,
+    verdict: &Verdict,
+    client_reason: bool,
+) -> DryRun {
+    let message = match verdict {
+        Verdict::Refused { reason, .. } if client_reason => {
+            Some(Verdict::message(&attempt.user, *reason))
+        }
+        Verdict::Refused { .. } => Some(
+            attempt
+                .hba_method
+                .postgres_failure()
+                .1
+                .replace("%s", &String::from_utf8_lossy(&attempt.user)),
+        ),
+        _ => None,
+    };
+    DryRun {
+        rule_file: verdict.rule().map(|(f, _)| f.display().to_string()),
+        rule_line: verdict.rule().map(|(_, l)| l as i32),
+        rule_method: rule.map(|r| r.action.name().to_string()),
+        rule_mode: rule.map(|r| r.mode.name().to_string()),
+        verdict: verdict.outcome().to_string(),
+        reason: verdict.reason().map(|r| r.to_string()),
+        message,
+        detail: verdict.detail().map(str::to_string),
+    }
+}
+
+/// The rows of a decision: the report-mode rule's finding first, if any, then the verdict.
+pub fn rows(attempt: &LoginAttempt, d: &Decision<'_>, client_reason: bool) -> Vec<DryRun> {
+    d.report
+        .iter()
+        .map(|(v, r)| row(Some(r), attempt, v, client_reason))
+        .chain(std::iter::once(row(
+            d.rule,
+            attempt,
+            &d.verdict,
+            client_reason,
+        )))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked() {
+        assert_eq!(
+            attempt(15, "u", "d", Some("10.1.2.3/32"), None, "md5", true, false)
+                .unwrap()
+                .client_addr,
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(
+            attempt(15, "u", "d", None, None, "scram", true, false)
+                .unwrap_err()
+                .to_string(),
+            "unrecognized pg_hba.conf authentication method \"scram\""
+        );
+        assert!(
+            attempt(15, "u", "d", None, Some("junk"), "md5", true, false)
+                .unwrap_err()
+                .to_string()
+                .starts_with("client_cert is not a PEM certificate")
+        );
+        assert_eq!(
+            attempt(
+                15,
+                "u",
+                "d",
+                None,
+                Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+                "md5",
+                true,
+                false
+            )
+            .unwrap_err()
+            .to_string(),
+            "client_cert holds a PEM \"PRIVATE KEY\" block, not a CERTIFICATE"
+        );
+        // every argument has a size limit, checked before it is copied or parsed
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        assert_eq!(
+            attempt(15, &long, "d", None, None, "md5", true, false)
+                .unwrap_err()
+                .to_string(),
+            "user_name is 64 bytes long, more than the 63 bytes PostgreSQL keeps of a user name"
+        );
+        assert!(attempt(15, "u", &long, None, None, "md5", true, false)
+            .unwrap_err()
+            .to_string()
+            .starts_with("database is 64 bytes long"));
+        assert!(attempt(15, "u", "d", None, None, &long, true, false)
+            .unwrap_err()
+            .to_string()
+            .starts_with("hba_method is 64 bytes long"));
+        let huge = "A".repeat(MAX_CERT_PEM_BYTES + 1);
+        assert!(attempt(15, "u", "d", None, Some(&huge), "md5", true, false)
+            .unwrap_err()
+            .to_string()
+            .starts_with(&format!("client_cert is {} bytes long, more than the {MAX_CERT_PEM_BYTES} bytes of a certificate a TLS client can send", MAX_CERT_PEM_BYTES + 1)));
+        // a PEM block within the PEM limit whose DER is over 100 kB (no line breaks)
+        let b64 = "QUFB".repeat(MAX_CERT_DER_BYTES / 3 + 1);
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        assert!(pem.len() <= MAX_CERT_PEM_BYTES);
+        let e = attempt(15, "u", "d", None, Some(&pem), "md5", true, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("client_cert is 102402 bytes long in DER"),
+            "{e}"
+        );
+        assert_eq!(MAX_CERT_PEM_BYTES, 138_797);
+        // without TLS no certificate reaches the server
+        assert!(matches!(
+            attempt(15, "u", "d", None, Some("ignored"), "md5", false, false)
+                .unwrap()
+                .cert,
+            PeerCert::None
+        ));
+    }
+}

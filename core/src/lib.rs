@@ -1,0 +1,33 @@
+//! pg_twofactor's logic, without PostgreSQL.
+//!
+//! Everything here is plain Rust over bytes and values, unit-tested without a server; the
+//! extension crate (`pg_twofactor`, the repository's root) is the glue that feeds it what
+//! PostgreSQL knows and reports what it decides. Nothing here links to PostgreSQL or its
+//! bindings (`.ci/test` checks it).
+//!
+//! - [`methods`]: the two-factor methods, their base methods and PostgreSQL's failure texts;
+//! - [`address`]: client addresses, networks and host names, as `hba.c` compares them;
+//! - [`cert`]: what a client certificate says (CN, SubjectAltName) and whether it matches;
+//! - [`rules`]: the rules file, tokenized, parsed and looked up as `hba.c` does it, for the
+//!   [`rules::Syntax`] of the major given;
+//! - [`decision`]: one login's verdict, its reason and the decision-log record;
+//! - [`dry_run`]: a login described by arguments, for `pg_twofactor_check(...)` and the
+//!   command line;
+//! - [`config_check`]: the configuration problems the DBA is warned about;
+//! - [`arena`]: the memory the rules in force are frozen into, outside `malloc`'s heap;
+//! - [`stats`]: the statistics tables kept in shared memory (plain data, no pointers).
+
+pub mod address;
+pub mod arena;
+pub mod cert;
+pub mod config_check;
+pub mod decision;
+pub mod dry_run;
+pub mod methods;
+pub mod rules;
+pub mod stats;
+
+/// The unit tests allocate as the extension does: through the arena's allocator.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: arena::ArenaOrSystem = arena::ArenaOrSystem;

@@ -1,0 +1,70 @@
+//! `pg_twofactor_config_problems`: the [`config_check`] findings for the rules file and
+//! `pg_hba.conf` as they are on disk now, with the server's settings.
+
+use crate::postgres::setting;
+use crate::{rules_in_force, settings};
+use pg_twofactor_core::config_check::{self, HbaFileRule, ServerSettings};
+use pgrx::prelude::*;
+
+/// The lines of `pg_hba.conf` as it is on disk now (`pg_hba_file_rules`), errors included.
+fn hba_lines() -> Vec<HbaFileRule> {
+    #[cfg(feature = "pg15")]
+    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY line_number";
+    #[cfg(not(feature = "pg15"))]
+    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY rule_number NULLS LAST, line_number";
+    Spi::connect(|client| {
+        let rows = client.select(QUERY, None, &[])?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(HbaFileRule {
+                file: row.get::<String>(1)?.unwrap_or_default(),
+                line: row.get::<i32>(2)?.unwrap_or(0) as usize,
+                conn_type: row.get::<String>(3)?.unwrap_or_default(),
+                databases: row.get::<Vec<String>>(4)?.unwrap_or_default(),
+                users: row.get::<Vec<String>>(5)?.unwrap_or_default(),
+                address: row.get::<String>(6)?,
+                netmask: row.get::<String>(7)?,
+                method: row.get::<String>(8)?.unwrap_or_default(),
+                error: row.get::<String>(9)?,
+            });
+        }
+        Ok::<_, pgrx::spi::SpiError>(out)
+    })
+    .unwrap_or_else(|e| panic!("could not read pg_hba_file_rules: {e}"))
+}
+
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
+#[pg_extern(volatile, parallel_restricted)]
+fn pg_twofactor_config_problems() -> TableIterator<
+    'static,
+    (
+        name!(severity, String),
+        name!(file_name, Option<String>),
+        name!(line_number, Option<i32>),
+        name!(problem, String),
+        name!(detail, String),
+    ),
+> {
+    let disk = rules_in_force::read_disk();
+    let server = ServerSettings {
+        ssl: setting(c"ssl").as_deref() == Some("on"),
+        client_reason: settings::client_reason(),
+        data_directory: setting(c"data_directory").filter(|v| !v.is_empty()),
+        ssl_ca_file: setting(c"ssl_ca_file").filter(|v| !v.is_empty()),
+        enabled: settings::enabled_methods(),
+    };
+    let hba = hba_lines();
+    let found = match &disk {
+        Ok(set) => config_check::findings(Ok(&set.rules), &hba, &server),
+        Err(errors) => config_check::findings(Err(errors), &hba, &server),
+    };
+    TableIterator::new(found.into_iter().map(|f| {
+        (
+            f.severity.name().to_string(),
+            f.file,
+            f.line.map(|l| l as i32),
+            f.problem,
+            f.detail,
+        )
+    }))
+}

@@ -1,0 +1,149 @@
+//! `pg_twofactor_check(...)`: the dry run. What would the hook decide for this login, with the
+//! rules in force and this server's settings? It builds a [`LoginAttempt`] from its arguments
+//! and calls [`decision::decide_all`], the hook's own decision path; nobody logs in. One row
+//! for the deciding rule (or `not covered`), preceded by one for the first `mode=report` rule
+//! the login matched, if any.
+//!
+//! What it cannot know is taken as given: that PostgreSQL's own method (the password) passed
+//! with `hba_method`, and that the TLS layer verified the certificate against `ssl_ca_file`
+//! (and its CRL); a certificate outside its validity dates gets a WARNING, since the TLS layer
+//! refuses it before the hook runs.
+
+use crate::postgres::catalog::ServerCatalog;
+use crate::postgres::network::SystemNetwork;
+use crate::{postgres, rules_in_force, settings};
+use pg_twofactor_core::cert::{der_from_pem, CertSummary};
+use pg_twofactor_core::decision;
+use pg_twofactor_core::dry_run::{attempt, rows};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+fn error(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
+    let mut report = ErrorReport::new(code, message, "pg_twofactor_check");
+    if let Some(h) = hint {
+        report = report.set_hint(h);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report returned")
+}
+
+/// The memory a dry run may need at most (the certificate read, the rules searched, the rows
+/// made), asked for before it starts ([`pg_twofactor_core::rules::token::memory_available`]).
+const DRY_RUN_MEMORY: u64 = 32 * 1024 * 1024;
+
+/// Warns when the certificate would not get through PostgreSQL's TLS layer at all.
+fn warn_if_not_valid_now(pem: &str) {
+    let Ok(der) = der_from_pem(pem) else { return };
+    let Ok(cert) = CertSummary::from_der(&der) else {
+        pgrx::warning!(
+            "client_cert could not be read; a login with it is refused (\"internal error\")"
+        );
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if now < cert.not_before || now > cert.not_after {
+        pgrx::warning!(
+            "client_cert is not valid now (valid from {} to {}); PostgreSQL's TLS layer refuses it before pg_twofactor sees it",
+            crate::hooks::expiry::utc(cert.not_before),
+            crate::hooks::expiry::utc(cert.not_after)
+        );
+    }
+}
+
+#[allow(clippy::type_complexity)] // the column list is the SQL signature
+#[pg_extern(volatile, parallel_restricted)]
+fn pg_twofactor_check(
+    user_name: &str,
+    database: &str,
+    client_addr: Option<pgrx::Inet>,
+    client_cert: Option<&str>,
+    hba_method: default!(&str, "'scram-sha-256'"),
+    ssl: default!(bool, true),
+    replication: default!(bool, false),
+) -> TableIterator<
+    'static,
+    (
+        name!(rule_file, Option<String>),
+        name!(rule_line, Option<i32>),
+        name!(rule_method, Option<String>),
+        name!(rule_mode, Option<String>),
+        name!(verdict, String),
+        name!(reason, Option<String>),
+        name!(message, Option<String>),
+        name!(detail, Option<String>),
+    ),
+> {
+    if let Err(e) = pg_twofactor_core::rules::token::memory_available(DRY_RUN_MEMORY) {
+        error(
+            PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+            format!(
+                "not enough memory for the dry run: it needs up to {} MB ({})",
+                DRY_RUN_MEMORY / (1024 * 1024),
+                pg_twofactor_core::rules::token::os_message(&e)
+            ),
+            None,
+        );
+    }
+    let addr = client_addr.map(|a| a.0);
+    let attempt = attempt(
+        postgres::MAJOR,
+        user_name,
+        database,
+        addr.as_deref(),
+        client_cert,
+        hba_method,
+        ssl,
+        replication,
+    )
+    .unwrap_or_else(|e| {
+        error(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e.to_string(),
+            None,
+        )
+    });
+    if let (Some(pem), true) = (client_cert, ssl) {
+        warn_if_not_valid_now(pem);
+    }
+    if let Some(server) = rules_in_force::server_state() {
+        if server.generation != rules_in_force::local_state().0 {
+            error(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "this session started before the rules file was last reloaded, so it holds older rules than new logins get".into(),
+                Some("Reconnect and run the check again."),
+            );
+        }
+    }
+    let rows = rules_in_force::with_current(|rules| {
+        let d = decision::decide_all(
+            rules,
+            &attempt,
+            settings::enabled_methods(),
+            &SystemNetwork::unbounded(),
+            &ServerCatalog::new(),
+        );
+        rows(&attempt, &d, settings::client_reason())
+    })
+    .unwrap_or_else(|| {
+        error(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no pg_twofactor rules are loaded".into(),
+            None,
+        )
+    });
+    TableIterator::new(rows.into_iter().map(|row| {
+        (
+            row.rule_file,
+            row.rule_line,
+            row.rule_method,
+            row.rule_mode,
+            row.verdict,
+            row.reason,
+            row.message,
+            row.detail,
+        )
+    }))
+}
