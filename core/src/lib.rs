@@ -10,7 +10,9 @@
 //! - [`cert`]: what a client certificate says (CN, SubjectAltName) and whether it matches;
 //! - [`rules`]: the rules file, tokenized, parsed and looked up as `hba.c` does it, for the
 //!   [`rules::Syntax`] of the major given;
-//! - [`decision`]: one login's verdict, its reason and the decision-log record;
+//! - [`decision`]: one login's verdict and its reason;
+//! - [`decision_log`]: the decision-log line as a value, formatted by the hook and read back
+//!   by the test harness;
 //! - [`dry_run`]: a login described by arguments, for `pg_twofactor_check(...)` and the
 //!   command line;
 //! - [`config_check`]: the configuration problems the DBA is warned about;
@@ -22,6 +24,7 @@ pub mod arena;
 pub mod cert;
 pub mod config_check;
 pub mod decision;
+pub mod decision_log;
 pub mod dry_run;
 pub mod methods;
 pub mod rules;

@@ -27,6 +27,15 @@ pub struct Login {
 }
 
 impl Login {
+    /// What the dry-run shadow needs of this login.
+    fn shadowed(&self) -> crate::shadow::Login<'_> {
+        crate::shadow::Login {
+            user: &self.user,
+            dbname: &self.dbname,
+            cert: self.cert.as_ref().map(|f| f.cert.as_path()),
+        }
+    }
+
     /// `user` logging in to database `postgres` on 127.0.0.1 with `password`, no certificate.
     pub fn new(user: &str, password: &str) -> Login {
         Login {
@@ -180,7 +189,7 @@ pub fn rust_query(cluster: &Cluster, login: &Login, sql: &str) -> Result<String,
         .unwrap();
     let mark = cluster.log_mark();
     let result = rt.block_on(rust_query_async(cluster, login, sql));
-    crate::shadow::compare(cluster, login, mark, true, result.is_ok());
+    crate::shadow::compare(cluster, &login.shadowed(), mark, true, result.is_ok());
     result
 }
 
@@ -308,7 +317,7 @@ pub fn psql_login(cluster: &Cluster, login: &Login) -> Outcome {
     // one attempt only with sslmode verify-full (TLS) or disable (no TLS); libpq's other modes
     // may try twice
     if login.sslmode.is_none() {
-        crate::shadow::compare(cluster, login, mark, !login.no_tls, run.success);
+        crate::shadow::compare(cluster, &login.shadowed(), mark, !login.no_tls, run.success);
     }
     if run.success {
         let (user, addr) = run.stdout.split_once('|').unwrap_or((&run.stdout, ""));

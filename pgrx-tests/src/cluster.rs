@@ -430,7 +430,7 @@ impl ClusterBuilder {
             conf.push("shared_preload_libraries = 'pg_twofactor'".into());
         }
         let shadow =
-            crate::shadow::enabled() && self.shadow && self.preload && self.encoding == "UTF8";
+            dry_run_shadow_enabled() && self.shadow && self.preload && self.encoding == "UTF8";
         if shadow {
             // the shadow compares with the decision log (a scenario's own setting comes later
             // and wins)
@@ -876,4 +876,10 @@ pub fn log_line_pid(line: &str) -> Option<&str> {
     line.split_once('[')
         .and_then(|(_, rest)| rest.split_once(']'))
         .map(|(pid, _)| pid)
+}
+
+/// `PG2F_DRY_RUN_SHADOW=1`: every login a scenario makes through the harness's clients is also
+/// put to the dry run ([`crate::shadow`]).
+pub fn dry_run_shadow_enabled() -> bool {
+    std::env::var("PG2F_DRY_RUN_SHADOW").is_ok_and(|v| v == "1")
 }

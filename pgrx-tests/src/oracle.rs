@@ -564,18 +564,8 @@ pub fn attempt(rng: &mut Rng, netns: bool) -> Attempt {
 
 /// What one decision line says: (PostgreSQL's line, pg_twofactor's rule).
 fn parse_decision(line: &str) -> Option<(String, String)> {
-    let rest = line.split("pg_twofactor decision: ").nth(1)?;
-    let rule = rest
-        .split("; rule ")
-        .nth(1)?
-        .split("; pg_hba.conf ")
-        .next()?;
-    let hba = rest
-        .split("; pg_hba.conf ")
-        .nth(1)?
-        .split("; user ")
-        .next()?;
-    Some((hba.to_string(), rule.to_string()))
+    let record = pg_twofactor_core::decision_log::LogRecord::find(line)?;
+    Some((record.hba?, record.rule))
 }
 
 /// The log line prefix the oracle's cluster uses: `%r` (client address and port) tells which

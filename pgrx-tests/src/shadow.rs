@@ -10,60 +10,30 @@
 //! without the library or with a non-UTF-8 encoding, refusals made without a decision, and
 //! clusters that opt out ([`ClusterBuilder::without_dry_run_shadow`](crate::cluster::ClusterBuilder::without_dry_run_shadow)).
 
-use crate::client::Login;
 use crate::cluster::Cluster;
+use pg_twofactor_core::decision_log::LogRecord;
 
-pub fn enabled() -> bool {
-    std::env::var("PG2F_DRY_RUN_SHADOW").is_ok_and(|v| v == "1")
+/// The login a client just made, as the shadow needs it (the clients in
+/// [`crate::client`] describe theirs; the shadow does not depend on them).
+#[derive(Debug)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub dbname: &'a str,
+    /// The client certificate's PEM file, if the login presented one.
+    pub cert: Option<&'a std::path::Path>,
 }
 
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// One decision-log line: (verdict with reason, rule, pg_hba.conf file and line, client).
-struct Line {
-    outcome: String,
-    rule: String,
-    hba_file: Option<String>,
-    hba_line: String,
-    client: String,
-}
-
 /// The hook's decision lines for `login` after `mark` (a report-mode rule's finding, then
-/// the verdict).
-fn decisions(c: &Cluster, login: &Login, mark: usize) -> Vec<Line> {
-    let log = c.log_since(mark);
-    let who = format!(
-        "; user \"{}\"; database \"{}\"; client ",
-        login.user.escape_debug(),
-        login.dbname.escape_debug()
-    );
-    log.lines()
-        .filter_map(|l| l.split_once("pg_twofactor decision: ").map(|(_, d)| d))
-        .filter(|d| d.contains(&who))
-        .filter_map(|line| {
-            let (outcome, rest) = line.split_once("; rule ")?;
-            let (rule, rest) = rest.split_once("; pg_hba.conf ")?;
-            let (hba, rest) = rest.split_once("; user ")?;
-            let client = rest.rsplit_once("; client ")?.1;
-            // (an address holds no "; "; what follows it lists the undecidable rules)
-            let client = client.split_once("; ").map_or(client, |(c, _)| c);
-            let (hba_file, hba_line) = match hba.strip_prefix("line ") {
-                Some(n) => (None, n.to_string()),
-                None => {
-                    let (f, n) = hba.rsplit_once(':')?;
-                    (Some(f.to_string()), n.to_string())
-                }
-            };
-            Some(Line {
-                outcome: outcome.to_string(),
-                rule: rule.to_string(),
-                hba_file,
-                hba_line,
-                client: client.to_string(),
-            })
-        })
+/// the verdict), read with the extension's own [`LogRecord`].
+fn decisions(c: &Cluster, login: &Login<'_>, mark: usize) -> Vec<LogRecord> {
+    c.log_since(mark)
+        .lines()
+        .filter_map(LogRecord::find)
+        .filter(|r| r.user == login.user && r.database.as_deref() == Some(login.dbname))
         .collect()
 }
 
@@ -88,7 +58,7 @@ fn sql(c: &Cluster, query: &str) -> Option<String> {
 /// `accepted`: the login got a session, so it passed the hook, which must have logged a
 /// decision this can read (a change of the decision log's format fails here instead of
 /// silently ending every comparison).
-pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: bool) {
+pub fn compare(c: &Cluster, login: &Login<'_>, mark: usize, tls: bool, accepted: bool) {
     if !c.shadow || std::thread::current().name().is_none() {
         return;
     }
@@ -101,25 +71,25 @@ pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: boo
         );
         return; // PostgreSQL refused first, or the TLS handshake failed: no decision
     };
-    if last.rule == "unknown" || last.client == "local" {
+    let (Some(client), Some((hba_file, hba_line))) = (&last.client, last.hba_file_line()) else {
+        return; // a refusal without a decision
+    };
+    if client == "local" {
         return;
     }
-    let file_clause = last
-        .hba_file
-        .as_ref()
+    let file_clause = hba_file
         .map(|f| format!(" AND file_name = {}", literal(f)))
         .unwrap_or_default();
     let Some(method) = sql(
         c,
         &format!(
-            "SELECT auth_method FROM pg_hba_file_rules WHERE line_number = {}{file_clause}",
-            last.hba_line
+            "SELECT auth_method FROM pg_hba_file_rules WHERE line_number = {hba_line}{file_clause}"
         ),
     ) else {
         return;
     };
-    let pem = match &login.cert {
-        Some(f) if tls => literal(&std::fs::read_to_string(&f.cert).unwrap()),
+    let pem = match login.cert {
+        Some(f) if tls => literal(&std::fs::read_to_string(f).unwrap()),
         _ => "NULL".into(),
     };
     if sql(c, "CREATE EXTENSION IF NOT EXISTS pg_twofactor").is_none() {
@@ -130,9 +100,9 @@ pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: boo
         &format!(
             "SELECT verdict || coalesce(' (' || reason || ')', '') || '|' || coalesce(rule_file || ':' || rule_line, 'none') \
              FROM pg_twofactor_check({}, {}, {}, {pem}, {}, {tls})",
-            literal(&login.user),
-            literal(&login.dbname),
-            literal(&last.client),
+            literal(login.user),
+            literal(login.dbname),
+            literal(client),
             literal(&method)
         ),
     ) else {
@@ -140,7 +110,7 @@ pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: boo
     };
     let hook: Vec<String> = lines
         .iter()
-        .map(|l| format!("{}|{}", l.outcome, l.rule))
+        .map(|l| format!("{}|{}", l.verdict(), l.rule))
         .collect();
     assert_eq!(
         dry,
@@ -155,7 +125,7 @@ pub fn compare(c: &Cluster, login: &Login, mark: usize, tls: bool, accepted: boo
             .append(true)
             .open(path)
         {
-            let outcomes: Vec<&str> = lines.iter().map(|l| l.outcome.as_str()).collect();
+            let outcomes: Vec<String> = lines.iter().map(LogRecord::verdict).collect();
             let _ = writeln!(f, "{}\t{}", login.user, outcomes.join(" + "));
         }
     }

@@ -15,6 +15,7 @@ use crate::settings::LogDecisions;
 use crate::{rules_in_force, settings, shared_memory};
 use pg_twofactor_core::address::{self, KnownHost};
 use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
+use pg_twofactor_core::decision_log::LogRecord;
 use pg_twofactor_core::methods::BaseMethod;
 pub mod expiry;
 use pgrx::pg_sys;
@@ -315,15 +316,13 @@ unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
 /// rules, a panic).
 fn log_internal(user: &[u8]) {
     if settings::log_decisions() != LogDecisions::Off {
-        report::log_info(&format!(
-            "pg_twofactor decision: refused (internal error); rule unknown; user \"{}\"",
-            String::from_utf8_lossy(user).escape_debug()
-        ));
+        report::log_info(&LogRecord::internal(user).to_string());
     }
 }
 
-/// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision, ending with
-/// the rules that could not be decided (`undecided`, [`decision::Decision::undecided_text`]).
+/// The decision log (`pg_twofactor.log_decisions`): one LOG line per decision
+/// ([`LogRecord`]), ending with the rules that could not be decided (`undecided`,
+/// [`decision::Decision::undecided_text`]).
 fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
     let what = match (settings::log_decisions(), verdict) {
         (LogDecisions::Off, _) => return,
@@ -331,21 +330,7 @@ fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
         | (LogDecisions::All, _) => verdict,
         (LogDecisions::Refused, _) => return,
     };
-    let outcome = match what.reason() {
-        Some(reason) => format!("{} ({reason})", what.outcome()),
-        None => what.outcome().to_string(),
-    };
-    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    report::log_info(&format!(
-        "pg_twofactor decision: {outcome}; rule {}; pg_hba.conf {}; user \"{}\"; database \"{}\"; client {}{undecided}",
-        what.rule_position(),
-        attempt.hba_position(),
-        lossy(&attempt.user).escape_debug(),
-        lossy(&attempt.database).escape_debug(),
-        attempt
-            .client_addr
-            .map_or_else(|| "local".to_string(), |a| a.to_string()),
-    ));
+    report::log_info(&LogRecord::of(attempt, what, undecided).to_string());
 }
 
 /// # Safety
