@@ -36,6 +36,21 @@ static LOG_DECISIONS: GucSetting<LogDecisions> = GucSetting::<LogDecisions>::new
 /// `static mut`.
 static ENABLED_BITS: AtomicU32 = AtomicU32::new(0);
 
+/// "Two-factor methods enabled besides 2f-scram-sha-256 and 2f-ldap.", from the method table.
+fn extra_methods_description() -> &'static std::ffi::CStr {
+    let always = pg_twofactor_core::methods::names(true);
+    let text = match always.rsplit_once(", ") {
+        Some((head, last)) => format!("Two-factor methods enabled besides {head} and {last}."),
+        None => format!("Two-factor methods enabled besides {always}."),
+    };
+    // registered once per process, for the life of the process (PostgreSQL keeps the pointer)
+    Box::leak(
+        std::ffi::CString::new(text)
+            .expect("method names hold no NUL")
+            .into_boxed_c_str(),
+    )
+}
+
 pub fn init() {
     ENABLED_BITS.store(MethodSet::defaults().bits(), Ordering::Relaxed);
     // SAFETY: the hooks are #[pg_guard]ed, so a Rust panic becomes a PostgreSQL error.
@@ -53,7 +68,7 @@ pub fn init() {
         );
         GucRegistry::define_string_guc_with_hooks(
             c"pg_twofactor.enabled_extra_auth_methods",
-            c"Two-factor methods enabled besides 2f-scram-sha-256 and 2f-ldap.",
+            extra_methods_description(),
             c"A comma-separated list, for example '2f-md5, 2f-password'.",
             &EXTRA_METHODS,
             GucContext::Sighup,

@@ -347,7 +347,7 @@ pub fn findings(
             }
             Action::TwoFactor(m) => m,
         };
-        if rule.mode == Mode::Report {
+        if rule.options.mode == Mode::Report {
             out.push(finding(
                 Severity::Info,
                 rule,

@@ -290,7 +290,8 @@ pub fn decide_all<'r>(
             Found::Undecided { rule, cause } => (*rule, Some(cause)),
             Found::None => return false,
         };
-        let reports = rule.mode == Mode::Report && matches!(rule.action, Action::TwoFactor(_));
+        let reports =
+            rule.options.mode == Mode::Report && matches!(rule.action, Action::TwoFactor(_));
         if reports {
             // a report rule never decides: the rules below it apply in either world
             if report.is_none() {
@@ -635,7 +636,7 @@ fn check_rule(
     match cert.check_address(client) {
         Err(AddressFailure::Mismatch(why)) => refuse(Reason::AddressMismatch, detail, &why),
         Err(AddressFailure::Undecided(why)) => refuse(Reason::Internal, detail, &why),
-        Ok(false) if rule.san == SanPolicy::Required => refuse(
+        Ok(false) if rule.options.san == SanPolicy::Required => refuse(
             Reason::AddressMismatch,
             detail,
             "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required",

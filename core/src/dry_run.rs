@@ -170,7 +170,7 @@ pub fn row(
         rule_file: verdict.rule().map(|(f, _)| f.display().to_string()),
         rule_line: verdict.rule().map(|(_, l)| l as i32),
         rule_method: rule.map(|r| r.action.name().to_string()),
-        rule_mode: rule.map(|r| r.mode.name().to_string()),
+        rule_mode: rule.map(|r| r.options.mode.name().to_string()),
         verdict: verdict.outcome().to_string(),
         reason: verdict.reason().map(|r| r.to_string()),
         message,

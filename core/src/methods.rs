@@ -1,6 +1,11 @@
 //! The two-factor methods, the PostgreSQL method each one builds on, and which are enabled.
 //!
-//! Adding a method (for example `2f-radius`) is one row in [`Method::ALL`] plus its variant.
+//! Everything about a two-factor method is one row of [`METHODS`]: its name in the rules file,
+//! the `pg_hba.conf` method it builds on, and whether it is on by default. The list of
+//! methods in errors, the GUC's description and the view come from the table. Adding a method
+//! is its variant of [`Method`], its row, and (for a new base method) the [`BaseMethod`]
+//! variant with PostgreSQL's failure text and the hook's mapping from PostgreSQL's method
+//! (see `docs/development.md`).
 
 use std::fmt;
 
@@ -104,46 +109,93 @@ pub enum Method {
     Radius,
 }
 
+/// Everything about one two-factor method.
+pub struct MethodInfo {
+    pub method: Method,
+    /// Its name in the rules file.
+    pub name: &'static str,
+    /// The `pg_hba.conf` method that must have checked the password.
+    pub base: BaseMethod,
+    /// On without being listed in `pg_twofactor.enabled_extra_auth_methods`.
+    pub enabled_by_default: bool,
+}
+
+/// Every two-factor method, the ones on by default first.
+pub const METHODS: [MethodInfo; 5] = [
+    MethodInfo {
+        method: Method::ScramSha256,
+        name: "2f-scram-sha-256",
+        base: BaseMethod::ScramSha256,
+        enabled_by_default: true,
+    },
+    MethodInfo {
+        method: Method::Ldap,
+        name: "2f-ldap",
+        base: BaseMethod::Ldap,
+        enabled_by_default: true,
+    },
+    MethodInfo {
+        method: Method::Md5,
+        name: "2f-md5",
+        base: BaseMethod::Md5,
+        enabled_by_default: false,
+    },
+    MethodInfo {
+        method: Method::Password,
+        name: "2f-password",
+        base: BaseMethod::Password,
+        enabled_by_default: false,
+    },
+    MethodInfo {
+        method: Method::Radius,
+        name: "2f-radius",
+        base: BaseMethod::Radius,
+        enabled_by_default: false,
+    },
+];
+
+/// The names of the methods on by default (`true`) or not, as a list for messages:
+/// `2f-md5, 2f-password, 2f-radius`.
+pub fn names(enabled_by_default: bool) -> String {
+    let names: Vec<&str> = METHODS
+        .iter()
+        .filter(|i| i.enabled_by_default == enabled_by_default)
+        .map(|i| i.name)
+        .collect();
+    names.join(", ")
+}
+
 impl Method {
-    /// Every method: (method, name in the rules file, enabled without being listed in
-    /// `pg_twofactor.enabled_extra_auth_methods`).
-    pub const ALL: [(Method, &'static str, bool); 5] = [
-        (Method::ScramSha256, "2f-scram-sha-256", true),
-        (Method::Ldap, "2f-ldap", true),
-        (Method::Md5, "2f-md5", false),
-        (Method::Password, "2f-password", false),
-        (Method::Radius, "2f-radius", false),
-    ];
+    /// Every method, in the order of [`METHODS`].
+    pub fn all() -> impl Iterator<Item = Method> {
+        METHODS.iter().map(|i| i.method)
+    }
+
+    /// Its row of [`METHODS`].
+    pub fn info(self) -> &'static MethodInfo {
+        const TABLE: &[MethodInfo] = &METHODS;
+        TABLE
+            .iter()
+            .find(|i| i.method == self)
+            .expect("every Method has a row in METHODS")
+    }
 
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(m, _, _)| *m == self)
-            .map(|(_, n, _)| *n)
-            .unwrap_or("?")
+        self.info().name
     }
 
     pub fn from_name(name: &str) -> Option<Method> {
-        Self::ALL
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(m, _, _)| *m)
+        Self::all().find(|m| m.name() == name)
     }
 
     /// Whether the method is on without being listed as an extra method.
     pub fn enabled_by_default(self) -> bool {
-        Self::ALL.iter().any(|(m, _, d)| *m == self && *d)
+        self.info().enabled_by_default
     }
 
     /// The `pg_hba.conf` method that must have checked the password.
     pub fn base(self) -> BaseMethod {
-        match self {
-            Method::ScramSha256 => BaseMethod::ScramSha256,
-            Method::Md5 => BaseMethod::Md5,
-            Method::Password => BaseMethod::Password,
-            Method::Ldap => BaseMethod::Ldap,
-            Method::Radius => BaseMethod::Radius,
-        }
+        self.info().base.clone()
     }
 
     fn bit(self) -> u32 {
@@ -163,7 +215,7 @@ pub struct MethodSet(u32);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MethodListError {
-    #[error("unknown two-factor method \"{0}\"; accepted entries are 2f-md5, 2f-password, 2f-radius (and 2f-scram-sha-256, 2f-ldap, which are always enabled)")]
+    #[error("unknown two-factor method \"{0}\"; accepted entries are {extra} (and {always}, which are always enabled)", extra = names(false), always = names(true))]
     Unknown(String),
     #[error("empty entry in the list of methods (two commas in a row, or a trailing comma)")]
     Empty,
@@ -173,10 +225,9 @@ impl MethodSet {
     /// The methods enabled when `pg_twofactor.enabled_extra_auth_methods` is empty.
     pub fn defaults() -> MethodSet {
         MethodSet(
-            Method::ALL
-                .iter()
-                .filter(|(_, _, d)| *d)
-                .fold(0, |acc, (m, _, _)| acc | m.bit()),
+            Method::all()
+                .filter(|m| m.enabled_by_default())
+                .fold(0, |acc, m| acc | m.bit()),
         )
     }
 
@@ -309,7 +360,7 @@ mod tests {
 
     #[test]
     fn names_and_bases_round_trip() {
-        for (m, name, _) in Method::ALL {
+        for MethodInfo { method: m, name, .. } in METHODS {
             assert_eq!(Method::from_name(name), Some(m));
             assert_eq!(m.name(), name);
             assert_eq!(format!("2f-{}", m.base()), name);

@@ -64,7 +64,7 @@ fn rows() -> Vec<Row> {
                     d.netmask,
                     Some(d.method),
                     (!d.options.is_empty()).then_some(d.options),
-                    (rule.action != Action::Exempt).then(|| rule.mode.name().to_string()),
+                    (rule.action != Action::Exempt).then(|| rule.options.mode.name().to_string()),
                     None,
                 )
             }

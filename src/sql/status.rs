@@ -46,10 +46,9 @@ fn pg_twofactor_status() -> TableIterator<
     };
     let reload_pending = server.as_ref().map(|s| disk_digest != Some(s.digest));
     let enabled = settings::enabled_methods();
-    let methods = Method::ALL
-        .iter()
-        .filter(|(m, _, _)| enabled.contains(*m))
-        .map(|(_, n, _)| n.to_string())
+    let methods = Method::all()
+        .filter(|m| enabled.contains(*m))
+        .map(|m| m.name().to_string())
         .collect();
     let ca = setting(c"ssl_ca_file").filter(|v| !v.is_empty());
     TableIterator::once((

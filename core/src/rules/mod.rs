@@ -15,10 +15,12 @@
 //! Names (database, user, role, host) are bytes in the server encoding throughout.
 
 pub mod lookup;
+pub mod options;
 pub mod parse;
 pub mod token;
 
 pub use lookup::{Catalog, Connection, Found};
+pub use options::RuleOptions;
 pub use parse::RegexCheck;
 pub use token::{Syntax, Token};
 
@@ -133,8 +135,8 @@ pub struct Rule {
     pub users: Vec<UserSpec>,
     pub address: AddrSpec,
     pub action: Action,
-    pub mode: Mode,
-    pub san: SanPolicy,
+    /// What its `name=value` options set ([`options`]).
+    pub options: RuleOptions,
     /// The columns as the view shows them.
     pub display: RuleDisplay,
     /// A hash of the line's content (its columns as written): statistics of a rule start
@@ -384,8 +386,7 @@ impl RuleSet {
                     users: r.users.clone(),
                     address: r.address.clone(),
                     action: r.action,
-                    mode: r.mode,
-                    san: r.san,
+                    options: r.options.clone(),
                     display: r.display.clone(),
                     fingerprint: r.fingerprint,
                 }

@@ -12,7 +12,7 @@
 //!   separate mask field) or, when it is not numeric, a host name (with a suffix: an error).
 
 use super::token::{Field, Syntax, Token};
-use super::{Action, DbSpec, Mode, Rule, RuleDisplay, SanPolicy, UserSpec};
+use super::{Action, DbSpec, Rule, RuleDisplay, UserSpec};
 use crate::address::{self, AddrSpec};
 use crate::methods::Method;
 use std::net::IpAddr;
@@ -190,9 +190,8 @@ pub fn parse_record(
         Action::Exempt
     } else {
         Action::TwoFactor(Method::from_name(&method_name).ok_or_else(|| {
-            let known: Vec<&str> = Method::ALL
-                .iter()
-                .map(|(_, n, _)| *n)
+            let known: Vec<&str> = Method::all()
+                .map(Method::name)
                 .chain([Action::EXEMPT_NAME])
                 .collect();
             if Method::from_name(&format!("2f-{method_name}")).is_some() {
@@ -208,61 +207,17 @@ pub fn parse_record(
         })?)
     };
 
-    let mut san = None;
-    let mut mode = None;
-    let mut options = Vec::new();
-    for field in &rest[1..] {
-        for opt in field {
-            let text = opt.lossy();
-            let (name, value) = text
-                .split_once('=')
-                .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
-            if action == Action::Exempt {
-                return Err(format!(
-                    "authentication option \"{name}\" is not valid for {}, which checks nothing",
-                    Action::EXEMPT_NAME
-                ));
-            }
-            match name {
-                "san" => {
-                    if san.is_some() {
-                        return Err("authentication option \"san\" specified more than once".into());
-                    }
-                    san = Some(match value {
-                        "required" => SanPolicy::Required,
-                        "optional" => SanPolicy::Optional,
-                        _ => {
-                            return Err(format!(
-                                "invalid value for authentication option \"san\": \"{value}\" (expected \"required\" or \"optional\")"
-                            ))
-                        }
-                    });
-                }
-                "mode" => {
-                    if mode.is_some() {
-                        return Err(
-                            "authentication option \"mode\" specified more than once".into()
-                        );
-                    }
-                    mode = Some(match value {
-                        "enforce" => Mode::Enforce,
-                        "report" => Mode::Report,
-                        _ => {
-                            return Err(format!(
-                                "invalid value for authentication option \"mode\": \"{value}\" (expected \"enforce\" or \"report\")"
-                            ))
-                        }
-                    });
-                }
-                _ => {
-                    return Err(format!(
-                        "unrecognized authentication option name: \"{name}\""
-                    ))
-                }
-            }
-            options.push(text.clone());
-        }
+    let options: Vec<String> = rest[1..].iter().flatten().map(Token::lossy).collect();
+    if let (Action::Exempt, Some(text)) = (action, options.first()) {
+        let (name, _) = text
+            .split_once('=')
+            .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
+        return Err(format!(
+            "authentication option \"{name}\" is not valid for {}, which checks nothing",
+            Action::EXEMPT_NAME
+        ));
     }
+    let set = super::options::apply(options.iter().map(String::as_str))?;
 
     let display = RuleDisplay {
         conn_type: "hostssl".into(),
@@ -281,8 +236,7 @@ pub fn parse_record(
         users,
         address,
         action,
-        mode: mode.unwrap_or(Mode::Enforce),
-        san: san.unwrap_or(SanPolicy::Optional),
+        options: set,
         fingerprint,
         display,
     })
@@ -301,10 +255,13 @@ mod tests {
                 "hostssl all test1 all 2f-md5 mode=report san=required",
             )
             .unwrap();
-            assert_eq!((r.mode, r.san), (Mode::Report, SanPolicy::Required));
+            assert_eq!(
+                (r.options.mode, r.options.san),
+                (Mode::Report, SanPolicy::Required)
+            );
             assert_eq!(r.display.options, vec!["mode=report", "san=required"]);
             let r = parse_one(syntax, "hostssl all all 10.1.2.3/32 2f-exempt").unwrap();
-            assert_eq!((r.action, r.mode), (Action::Exempt, Mode::Enforce));
+            assert_eq!((r.action, r.options.mode), (Action::Exempt, Mode::Enforce));
             assert_eq!(r.display.method, "2f-exempt");
         }
     }
@@ -334,8 +291,8 @@ mod tests {
                 ]
             );
             assert_eq!(r.action, Action::TwoFactor(Method::ScramSha256));
-            assert_eq!(r.san, SanPolicy::Required);
-            assert_eq!(r.mode, Mode::Enforce);
+            assert_eq!(r.options.san, SanPolicy::Required);
+            assert_eq!(r.options.mode, Mode::Enforce);
             assert_eq!(r.display.address.as_deref(), Some("127.0.0.1"));
             assert_eq!(r.display.netmask.as_deref(), Some("255.255.255.255"));
             assert_eq!(r.display.databases, vec!["test", "\"all\""]);

@@ -1,0 +1,90 @@
+//! The rule options (`name=value` after the method), from one table: each row names an option,
+//! the values it accepts and what a value sets in [`RuleOptions`]. Adding an option is one row
+//! here, its field in [`RuleOptions`], and the code that acts on it (see
+//! `docs/development.md`). The parser ([`super::parse`]) reports the errors PostgreSQL's
+//! `parse_hba_auth_opt` would, in its words.
+
+use super::{Mode, SanPolicy};
+
+/// What a rule's options set; the defaults are what a rule without options does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// `mode=`: refuse (`enforce`) or only log and count (`report`).
+    pub mode: Mode,
+    /// `san=`: whether a certificate without SubjectAltName address entries is refused.
+    pub san: SanPolicy,
+}
+
+impl Default for RuleOptions {
+    fn default() -> RuleOptions {
+        RuleOptions {
+            mode: Mode::Enforce,
+            san: SanPolicy::Optional,
+        }
+    }
+}
+
+/// One rule option.
+pub struct RuleOption {
+    pub name: &'static str,
+    /// The values it accepts, in the order the error message lists them.
+    pub values: &'static [&'static str],
+    /// Sets the option to one of `values`.
+    pub set: fn(&mut RuleOptions, &str),
+}
+
+/// Every rule option.
+pub const OPTIONS: &[RuleOption] = &[
+    RuleOption {
+        name: "san",
+        values: &["required", "optional"],
+        set: |o, v| {
+            o.san = match v {
+                "required" => SanPolicy::Required,
+                _ => SanPolicy::Optional,
+            }
+        },
+    },
+    RuleOption {
+        name: "mode",
+        values: &["enforce", "report"],
+        set: |o, v| {
+            o.mode = match v {
+                "report" => Mode::Report,
+                _ => Mode::Enforce,
+            }
+        },
+    },
+];
+
+/// Applies the `name=value` options of a rule in order; the error is the sentence the view
+/// and the server log show.
+pub fn apply<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<RuleOptions, String> {
+    let mut options = RuleOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for text in texts {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
+        let Some(option) = OPTIONS.iter().find(|o| o.name == name) else {
+            return Err(format!(
+                "unrecognized authentication option name: \"{name}\""
+            ));
+        };
+        if seen.contains(&option.name) {
+            return Err(format!(
+                "authentication option \"{name}\" specified more than once"
+            ));
+        }
+        seen.push(option.name);
+        if !option.values.contains(&value) {
+            let expected: Vec<String> = option.values.iter().map(|v| format!("\"{v}\"")).collect();
+            return Err(format!(
+                "invalid value for authentication option \"{name}\": \"{value}\" (expected {})",
+                expected.join(" or ")
+            ));
+        }
+        (option.set)(&mut options, value);
+    }
+    Ok(options)
+}
