@@ -59,6 +59,17 @@ pub enum CertError {
     Parse(String),
 }
 
+/// Why a certificate's CN does not name the login (the DETAIL sentence).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CnError {
+    #[error("the certificate has no CN")]
+    None,
+    #[error("certificate CN \"{}\" is not the login \"{}\"", .cn.escape_debug(), .login.escape_debug())]
+    NotTheLogin { cn: String, login: String },
+    #[error("the certificate has {0} CN attributes; exactly one is required")]
+    Several(usize),
+}
+
 /// A PEM text that does not hold a certificate (the message follows the name of where it came
 /// from: `client_cert is not a PEM certificate: ...`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,20 +239,16 @@ impl CertInfo {
 
     /// The CN check: exactly one CN, its bytes equal to the login's bytes (PostgreSQL's
     /// `strcmp(peer_cn, user_name)` for `clientcert=verify-full`).
-    pub fn check_cn(&self, login: &[u8]) -> Result<(), String> {
+    pub fn check_cn(&self, login: &[u8]) -> Result<(), CnError> {
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         match self.common_names.as_slice() {
-            [] => Err("the certificate has no CN".into()),
+            [] => Err(CnError::None),
             [cn] if cn.as_slice() == login => Ok(()),
-            [cn] => Err(format!(
-                "certificate CN \"{}\" is not the login \"{}\"",
-                lossy(cn).escape_debug(),
-                lossy(login).escape_debug()
-            )),
-            many => Err(format!(
-                "the certificate has {} CN attributes; exactly one is required",
-                many.len()
-            )),
+            [cn] => Err(CnError::NotTheLogin {
+                cn: lossy(cn),
+                login: lossy(login),
+            }),
+            many => Err(CnError::Several(many.len())),
         }
     }
 
@@ -321,17 +328,22 @@ mod tests {
         assert_eq!(
             info(&[Some("Test1")], vec![])
                 .check_cn(b"test1")
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "certificate CN \"Test1\" is not the login \"test1\""
         );
         assert_eq!(
-            info(&[], vec![]).check_cn(b"test1").unwrap_err(),
+            info(&[], vec![])
+                .check_cn(b"test1")
+                .unwrap_err()
+                .to_string(),
             "the certificate has no CN"
         );
         assert_eq!(
             info(&[Some("test1"), Some("test1")], vec![])
                 .check_cn(b"test1")
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "the certificate has 2 CN attributes; exactly one is required"
         );
         // bytes, not text: a LATIN1 login is compared with the CN's bytes as they are

@@ -629,7 +629,7 @@ fn check_rule(
 
     // 4. CN equals the login.
     if let Err(why) = cert.check_cn(&attempt.user) {
-        return refuse(Reason::CnMismatch, detail, &why);
+        return refuse(Reason::CnMismatch, detail, &why.to_string());
     }
 
     // 5. The client address matches the SubjectAltName entries, when there are any.

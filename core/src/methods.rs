@@ -360,7 +360,10 @@ mod tests {
 
     #[test]
     fn names_and_bases_round_trip() {
-        for MethodInfo { method: m, name, .. } in METHODS {
+        for MethodInfo {
+            method: m, name, ..
+        } in METHODS
+        {
             assert_eq!(Method::from_name(name), Some(m));
             assert_eq!(m.name(), name);
             assert_eq!(format!("2f-{}", m.base()), name);

@@ -257,10 +257,13 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
             file_error: Some(RuleError {
                 file: path.to_path_buf(),
                 line: None,
-                message: if e.starts_with("not enough memory") {
-                    format!("could not load pg_twofactor rules file: {e}")
-                } else {
-                    format!("could not open pg_twofactor rules file: {e}")
+                message: match e {
+                    token::ReadError::Memory { .. } => {
+                        format!("could not load pg_twofactor rules file: {e}")
+                    }
+                    token::ReadError::Io(_) => {
+                        format!("could not open pg_twofactor rules file: {e}")
+                    }
                 },
             }),
             lines: Vec::new(),

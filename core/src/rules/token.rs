@@ -113,6 +113,33 @@ pub struct TokLine {
     pub fields: Result<Vec<Field>, String>,
 }
 
+/// Why a rules or included file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Loading it would need more memory than can be had now ([`memory_headroom`]).
+    #[error("not enough memory to load the rules: {total} bytes of rules files so far (this file {len}) need about {need_mb} MB while they are loaded ({why})")]
+    Memory {
+        total: u64,
+        len: u64,
+        need_mb: u64,
+        why: String,
+    },
+    /// It could not be opened or read, or is not a regular file of at most
+    /// [`MAX_FILE_BYTES`] (the message as PostgreSQL's `%m` prints it).
+    #[error("{}", os_message(.0))]
+    Io(#[from] std::io::Error),
+}
+
+impl ReadError {
+    /// The I/O error's kind (`None` for a lack of memory).
+    pub fn kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            ReadError::Memory { .. } => None,
+            ReadError::Io(e) => Some(e.kind()),
+        }
+    }
+}
+
 /// `strerror` text of an I/O error, as PostgreSQL's `%m` prints it.
 pub fn os_message(e: &std::io::Error) -> String {
     let s = e.to_string();
@@ -135,20 +162,16 @@ pub const LOAD_MEMORY_SLACK: u64 = 8 * 1024 * 1024;
 /// from an allocation failing halfway through a load (Rust aborts, as PostgreSQL's own
 /// `pg_hba.conf` reload turns out-of-memory into FATAL there); this turns the foreseeable
 /// shortage into an error of the file, and the previous rules stay in force.
-pub fn memory_headroom(len: u64) -> Result<(), std::io::Error> {
+pub fn memory_headroom(len: u64) -> Result<(), ReadError> {
     let total = LOAD_BYTES.get().saturating_add(len);
     let need = total
         .saturating_mul(LOAD_MEMORY_FACTOR)
         .saturating_add(LOAD_MEMORY_SLACK);
-    memory_available(need).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!(
-                "not enough memory to load the rules: {total} bytes of rules files so far (this file {len}) need about {} MB while they are loaded ({})",
-                need / (1024 * 1024),
-                os_message(&e)
-            ),
-        )
+    memory_available(need).map_err(|e| ReadError::Memory {
+        total,
+        len,
+        need_mb: need / (1024 * 1024),
+        why: os_message(&e),
     })?;
     LOAD_BYTES.set(total);
     Ok(())
@@ -200,7 +223,7 @@ pub fn start_load() {
 /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
 /// to load it is there ([`memory_headroom`]). Opening does not block (a FIFO is refused, not
 /// waited on).
-pub fn read_limited(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+pub fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
     let bytes = read_limited_uncounted(path)?;
     LOAD_DIGEST.set(digest_step(LOAD_DIGEST.get(), &bytes));
     Ok(bytes)
@@ -224,7 +247,7 @@ fn digest_step(before: u64, bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, std::io::Error> {
+fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -233,20 +256,21 @@ fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, std::io::Error> {
     if !meta.is_file() {
         return Err(std::io::Error::other(
             "not a regular file (pg_twofactor reads regular files only)",
-        ));
+        )
+        .into());
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
+        return Err(
+            std::io::Error::other(format!("file is larger than {MAX_FILE_BYTES} bytes")).into(),
+        );
     }
     memory_headroom(meta.len())?;
     let mut buf = Vec::with_capacity(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(std::io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
+        return Err(
+            std::io::Error::other(format!("file is larger than {MAX_FILE_BYTES} bytes")).into(),
+        );
     }
     Ok(buf)
 }
@@ -395,9 +419,9 @@ impl Tokenizer {
     /// Every record of `path` (and of the files it includes), in order. A file that cannot be
     /// read is an `Err`; errors inside it are records with an error.
     /// Also says whether the file (not empty) lacks a final newline, from the bytes read.
-    pub fn file(&self, path: &Path) -> Result<(Vec<TokLine>, bool), String> {
+    pub fn file(&self, path: &Path) -> Result<(Vec<TokLine>, bool), ReadError> {
         start_load();
-        let bytes = read_limited(path).map_err(|e| os_message(&e))?;
+        let bytes = read_limited(path)?;
         let unterminated = bytes.last().is_some_and(|b| *b != b'\n');
         let mut out = Vec::new();
         self.text(path, &bytes, 0, &mut out);
@@ -487,8 +511,7 @@ impl Tokenizer {
                 self.open_error(name, full, "maximum nesting depth exceeded"),
             ));
         }
-        read_limited(full)
-            .map_err(|e| (Some(e.kind()), self.open_error(name, full, &os_message(&e))))
+        read_limited(full).map_err(|e| (e.kind(), self.open_error(name, full, &e.to_string())))
     }
 
     /// `tokenize_expand_file`: appends every token of the file to `tokens`.
