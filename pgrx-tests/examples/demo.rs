@@ -44,7 +44,7 @@ fn main() {
         .unwrap_or(5499);
 
     println!("==> cluster in {}/data, port {port}", dir.display());
-    println!("    (pg_twofactor.client_reason = on, so that the refusals below show their reason; the default is off: see README \"Deploying it securely\")");
+    println!("    (pg_twofactor.client_reason = on, so that the refusals below show their reason; the default is off: see docs/security.md)");
     let c = HBA
         .iter()
         .fold(Cluster::builder().at(&dir).port(port), |b, l| b.hba(l))

@@ -1,5 +1,5 @@
 //! A real Patroni cluster for the HA scenario: an etcd and Patroni nodes on loopback ports,
-//! each PostgreSQL with pg_twofactor, configured by `docs/patroni.yml` (the README's recipe)
+//! each PostgreSQL with pg_twofactor, configured by `docs/patroni.yml` (the recipe in docs/operating.md)
 //! with only its directories moved here. Patroni and PostgreSQL run as the `postgres` OS user.
 
 use crate::certs::Pki;

@@ -1,4 +1,4 @@
-//! The README's advice for secure deployments, one scenario per claim: `clientcert=verify-full`
+//! The advice of docs/security.md, one scenario per claim: `clientcert=verify-full`
 //! on the matching `pg_hba.conf` line, `hostssl` lines only (libpq's `sslmode=prefer` retries
 //! without TLS), `sslmode=verify-full` with `channel_binding=require`, and revoking a lost
 //! certificate with a CRL and a reload.

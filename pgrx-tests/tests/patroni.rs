@@ -1,5 +1,5 @@
 //! A real high-availability cluster: etcd and two Patroni nodes (Debian's packages), each
-//! PostgreSQL with pg_twofactor, configured by the README's recipe (`docs/patroni.yml`). The
+//! PostgreSQL with pg_twofactor, configured by the recipe in docs/operating.md (`docs/patroni.yml`). The
 //! second factor holds on whichever node leads, across a switchover and a failover; a rules
 //! change applied with `patronictl reload` is in force on every node, a node whose copy is
 //! broken keeps its last good rules and says so, and `pg_twofactor_status().rules_digest`

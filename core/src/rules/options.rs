@@ -27,10 +27,11 @@ impl Default for RuleOptions {
 /// One rule option.
 pub struct RuleOption {
     pub name: &'static str,
-    /// The values it accepts, in the order the error message lists them.
+    /// The values it accepts, in the order the error message lists them; empty for an option
+    /// whose value is free-form and checked by `set`.
     pub values: &'static [&'static str],
-    /// Sets the option to one of `values`.
-    pub set: fn(&mut RuleOptions, &str),
+    /// Sets the option; an error is the reason the value is invalid (for a free-form value).
+    pub set: fn(&mut RuleOptions, &str) -> Result<(), String>,
 }
 
 /// Every rule option.
@@ -42,7 +43,8 @@ pub const OPTIONS: &[RuleOption] = &[
             o.san = match v {
                 "required" => SanPolicy::Required,
                 _ => SanPolicy::Optional,
-            }
+            };
+            Ok(())
         },
     },
     RuleOption {
@@ -52,7 +54,8 @@ pub const OPTIONS: &[RuleOption] = &[
             o.mode = match v {
                 "report" => Mode::Report,
                 _ => Mode::Enforce,
-            }
+            };
+            Ok(())
         },
     },
 ];
@@ -77,14 +80,16 @@ pub fn apply<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<RuleOptions
             ));
         }
         seen.push(option.name);
-        if !option.values.contains(&value) {
+        if !option.values.is_empty() && !option.values.contains(&value) {
             let expected: Vec<String> = option.values.iter().map(|v| format!("\"{v}\"")).collect();
             return Err(format!(
                 "invalid value for authentication option \"{name}\": \"{value}\" (expected {})",
                 expected.join(" or ")
             ));
         }
-        (option.set)(&mut options, value);
+        (option.set)(&mut options, value).map_err(|why| {
+            format!("invalid value for authentication option \"{name}\": \"{value}\" ({why})")
+        })?;
     }
     Ok(options)
 }
