@@ -1,13 +1,18 @@
 //! The rules oracle (see `pg_twofactor_e2e::oracle`): on a real cluster, for thousands of
 //! logins over generated rule files, the rule pg_twofactor chooses is the `pg_hba.conf` line
 //! PostgreSQL chooses for the same lines. `ORACLE_DECISIONS` (default 2000) sets how many
-//! decisions are compared, `ORACLE_SEED` the seed; a difference prints the seed, the files
-//! and the connection.
+//! decisions are compared. The seed differs on every run (so CI tries new files each time) and is
+//! printed; `ORACLE_SEED` replays a run. A difference prints the seed, the files and the
+//! connection. At most [`MAX_SKIPPED_PERCENT`] of the logins may go uncompared (PostgreSQL
+//! refused the password first, or two connections shared an address and port).
 
 use pg_twofactor_e2e::cluster::bindir;
 use pg_twofactor_e2e::netns::NetnsHost;
 use pg_twofactor_e2e::oracle::{self, Major, HOSTS};
 use pg_twofactor_e2e::{env_or, Cluster};
+
+/// The share of logins the oracle may leave uncompared; seen: 0.6-1.5 % (docs/rule-matching.md).
+const MAX_SKIPPED_PERCENT: usize = 5;
 
 #[test]
 fn pg_twofactor_chooses_the_line_postgresql_chooses() {
@@ -21,7 +26,16 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     .unwrap();
     let major = Major::of(&version);
     let target = env_or("ORACLE_DECISIONS", 2000) as usize;
-    let seed = env_or("ORACLE_SEED", 20_261_126);
+    let seed = match std::env::var("ORACLE_SEED") {
+        Ok(v) => v.parse().expect("ORACLE_SEED is a number"),
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            now.as_secs() ^ u64::from(now.subsec_nanos()) << 20 ^ u64::from(std::process::id())
+        }
+    };
+    eprintln!("oracle: seed {seed} (replay with ORACLE_SEED={seed})");
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let netns = NetnsHost::for_scenario("oracle");
@@ -62,6 +76,12 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
     assert!(
         tally.covered > target / 10 && tally.not_covered > target / 10,
         "{tally:?}"
+    );
+    let attempted = tally.decisions + tally.skipped;
+    assert!(
+        tally.skipped * 100 <= MAX_SKIPPED_PERCENT * attempted,
+        "{} of {attempted} logins were not compared, more than {MAX_SKIPPED_PERCENT}% (seed {seed}): {tally:?}",
+        tally.skipped
     );
     if !tally.mismatches.is_empty() {
         for m in tally.mismatches.iter().take(3) {
