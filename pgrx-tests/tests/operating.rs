@@ -439,36 +439,42 @@ fn statistics_count_every_connection_under_parallel_logins() {
     let nobody = c.client_cert("nobody", &["nobody"], Some(&[ip("127.0.0.1")]));
     c.psql_admin("SELECT pg_twofactor_stats_reset()");
     let l = |user: &str| Login::new(user, PASSWORD);
-    let kinds: Vec<(Login, &str)> = vec![
-        (l("test1").cert(&test1), "accepted"),
-        (l("test1"), "refused"),
-        (l("test1").cert(&nobody), "refused"),
-        (l("trial"), "accepted"),
-        (l("other").from("127.0.0.2"), "accepted"),
+    // each kind of login and what it must get: a session as that user, or exactly that refusal
+    let kinds: Vec<(Login, Result<&str, String>)> = vec![
+        (l("test1").cert(&test1), Ok("test1")),
+        (l("test1"), Err(two_factor("test1", "no client certificate"))),
+        (
+            l("test1").cert(&nobody),
+            Err(two_factor("test1", "certificate CN does not match the user name")),
+        ),
+        (l("trial"), Ok("trial")),
+        (l("other").from("127.0.0.2"), Ok("other")),
     ];
     const CLIENTS: usize = 8;
     const ROUNDS: usize = 10;
-    let seen: Vec<Vec<bool>> = std::thread::scope(|s| {
+    let seen: Vec<Vec<Outcome>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 s.spawn(|| {
-                    let mut accepted = vec![false; 0];
+                    let mut outcomes = Vec::new();
                     for _ in 0..ROUNDS {
                         for (login, _) in &kinds {
-                            accepted
-                                .push(matches!(rust_login(&c, login), Outcome::Accepted { .. }));
+                            outcomes.push(rust_login(&c, login));
                         }
                     }
-                    accepted
+                    outcomes
                 })
             })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).collect()
     });
-    // every client saw the expected outcome
-    for accepted in &seen {
-        for (i, a) in accepted.iter().enumerate() {
-            assert_eq!(*a, kinds[i % kinds.len()].1 == "accepted", "login kind {i}");
+    // every client saw the expected outcome, refusals with their reason
+    for outcomes in &seen {
+        for (i, o) in outcomes.iter().enumerate() {
+            match &kinds[i % kinds.len()].1 {
+                Ok(user) => o.assert_accepted_as(user),
+                Err(message) => o.assert_refused(message),
+            }
         }
     }
     let n = CLIENTS * ROUNDS;
@@ -552,9 +558,14 @@ fn certificates_seen_and_expiry_warnings() {
     // a certificate valid for longer: no notice
     let run = psql_run(&c, &Login::new("test1", PASSWORD).cert(&later));
     assert!(run.success && !run.stderr.contains("NOTICE"), "{run:?}");
-    // a refused login gets no notice (it gets its refusal)
+    // a refused login gets no notice (it gets its refusal, with its reason)
     let run = psql_run(&c, &Login::new("other", PASSWORD).cert(&soon));
-    assert!(!run.success && !run.stderr.contains("NOTICE"), "{run:?}");
+    assert!(
+        !run.success
+            && run.stderr.contains(&two_factor("other", "certificate CN does not match the user name"))
+            && !run.stderr.contains("NOTICE"),
+        "{run:?}"
+    );
 
     // the view: soonest expiry first, with what the last login showed
     let serial = |f: &CertFiles| {

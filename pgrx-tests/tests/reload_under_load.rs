@@ -135,9 +135,9 @@ fn reloads_under_load_never_open_a_window() {
                     match i % 4 {
                         0 if refused(&outcome, &two_factor("test1", "no client certificate")) => t.test1_nocert_refused += 1,
                         1 if matches!(&outcome, Outcome::Accepted { current_user, .. } if current_user == "test1") => t.test1_cert_accepted += 1,
-                        2 if matches!(&outcome, Outcome::Accepted { .. }) => t.other_accepted += 1,
+                        2 if matches!(&outcome, Outcome::Accepted { current_user, .. } if current_user == "other") => t.other_accepted += 1,
                         2 if refused(&outcome, &two_factor("other", "no client certificate")) => t.other_refused += 1,
-                        3 if matches!(&outcome, Outcome::Accepted { .. }) => t.md5_accepted += 1,
+                        3 if matches!(&outcome, Outcome::Accepted { current_user, .. } if current_user == "md5user") => t.md5_accepted += 1,
                         3 if refused(&outcome, &two_factor("md5user", "method not enabled")) => t.md5_refused += 1,
                         _ => t.wrong.push(format!("{what}: {outcome:?}")),
                     }

@@ -151,7 +151,7 @@ pub fn os_message(e: &std::io::Error) -> String {
 
 /// Loading rules files takes at most about this many times their size in address space at its
 /// peak (the text, the parsed rules and their frozen copy; `benches/memory.rs` measures 39 at
-/// 100,000 rules and 42 at 10,000; BENCHMARKS.md section 7), plus [`LOAD_MEMORY_SLACK`].
+/// 100,000 rules and 42 at 10,000; BENCHMARKS.md "Memory a load needs at its peak"), plus [`LOAD_MEMORY_SLACK`].
 pub const LOAD_MEMORY_FACTOR: u64 = 64;
 pub const LOAD_MEMORY_SLACK: u64 = 8 * 1024 * 1024;
 
