@@ -84,7 +84,7 @@ pub fn canonical(addr: IpAddr) -> IpAddr {
 }
 
 /// The address as (is IPv4, bits), for allocation-free mask arithmetic.
-fn bits(addr: IpAddr) -> (bool, u128) {
+pub fn bits(addr: IpAddr) -> (bool, u128) {
     match addr {
         IpAddr::V4(a) => (true, u128::from(u32::from(a))),
         IpAddr::V6(a) => (false, u128::from(a)),

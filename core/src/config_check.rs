@@ -10,7 +10,7 @@
 //! here; the findings about `pg_hba.conf` lines assume nobody names a database or role after a
 //! keyword.
 
-use crate::address::AddrSpec;
+use crate::address::{bits, AddrSpec};
 use crate::methods::{Method, MethodSet};
 use crate::rules::{Action, DbSpec, Mode, Rule, RuleError, UserSpec};
 use std::net::IpAddr;
@@ -120,13 +120,6 @@ fn addr_spec(address: Option<&str>, netmask: Option<&str>) -> AddrSpec {
             (Ok(addr), Some(Ok(mask))) => AddrSpec::Net { addr, mask },
             _ => AddrSpec::Host(a.as_bytes().to_vec()),
         },
-    }
-}
-
-fn bits(a: IpAddr) -> (bool, u128) {
-    match a {
-        IpAddr::V4(v) => (true, u128::from(u32::from(v))),
-        IpAddr::V6(v) => (false, u128::from(v)),
     }
 }
 

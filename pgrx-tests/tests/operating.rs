@@ -442,10 +442,16 @@ fn statistics_count_every_connection_under_parallel_logins() {
     // each kind of login and what it must get: a session as that user, or exactly that refusal
     let kinds: Vec<(Login, Result<&str, String>)> = vec![
         (l("test1").cert(&test1), Ok("test1")),
-        (l("test1"), Err(two_factor("test1", "no client certificate"))),
+        (
+            l("test1"),
+            Err(two_factor("test1", "no client certificate")),
+        ),
         (
             l("test1").cert(&nobody),
-            Err(two_factor("test1", "certificate CN does not match the user name")),
+            Err(two_factor(
+                "test1",
+                "certificate CN does not match the user name",
+            )),
         ),
         (l("trial"), Ok("trial")),
         (l("other").from("127.0.0.2"), Ok("other")),
@@ -562,7 +568,10 @@ fn certificates_seen_and_expiry_warnings() {
     let run = psql_run(&c, &Login::new("other", PASSWORD).cert(&soon));
     assert!(
         !run.success
-            && run.stderr.contains(&two_factor("other", "certificate CN does not match the user name"))
+            && run.stderr.contains(&two_factor(
+                "other",
+                "certificate CN does not match the user name"
+            ))
             && !run.stderr.contains("NOTICE"),
         "{run:?}"
     );

@@ -259,6 +259,25 @@ fn warn_if_unterminated(set: &RuleSet) {
     }
 }
 
+/// Reads the rules file and puts it in force; an invalid file is logged line by line and its
+/// errors returned (the rules in force stay as they were).
+fn load() -> Result<(), Vec<RuleError>> {
+    match read() {
+        (Ok(set), took) => {
+            // before the "loaded" line, which is what a reload is known to be done by
+            warn_if_unterminated(&set);
+            install(set, took);
+            Ok(())
+        }
+        (Err(errors), _) => {
+            for e in &errors {
+                report::log_config(&e.to_string());
+            }
+            Err(errors)
+        }
+    }
+}
+
 /// At server start: a missing or invalid file stops the server, naming the file and line.
 pub fn load_at_startup() {
     // SAFETY: a plain read of a PostgreSQL global in the postmaster's main thread; the ssl
@@ -269,62 +288,42 @@ pub fn load_at_startup() {
             Some("Set ssl = on and ssl_ca_file; pg_twofactor also re-reads its rules only when TLS is re-initialised on reload."),
         );
     }
-    match read() {
-        (Ok(set), took) => {
-            // before the "loaded" line, which is what a reload is known to be done by
-            warn_if_unterminated(&set);
-            install(set, took);
-        }
-        (Err(errors), _) => {
-            for e in &errors {
-                report::log_config(&e.to_string());
-            }
-            report::fatal_config(
-                &format!(
-                    "could not load pg_twofactor rules file \"{}\": {}",
-                    settings::rules_file().display(),
-                    errors[0]
-                ),
-                Some("Fix the rules file (see the lines logged above) and start the server again."),
-            );
-        }
+    if let Err(errors) = load() {
+        report::fatal_config(
+            &format!(
+                "could not load pg_twofactor rules file \"{}\": {}",
+                settings::rules_file().display(),
+                errors[0]
+            ),
+            Some("Fix the rules file (see the lines logged above) and start the server again."),
+        );
     }
 }
 
 /// On reload: a valid file replaces the rules; an invalid one is logged line by line and the
 /// previous rules stay in force.
 pub fn reload() {
-    match read() {
-        (Ok(set), took) => {
-            // before the "loaded" line, which is what a reload is known to be done by
-            warn_if_unterminated(&set);
-            install(set, took);
+    if let Err(errors) = load() {
+        report::log_config(&format!(
+            "pg_twofactor rules file \"{}\" was not reloaded; the previous rules stay in force",
+            settings::rules_file().display()
+        ));
+        let text = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut bytes = text.as_bytes();
+        if bytes.len() > ERROR_BYTES {
+            bytes = &bytes[..ERROR_BYTES];
         }
-        (Err(errors), _) => {
-            for e in &errors {
-                report::log_config(&e.to_string());
+        let at = now();
+        publish(|p| {
+            for (slot, b) in p.error.iter().zip(bytes) {
+                slot.store(*b, Ordering::Relaxed);
             }
-            report::log_config(&format!(
-                "pg_twofactor rules file \"{}\" was not reloaded; the previous rules stay in force",
-                settings::rules_file().display()
-            ));
-            let text = errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let mut bytes = text.as_bytes();
-            if bytes.len() > ERROR_BYTES {
-                bytes = &bytes[..ERROR_BYTES];
-            }
-            let at = now();
-            publish(|p| {
-                for (slot, b) in p.error.iter().zip(bytes) {
-                    slot.store(*b, Ordering::Relaxed);
-                }
-                p.error_len.store(bytes.len(), Ordering::Relaxed);
-                p.error_at.store(at, Ordering::Relaxed);
-            });
-        }
+            p.error_len.store(bytes.len(), Ordering::Relaxed);
+            p.error_at.store(at, Ordering::Relaxed);
+        });
     }
 }
