@@ -71,6 +71,12 @@ pub fn compare(c: &Cluster, login: &Login<'_>, mark: usize, tls: bool, accepted:
         );
         return; // PostgreSQL refused first, or the TLS handshake failed: no decision
     };
+    // what the client got must be what the hook logged: a session is never a logged refusal
+    // (a hook that logs one thing and does another fails here, whatever the dry run says)
+    assert!(
+        !accepted || last.outcome != "refused",
+        "dry-run shadow: {login:?} got a session, but the hook logged a refusal: {last}"
+    );
     let (Some(client), Some((hba_file, hba_line))) = (&last.client, last.hba_file_line()) else {
         return; // a refusal without a decision
     };

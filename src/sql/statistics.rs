@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_safe)]
-fn pg_twofactor_statimestamp() -> TableIterator<
+fn pg_twofactor_stats() -> TableIterator<
     'static,
     (
         name!(rule_file, Option<String>),
