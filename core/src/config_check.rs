@@ -216,10 +216,10 @@ fn is_loopback(a: &AddrSpec) -> bool {
     }
 }
 
-/// Every finding, errors first.
-pub fn findings(
+/// The findings about the server's settings (TLS, `client_reason`) and where the rules files
+/// are.
+fn settings_findings(
     rules: Result<&[Rule], &[RuleError]>,
-    hba: &[HbaFileRule],
     settings: &ServerSettings,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -269,31 +269,13 @@ pub fn findings(
             detail: "A client refused by pg_twofactor is told the reason, and pg_twofactor decides after PostgreSQL's password check: anyone without a certificate can tell a right password (a two-factor refusal) from a wrong one (PostgreSQL's own failure) and so test passwords online. Set it off unless only trusted clients can reach the server.".into(),
         });
     }
-    let rules = match rules {
-        Ok(r) => r,
-        Err(errors) => {
-            out.extend(errors.iter().map(|e| Finding {
-                severity: Severity::Error,
-                file: Some(e.file.display().to_string()),
-                line: e.line,
-                problem: "the rules file has an error".into(),
-                detail: format!("{}. A reload keeps the previous rules in force.", e.message),
-            }));
-            out.sort_by_key(|f| f.severity);
-            return out;
-        }
-    };
-    out.extend(hba.iter().filter_map(|h| {
-        h.error.as_ref().map(|e| Finding {
-            severity: Severity::Error,
-            file: Some(h.file.clone()),
-            line: Some(h.line),
-            problem: "pg_hba.conf has an error".into(),
-            detail: format!(
-                "{e}. PostgreSQL does not load a pg_hba.conf with errors (a reload keeps the previous one), so the checks below are about a file that is not in force."
-            ),
-        })
-    }));
+    out
+}
+
+/// The findings about each rule: shadowed by an earlier rule, or at odds with the `pg_hba.conf`
+/// lines that can cover the same logins, or with the methods enabled.
+fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings) -> Vec<Finding> {
+    let mut out = Vec::new();
     let hba: Vec<(&HbaFileRule, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
         .iter()
         .filter(|h| h.error.is_none())
@@ -427,6 +409,42 @@ pub fn findings(
             }
         }
     }
+    out
+}
+
+/// Every finding, errors first.
+pub fn findings(
+    rules: Result<&[Rule], &[RuleError]>,
+    hba: &[HbaFileRule],
+    settings: &ServerSettings,
+) -> Vec<Finding> {
+    let mut out = settings_findings(rules, settings);
+    let rules = match rules {
+        Ok(r) => r,
+        Err(errors) => {
+            out.extend(errors.iter().map(|e| Finding {
+                severity: Severity::Error,
+                file: Some(e.file.display().to_string()),
+                line: e.line,
+                problem: "the rules file has an error".into(),
+                detail: format!("{}. A reload keeps the previous rules in force.", e.message),
+            }));
+            out.sort_by_key(|f| f.severity);
+            return out;
+        }
+    };
+    out.extend(hba.iter().filter_map(|h| {
+        h.error.as_ref().map(|e| Finding {
+            severity: Severity::Error,
+            file: Some(h.file.clone()),
+            line: Some(h.line),
+            problem: "pg_hba.conf has an error".into(),
+            detail: format!(
+                "{e}. PostgreSQL does not load a pg_hba.conf with errors (a reload keeps the previous one), so the checks below are about a file that is not in force."
+            ),
+        })
+    }));
+    out.extend(rule_findings(rules, hba, settings));
     // errors first, then warnings, then information, each in file order (a stable sort)
     out.sort_by_key(|f| f.severity);
     out

@@ -127,6 +127,17 @@ impl Outcome {
         }
     }
 
+    /// Panics unless the connection failed without a server error and the client's error
+    /// names one of `causes` (a dropped connection, a TLS alert): a server that is down
+    /// ("Connection refused") or a refusal does not pass.
+    #[track_caller]
+    pub fn assert_failed_with(&self, causes: &[&str]) {
+        match self {
+            Outcome::Failed(m) if causes.iter().any(|c| m.contains(c)) => {}
+            other => panic!("expected a failed connection naming one of {causes:?}, got {other:?}"),
+        }
+    }
+
     /// Panics unless refused with exactly `sqlstate` and `message` (PostgreSQL's own failures,
     /// such as `28P01` for a wrong password).
     #[track_caller]
