@@ -250,9 +250,22 @@ async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result
                 sqlstate: db.code().code().to_string(),
                 message: db.message().to_string(),
             }),
-            None => Err(Outcome::Failed(e.to_string())),
+            None => Err(Outcome::Failed(with_causes(&e))),
         },
     }
+}
+
+/// An error and every error under it ("error communicating with the server: ...: tlsv1 alert
+/// unknown ca"), so that a check can name the cause.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// What `psql` printed.

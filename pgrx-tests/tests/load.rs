@@ -71,9 +71,11 @@ fn concurrent_mixed_logins_all_decided_right() {
         (
             "certificate from an untrusted CA",
             Login::new("test1", PASSWORD).cert(&foreign),
-            // the TLS handshake fails with the server's alert; the server log says why (checked
+            // the server ends the TLS handshake: the client reads its alert, or the reset that
+            // follows it (TLS 1.3 sends the certificate after the client's side of the
+            // handshake is done), never "Connection refused"; the server log says why (checked
             // below)
-            |o| matches!(o, Outcome::Failed(m) if m.contains("unknown ca") || m.contains("certificate verify failed")),
+            |o| matches!(o, Outcome::Failed(m) if m.contains("SSL alert") || m.contains("reset by peer")),
         ),
         (
             "not covered",
