@@ -51,6 +51,9 @@ pub struct CertInfo {
     /// (`X509_NAME_get_text_by_NID` copies the ASN.1 string's bytes, whatever its type).
     pub common_names: Vec<Vec<u8>>,
     pub san: Vec<SanEntry>,
+    /// The issuer as OpenSSL prints it with `-nameopt RFC2253` (PostgreSQL's DN form), for
+    /// the rule option `issuer=`.
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,6 +225,7 @@ impl CertInfo {
             subject: subject.to_string(),
             common_names,
             san,
+            issuer: crate::dn::rfc2253(cert.issuer()),
         })
     }
 
@@ -315,6 +319,7 @@ mod tests {
             subject: "CN=x".into(),
             common_names: cns.iter().map(|c| c.unwrap().as_bytes().to_vec()).collect(),
             san,
+            issuer: "CN=CA".into(),
         }
     }
 
@@ -351,6 +356,7 @@ mod tests {
             subject: String::new(),
             common_names: vec![b"j\xf6rg".to_vec()],
             san: vec![],
+            issuer: String::new(),
         };
         assert_eq!(latin1.check_cn(b"j\xf6rg"), Ok(()));
         assert!(latin1.check_cn("jörg".as_bytes()).is_err());

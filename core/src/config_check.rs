@@ -65,6 +65,9 @@ pub struct ServerSettings {
     /// The server's data directory.
     pub data_directory: Option<String>,
     pub ssl_ca_file: Option<String>,
+    /// The subjects (RFC 2253, [`crate::dn`]) of the certificates in `ssl_ca_file`; `None`
+    /// when it is not set or could not be read.
+    pub ca_names: Option<Vec<String>>,
     pub enabled: MethodSet,
 }
 
@@ -295,6 +298,23 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
     };
     let mut clear_text_lines = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
+        if let (Some(issuer), Some(names)) = (&rule.options.issuer, &settings.ca_names) {
+            if !names.contains(issuer) {
+                out.push(finding(
+                    Severity::Error,
+                    rule,
+                    "issuer= names no CA of ssl_ca_file",
+                    format!(
+                        "No certificate in ssl_ca_file has the subject \"{issuer}\" (it holds {}), so every login this rule covers is refused (\"certificate issuer does not match the rule\"). Write the issuer as `openssl x509 -noout -subject -nameopt RFC2253` prints the CA's certificate.",
+                        if names.is_empty() {
+                            "no certificate".to_string()
+                        } else {
+                            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
         if let Some(earlier) = rules[..i].iter().find(|e| {
             dbs_cover(&e.databases, &rule.databases)
                 && users_cover(&e.users, &rule.users)
@@ -509,6 +529,7 @@ mod tests {
             client_reason: false,
             data_directory: None,
             ssl_ca_file: Some("root.crt".into()),
+            ca_names: None,
             enabled: MethodSet::defaults(),
         }
     }
@@ -537,6 +558,7 @@ mod tests {
             client_reason: true,
             data_directory: None,
             ssl_ca_file: None,
+            ca_names: None,
             enabled: MethodSet::defaults(),
         };
         assert_eq!(

@@ -64,16 +64,18 @@ pub enum Reason {
     CnMismatch,
     AddressMismatch,
     Internal,
+    IssuerMismatch,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::NoCertificate,
         Reason::MethodNotEnabled,
         Reason::BaseMethodMismatch,
         Reason::CnMismatch,
         Reason::AddressMismatch,
         Reason::Internal,
+        Reason::IssuerMismatch,
     ];
 }
 
@@ -86,6 +88,7 @@ impl fmt::Display for Reason {
             Reason::CnMismatch => "certificate CN does not match the user name",
             Reason::AddressMismatch => "client address does not match the certificate",
             Reason::Internal => "internal error",
+            Reason::IssuerMismatch => "certificate issuer does not match the rule",
         })
     }
 }
@@ -627,6 +630,21 @@ fn check_rule(
         cert.san_text()
     ));
 
+    // 3b. The certificate's issuer is the one the rule names (option issuer=), compared as
+    // PostgreSQL compares distinguished names (clientname=DN): the RFC 2253 text, exactly.
+    if let Some(want) = &rule.options.issuer {
+        if cert.issuer != *want {
+            return refuse(
+                Reason::IssuerMismatch,
+                detail,
+                &format!(
+                    "the certificate's issuer is \"{}\", and the rule requires issuer \"{want}\"",
+                    cert.issuer
+                ),
+            );
+        }
+    }
+
     // 4. CN equals the login.
     if let Err(why) = cert.check_cn(&attempt.user) {
         return refuse(Reason::CnMismatch, detail, &why.to_string());
@@ -1041,6 +1059,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
                 "two-factor authentication failed for user \"u\": certificate CN does not match the user name",
                 "two-factor authentication failed for user \"u\": client address does not match the certificate",
                 "two-factor authentication failed for user \"u\": internal error",
+                "two-factor authentication failed for user \"u\": certificate issuer does not match the rule",
             ]
         );
     }
@@ -1053,5 +1072,57 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         );
         assert_eq!(sentence("2f-md5 is off."), "2f-md5 is off.");
         assert_eq!(sentence(""), ".");
+    }
+
+    #[test]
+    fn issuer_pins_the_rule_to_one_ca() {
+        // alice.der is self-signed: its issuer is CN=alice
+        let rules = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all alice 10.0.0.0/8 2f-scram-sha-256 issuer=\"CN=alice\"\nhostssl all alice all 2f-scram-sha-256 issuer=\"CN=DB Admin CA,O=Example\"\n",
+            Syntax::Pg15,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
+        let mut a = attempt(
+            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec()),
+            BaseMethod::ScramSha256,
+        );
+        a.user = b"alice".to_vec();
+        a.client_addr = Some("10.1.2.3".parse().unwrap());
+        let net = StaticNetwork::default();
+        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        assert!(
+            matches!(d.verdict, Verdict::Accepted { .. }),
+            "{:?}",
+            d.verdict
+        );
+        a.client_addr = Some("192.0.2.1".parse().unwrap());
+        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        assert_eq!(
+            (d.verdict.reason(), d.verdict.rule_position().as_str()),
+            (Some(Reason::IssuerMismatch), "/d/r.conf:2")
+        );
+        assert!(
+            d.verdict.detail().unwrap().ends_with(
+                "The certificate's issuer is \"CN=alice\", and the rule requires issuer \"CN=DB Admin CA,O=Example\"."
+            ),
+            "{:?}",
+            d.verdict
+        );
+        // an empty issuer is an error of the line
+        let e = parse_text(
+            Path::new("/d/r.conf"),
+            b"hostssl all alice all 2f-scram-sha-256 issuer=\n",
+            Syntax::Pg15,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap_err();
+        assert_eq!(
+            e[0].message,
+            "invalid value for authentication option \"issuer\": \"\" (an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\")"
+        );
     }
 }

@@ -11,12 +11,16 @@
 //! - [`rules`]: the rules file, tokenized, parsed and looked up as `hba.c` does it, for the
 //!   [`rules::Syntax`] of the major given;
 //! - [`decision`]: one login's verdict and its reason;
+//! - [`dn`]: distinguished names in the RFC 2253 form PostgreSQL and OpenSSL print;
 //! - [`decision_log`]: the decision-log line as a value, formatted by the hook and read back
 //!   by the test harness;
 //! - [`dry_run`]: a login described by arguments, for `pg_twofactor_check(...)` and the
 //!   command line;
+//! - [`expiry`]: dates in UTC and the notice of a certificate that expires soon;
 //! - [`config_check`]: the configuration problems the DBA is warned about;
 //! - [`arena`]: the memory the rules in force are frozen into, outside `malloc`'s heap;
+//! - [`system_network`]: the system resolver (bounded by a deadline during a login) and the
+//!   machine's interfaces, the real [`address::Network`];
 //! - [`stats`]: the statistics tables kept in shared memory (plain data, no pointers).
 
 pub mod address;
@@ -25,10 +29,13 @@ pub mod cert;
 pub mod config_check;
 pub mod decision;
 pub mod decision_log;
+pub mod dn;
 pub mod dry_run;
+pub mod expiry;
 pub mod methods;
 pub mod rules;
 pub mod stats;
+pub mod system_network;
 
 /// The unit tests allocate as the extension does: through the arena's allocator.
 #[cfg(test)]

@@ -520,6 +520,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Whether the server has a name service of its own ([`ClusterBuilder::name_service`]):
+    /// then names resolve differently for the server and for this process.
+    pub fn has_own_name_service(&self) -> bool {
+        self.name_service.is_some()
+    }
+
     pub fn builder() -> ClusterBuilder {
         ClusterBuilder::default()
     }

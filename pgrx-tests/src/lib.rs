@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod cluster;
 pub mod daemon;
+pub mod dns;
 pub mod ldap;
 pub mod netns;
 pub mod oracle;

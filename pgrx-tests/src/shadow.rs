@@ -123,6 +123,7 @@ pub fn compare(c: &Cluster, login: &Login<'_>, mark: usize, tls: bool, accepted:
         hook.join("\n"),
         "dry run (left) and hook (right) disagree for {login:?}"
     );
+    offline(c, login, client, &method, tls, &dry);
     // PG2F_DRY_RUN_SHADOW_LOG: one line per login compared, for the figures .ci/test prints
     if let Ok(path) = std::env::var("PG2F_DRY_RUN_SHADOW_LOG") {
         use std::io::Write;
@@ -133,6 +134,108 @@ pub fn compare(c: &Cluster, login: &Login<'_>, mark: usize, tls: bool, accepted:
         {
             let outcomes: Vec<String> = lines.iter().map(LogRecord::verdict).collect();
             let _ = writeln!(f, "{}\t{}", login.user, outcomes.join(" + "));
+        }
+    }
+}
+
+/// Whether a rules file (the main one) names a regular expression: a token starting with `/`
+/// (PostgreSQL's engine decides those; the offline check cannot).
+fn names_a_regex(rules: &str) -> bool {
+    rules.lines().any(|line| {
+        let line = line.split('#').next().unwrap_or("");
+        line.split(|c: char| c.is_whitespace() || c == ',')
+            .any(|t| t.starts_with('/') || t.starts_with("\"/") || t.starts_with("+/"))
+    })
+}
+
+/// `pg_twofactor-cert check` (its library, the same code as the command) must give what the
+/// server's dry run gave (`dry`), where it can know what the server knows: same names (no
+/// private name service), no regular expressions, no include directives it cannot read.
+fn offline(c: &Cluster, login: &Login<'_>, client: &str, method: &str, tls: bool, dry: &str) {
+    if c.has_own_name_service() {
+        return;
+    }
+    // only when the file on disk is the one in force (the dry run uses the rules in force,
+    // the offline check the file)
+    let Some(rules_file) = sql(
+        c,
+        "SELECT rules_file FROM pg_twofactor_status() WHERE reload_pending IS FALSE AND file_error IS NULL AND session_rules_current",
+    ) else {
+        return;
+    };
+    if rules_file.is_empty() {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(&rules_file) else {
+        return;
+    };
+    if names_a_regex(&text) || text.contains("include") || text.contains('@') {
+        return;
+    }
+    let Some(enabled) = sql(c, "SHOW pg_twofactor.enabled_extra_auth_methods") else {
+        return;
+    };
+    let Some(roles) = sql(
+        c,
+        &format!(
+            "SELECT string_agg(rolname, E'\\n') FROM pg_roles WHERE rolname <> {u} AND pg_has_role({u}, oid, 'MEMBER')",
+            u = literal(login.user)
+        ),
+    ) else {
+        return;
+    };
+    let pem = match login.cert {
+        Some(f) if tls => Some(std::fs::read_to_string(f).unwrap()),
+        _ => None,
+    };
+    let attempt = pg_twofactor_cert::check::Login {
+        user: login.user,
+        database: login.dbname,
+        client_addr: Some(client),
+        client_cert: pem.as_deref(),
+        hba_method: method,
+        ssl: tls,
+        replication: false,
+    };
+    let server = pg_twofactor_cert::check::Server {
+        major: crate::cluster::major_of_bindir(&c.bin),
+        enabled_extra: enabled,
+        member_of: roles.lines().map(str::to_string).collect(),
+        client_reason: true,
+    };
+    let rows =
+        pg_twofactor_cert::check::check(std::path::Path::new(&rules_file), &attempt, &server)
+            .unwrap_or_else(|e| panic!("offline check for {login:?}: {e}"));
+    let offline: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}{}|{}",
+                r.verdict,
+                r.reason
+                    .as_ref()
+                    .map_or(String::new(), |x| format!(" ({x})")),
+                match (&r.rule_file, r.rule_line) {
+                    (Some(f), Some(l)) => format!("{f}:{l}"),
+                    _ => "none".into(),
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        offline.join("\n"),
+        dry,
+        "pg_twofactor-cert check (left) and pg_twofactor_check (right) disagree for {login:?}"
+    );
+    // PG2F_DRY_RUN_SHADOW_LOG.offline: one line per login the offline check also compared
+    if let Ok(path) = std::env::var("PG2F_DRY_RUN_SHADOW_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{path}.offline"))
+        {
+            let _ = writeln!(f, "{}\t{}", login.user, offline.join(" + "));
         }
     }
 }

@@ -92,19 +92,22 @@ fn subject_alt_name_ip_addresses_and_subnets() {
     );
 }
 
+/// The names the DNS scenario's server knows: its own hosts file, and a DNS that answers
+/// every other question "no such name" (the host's DNS is never asked).
+const DNS_HOSTS: &[u8] =
+    b"127.0.0.1 app1.pg2f.test localhost\n127.0.0.6 app6.pg2f.test\n::1 localhost\n";
+
 #[test]
 fn subject_alt_name_dns_names() {
-    let c = scenario::start(scenario::builder());
-    let net = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 0)).unwrap();
-    assert!(
-        net.into_iter()
-            .any(|a| a.ip() == "127.0.0.1".parse::<std::net::IpAddr>().unwrap()),
-        "this test needs localhost to resolve to 127.0.0.1 (see /etc/hosts)"
-    );
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
+        return;
+    }
+    let _dns = pg_twofactor_e2e::dns::NxDomainDns::start();
+    let c = scenario::start(scenario::builder().name_service(DNS_HOSTS));
     let local = c.client_cert(
-        "dns-localhost",
+        "dns-app1",
         &["test1"],
-        Some(&[San::Dns("localhost".into())]),
+        Some(&[San::Dns("app1.pg2f.test".into())]),
     );
     let nowhere = c.client_cert(
         "dns-nowhere",
@@ -116,15 +119,19 @@ fn subject_alt_name_dns_names() {
         &["test1"],
         Some(&[San::Dns("nonexistent.invalid".into()), ip("127.0.0.6")]),
     );
-    // 127.0.0.1 reverse-resolves to localhost, which resolves back to 127.0.0.1
+    // 127.0.0.1 reverse-resolves to app1.pg2f.test, which resolves back to 127.0.0.1
     accepted(&c, "test1", &local, "127.0.0.1", "127.0.0.1");
     psql_login(&c, &Login::new("test1", PASSWORD).cert(&local)).assert_accepted_as("test1");
-    // 127.0.0.2 has no name
+    // 127.0.0.2 has no name (DNS says so)
     refused(&c, "test1", &local, "127.0.0.2", "127.0.0.1", ADDR_REASON);
     refused(&c, "test1", &nowhere, "127.0.0.1", "127.0.0.1", ADDR_REASON);
     accepted(&c, "test1", &mixed, "127.0.0.6", "127.0.0.1");
     refused(&c, "test1", &mixed, "127.0.0.1", "127.0.0.1", ADDR_REASON);
-    assert!(c.log().contains("SubjectAltName: DNS:nonexistent.invalid. Client address 127.0.0.1 (reverse lookup: localhost) matches none"));
+    let log = c.log();
+    assert!(
+        log.contains("SubjectAltName: DNS:nonexistent.invalid. Client address 127.0.0.1 (reverse lookup: app1.pg2f.test) matches none"),
+        "{log}"
+    );
 }
 
 #[test]

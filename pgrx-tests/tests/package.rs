@@ -89,6 +89,8 @@ fn the_debian_package_installs_works_and_removes() {
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor--0.1.0--0.2.0.sql"),
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor--0.2.0--0.3.0.sql"),
             format!("/usr/share/doc/{name}/copyright"),
+            format!("/usr/share/doc/{name}/docs/configuration.md"),
+            format!("/usr/lib/postgresql/{major}/bin/pg_twofactor-cert"),
         ] {
             assert!(
                 listed.lines().any(|l| l == f),
@@ -120,6 +122,17 @@ fn the_debian_package_installs_works_and_removes() {
         assert_eq!(
             c.psql_admin("SELECT extversion = default_version FROM pg_extension, pg_available_extensions WHERE extname = 'pg_twofactor' AND name = extname"),
             "t"
+        );
+        // the packaged certificate tool reads the cluster's certificate as pg_twofactor does
+        let inspected = run(Command::new(format!(
+            "/usr/lib/postgresql/{major}/bin/pg_twofactor-cert"
+        ))
+        .args(["inspect", "--json"])
+        .arg(&cert.cert));
+        assert!(
+            inspected.contains("\"common_names\":[\"test1\"]")
+                && inspected.contains("\"addresses\":[\"127.0.0.1\"]"),
+            "{inspected}"
         );
         drop(c);
 

@@ -9,7 +9,6 @@
 //! Any panic or PostgreSQL error on the way is a refusal.
 
 use crate::postgres::catalog::ServerCatalog;
-use crate::postgres::network::SystemNetwork;
 use crate::postgres::{ffi, report};
 use crate::settings::LogDecisions;
 use crate::{rules_in_force, settings, shared_memory};
@@ -17,6 +16,7 @@ use pg_twofactor_core::address::{self, KnownHost};
 use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
 use pg_twofactor_core::decision_log::LogRecord;
 use pg_twofactor_core::methods::BaseMethod;
+use pg_twofactor_core::system_network::SystemNetwork;
 pub mod expiry;
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr};

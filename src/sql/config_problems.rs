@@ -46,11 +46,24 @@ fn pg_twofactor_config_problems() -> TableIterator<
     ),
 > {
     let disk = rules_in_force::read_disk();
+    let data_directory = setting(c"data_directory").filter(|v| !v.is_empty());
+    let ssl_ca_file = setting(c"ssl_ca_file").filter(|v| !v.is_empty());
+    // the CA file as the server reads it: a relative path is in the data directory
+    let ca_names = ssl_ca_file.as_ref().and_then(|f| {
+        let path = match &data_directory {
+            Some(d) => std::path::Path::new(d).join(f),
+            None => std::path::PathBuf::from(f),
+        };
+        std::fs::read(path)
+            .ok()
+            .map(|pem| pg_twofactor_core::dn::pem_subjects(&pem))
+    });
     let server = ServerSettings {
         ssl: setting(c"ssl").as_deref() == Some("on"),
         client_reason: settings::client_reason(),
-        data_directory: setting(c"data_directory").filter(|v| !v.is_empty()),
-        ssl_ca_file: setting(c"ssl_ca_file").filter(|v| !v.is_empty()),
+        data_directory,
+        ssl_ca_file,
+        ca_names,
         enabled: settings::enabled_methods(),
     };
     let hba = hba_lines();

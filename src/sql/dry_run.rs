@@ -10,11 +10,11 @@
 //! refuses it before the hook runs.
 
 use crate::postgres::catalog::ServerCatalog;
-use crate::postgres::network::SystemNetwork;
 use crate::{postgres, rules_in_force, settings};
 use pg_twofactor_core::cert::{der_from_pem, CertSummary};
 use pg_twofactor_core::decision;
 use pg_twofactor_core::dry_run::{attempt, rows};
+use pg_twofactor_core::system_network::SystemNetwork;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
@@ -47,8 +47,8 @@ fn warn_if_not_valid_now(pem: &str) {
     if now < cert.not_before || now > cert.not_after {
         pgrx::warning!(
             "client_cert is not valid now (valid from {} to {}); PostgreSQL's TLS layer refuses it before pg_twofactor sees it",
-            crate::hooks::expiry::utc(cert.not_before),
-            crate::hooks::expiry::utc(cert.not_after)
+            pg_twofactor_core::expiry::utc(cert.not_before),
+            pg_twofactor_core::expiry::utc(cert.not_after)
         );
     }
 }

@@ -13,6 +13,9 @@ pub struct RuleOptions {
     pub mode: Mode,
     /// `san=`: whether a certificate without SubjectAltName address entries is refused.
     pub san: SanPolicy,
+    /// `issuer=`: the distinguished name the certificate's issuer must have, in the RFC 2253
+    /// form PostgreSQL and `openssl x509 -issuer -nameopt RFC2253` print ([`crate::dn`]).
+    pub issuer: Option<String>,
 }
 
 impl Default for RuleOptions {
@@ -20,6 +23,7 @@ impl Default for RuleOptions {
         RuleOptions {
             mode: Mode::Enforce,
             san: SanPolicy::Optional,
+            issuer: None,
         }
     }
 }
@@ -55,6 +59,19 @@ pub const OPTIONS: &[RuleOption] = &[
                 "report" => Mode::Report,
                 _ => Mode::Enforce,
             };
+            Ok(())
+        },
+    },
+    RuleOption {
+        name: "issuer",
+        values: &[],
+        set: |o, v| {
+            if v.is_empty() {
+                return Err(
+                    "an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\"".into(),
+                );
+            }
+            o.issuer = Some(v.to_string());
             Ok(())
         },
     },

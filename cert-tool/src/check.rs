@@ -1,0 +1,100 @@
+//! The offline dry run: what `pg_twofactor_check()` would answer, from a rules file on disk,
+//! with the core crate's own decision (`decide_all`, the hook's code path).
+//!
+//! What a server knows and a file does not is given: the `pg_hba.conf` method that checked the
+//! password (`hba_method`), the roles the user is a member of (for `+role` rules), the methods
+//! enabled besides the default ones. Host names are looked up with this machine's resolver. A
+//! regular expression (16+) cannot be evaluated without PostgreSQL's engine: a rule that needs
+//! one is undecidable here, and decided as the server decides an undecidable rule (in both
+//! worlds).
+
+use pg_twofactor_core::decision;
+use pg_twofactor_core::dry_run::{self, ArgumentError, DryRun};
+use pg_twofactor_core::methods::{MethodListError, MethodSet};
+use pg_twofactor_core::rules::{self, AnyRegex, Catalog, Syntax};
+use pg_twofactor_core::system_network::SystemNetwork;
+use std::path::Path;
+
+/// The login to check, as `pg_twofactor_check(...)` takes it.
+#[derive(Debug, Clone)]
+pub struct Login<'a> {
+    pub user: &'a str,
+    pub database: &'a str,
+    pub client_addr: Option<&'a str>,
+    /// The client certificate, PEM.
+    pub client_cert: Option<&'a str>,
+    pub hba_method: &'a str,
+    pub ssl: bool,
+    pub replication: bool,
+}
+
+/// What the server would know besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct Server {
+    /// The PostgreSQL major whose `pg_hba.conf` syntax the rules follow.
+    pub major: u32,
+    /// `pg_twofactor.enabled_extra_auth_methods`.
+    pub enabled_extra: String,
+    /// The roles the user is a member of, directly or not.
+    pub member_of: Vec<String>,
+    /// `pg_twofactor.client_reason`: the message shown is the reason (else PostgreSQL's own).
+    pub client_reason: bool,
+}
+
+impl Catalog for Server {
+    fn is_member(&self, _user: &[u8], role: &[u8]) -> bool {
+        self.member_of.iter().any(|r| r.as_bytes() == role)
+    }
+    fn regex_match(&self, _pattern: &[u8], _subject: &[u8]) -> Result<bool, String> {
+        Err(
+            "a regular expression needs PostgreSQL's engine, which the offline check does not have"
+                .into(),
+        )
+    }
+}
+
+/// Why the check could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("PostgreSQL {0} is not a major pg_twofactor supports (15, 16, 17, 18)")]
+    Major(u32),
+    #[error("{0}")]
+    Rules(String),
+    #[error(transparent)]
+    Argument(#[from] ArgumentError),
+    #[error("pg_twofactor.enabled_extra_auth_methods: {0}")]
+    Methods(#[from] MethodListError),
+}
+
+/// The dry run's rows for `login` under the rules file at `rules_path`.
+pub fn check(
+    rules_path: &Path,
+    login: &Login<'_>,
+    server: &Server,
+) -> Result<Vec<DryRun>, CheckError> {
+    let syntax = Syntax::of_major(server.major).ok_or(CheckError::Major(server.major))?;
+    let set = rules::parse_file(rules_path, syntax, &AnyRegex)
+        .into_rule_set()
+        .map_err(|errors| {
+            CheckError::Rules(
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })?;
+    let attempt = dry_run::attempt(
+        server.major,
+        login.user,
+        login.database,
+        login.client_addr,
+        login.client_cert,
+        login.hba_method,
+        login.ssl,
+        login.replication,
+    )?;
+    let enabled = MethodSet::parse_extra(&server.enabled_extra)?;
+    let d = decision::decide_all(&set, &attempt, enabled, &SystemNetwork::unbounded(), server);
+    Ok(dry_run::rows(&attempt, &d, server.client_reason))
+}

@@ -1,0 +1,484 @@
+//! `pg_twofactor-cert`, run as a DBA runs it (the commands of docs/certificates.md): a CA's
+//! certificates bound to IPv4 and IPv6 subnets and a DNS name, a signed certificate request,
+//! read back by OpenSSL and by `inspect`, accepted by a real server from inside their subnet
+//! and refused from outside it (a network-namespace host included), the offline `check`
+//! agreeing with `pg_twofactor_check()`, and bad input refused with its reason.
+
+use pg_twofactor_e2e::cluster::major_of_bindir;
+use pg_twofactor_e2e::dns::NxDomainDns;
+use pg_twofactor_e2e::netns::{NetnsHost, HOST_ADDR, PEER_ADDR};
+use pg_twofactor_e2e::scenario::{self, PASSWORD};
+use pg_twofactor_e2e::{rust_login, two_factor, CertFiles, Cluster, Login};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ADDR_REASON: &str = "client address does not match the certificate";
+
+/// The tool: `PG2F_CERT_TOOL`, else the debug build in this workspace (`.ci/test` builds it).
+fn tool() -> PathBuf {
+    if let Ok(p) = std::env::var("PG2F_CERT_TOOL") {
+        return PathBuf::from(p);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/pg_twofactor-cert");
+    assert!(
+        built.exists(),
+        "{} is not built: run cargo build -p pg_twofactor_cert (or set PG2F_CERT_TOOL)",
+        built.display()
+    );
+    built
+}
+
+fn run(program: &Path, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
+}
+
+#[track_caller]
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({:?}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fails with exit status `code` and says `message` on stderr.
+#[track_caller]
+fn fails(out: &Output, code: i32, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(code) && stderr.contains(message),
+        "expected exit {code} and {message:?}, got {:?}:\n{}{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+struct Dba {
+    tool: PathBuf,
+    dir: PathBuf,
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+}
+
+impl Dba {
+    /// `pg_twofactor-cert issue` for `login` with `sans`, into `stem`.crt/.key.
+    fn issue(&self, login: &str, stem: &str, sans: &[&str]) -> CertFiles {
+        let files = CertFiles {
+            cert: self.dir.join(format!("{stem}.crt")),
+            key: self.dir.join(format!("{stem}.key")),
+        };
+        let mut args = vec![
+            "issue",
+            "--ca-cert",
+            s(&self.ca_cert),
+            "--ca-key",
+            s(&self.ca_key),
+            "--login",
+            login,
+            "--days",
+            "30",
+            "--out-cert",
+            s(&files.cert),
+            "--out-key",
+            s(&files.key),
+        ];
+        for san in sans {
+            args.extend(["--san", san]);
+        }
+        let stdout = ok(&run(&self.tool, &args));
+        assert!(
+            !stdout.contains("PRIVATE KEY"),
+            "the key is never printed: {stdout}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is its owner's only");
+        // OpenSSL verifies it against the CA and reads it
+        let verify = ok(&run(
+            Path::new("openssl"),
+            &["verify", "-CAfile", s(&self.ca_cert), s(&files.cert)],
+        ));
+        assert!(verify.contains(": OK"), "{verify}");
+        let text = ok(&run(
+            Path::new("openssl"),
+            &["x509", "-noout", "-text", "-in", s(&files.cert)],
+        ));
+        assert!(
+            text.contains(&format!("Subject: CN = {login}"))
+                && text.contains("TLS Web Client Authentication"),
+            "{text}"
+        );
+        files
+    }
+}
+
+/// The names the first scenario's server knows (its own hosts file; every other name is
+/// unknown to its DNS, [`NxDomainDns`]).
+const HOSTS: &[u8] = b"127.0.0.1 app1.pg2f.test localhost\n::1 localhost\n";
+
+fn cluster(netns: bool, names: bool) -> (Cluster, Dba) {
+    let mut builder = scenario::builder().rules("hostssl all app all 2f-scram-sha-256\n");
+    if netns {
+        builder = builder.listen(&format!("127.0.0.1,::1,{HOST_ADDR}"));
+    }
+    if names {
+        builder = builder.name_service(HOSTS);
+    }
+    let c = builder.start();
+    c.create_user("app", PASSWORD);
+    c.create_user("alice", PASSWORD);
+    let dba = Dba {
+        tool: tool(),
+        dir: c.pki.dir.join("dba"),
+        ca_cert: c.pki.ca_cert.clone(),
+        ca_key: c.pki.ca_key_file(),
+    };
+    std::fs::create_dir_all(&dba.dir).unwrap();
+    (c, dba)
+}
+
+#[test]
+fn a_dba_goes_from_a_ca_to_subnet_bound_logins() {
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
+        return;
+    }
+    let _dns = NxDomainDns::start();
+    let netns = NetnsHost::for_scenario("certtool");
+    let (c, dba) = cluster(netns.is_some(), true);
+    let login = |files: &CertFiles, from: &str, to: &str| {
+        rust_login(
+            &c,
+            &Login::new("app", PASSWORD).cert(files).from(from).to(to),
+        )
+    };
+    // an IPv4 subnet: 127.0.0.0/29 holds 127.0.0.1 to 127.0.0.7
+    let v4 = dba.issue("app", "app-v4", &["127.0.0.0/29"]);
+    login(&v4, "127.0.0.2", "127.0.0.1").assert_accepted_as("app");
+    login(&v4, "127.0.0.9", "127.0.0.1").assert_refused(&two_factor("app", ADDR_REASON));
+    // an IPv6 subnet: ::/127 holds ::1; fd00::/64 does not
+    let v6 = dba.issue("app", "app-v6", &["::/127"]);
+    login(&v6, "::1", "::1").assert_accepted_as("app");
+    let v6_elsewhere = dba.issue("app", "app-v6-away", &["fd00::/64"]);
+    login(&v6_elsewhere, "::1", "::1").assert_refused(&two_factor("app", ADDR_REASON));
+    // a DNS name: 127.0.0.1 is app1.pg2f.test, 127.0.0.3 has no name
+    let named = dba.issue("app", "app-dns", &["DNS:app1.pg2f.test"]);
+    login(&named, "127.0.0.1", "127.0.0.1").assert_accepted_as("app");
+    login(&named, "127.0.0.3", "127.0.0.1").assert_refused(&two_factor("app", ADDR_REASON));
+    // the namespace host: refused with the loopback subnet's certificate, accepted with one
+    // for its own subnet
+    if let Some(host) = &netns {
+        let theirs = dba.issue("app", "app-peer", &["10.213.7.0/24"]);
+        let from_peer = |files: &CertFiles| {
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    host.enter_on_this_thread();
+                    rust_login(&c, &Login::new("app", PASSWORD).cert(files).to(HOST_ADDR))
+                })
+                .join()
+                .unwrap()
+            })
+        };
+        from_peer(&v4).assert_refused(&two_factor("app", ADDR_REASON));
+        let outcome = from_peer(&theirs);
+        outcome.assert_accepted_as("app");
+        assert!(format!("{outcome:?}").contains(PEER_ADDR), "{outcome:?}");
+    }
+
+    // inspect: what pg_twofactor will read
+    let json = ok(&run(&dba.tool, &["inspect", "--json", s(&v4.cert)]));
+    assert!(
+        json.contains("\"common_names\":[\"app\"]")
+            && json.contains("\"subnets\":[\"127.0.0.0/29\"]")
+            && json.contains("\"addresses\":[]"),
+        "{json}"
+    );
+    let text = ok(&run(&dba.tool, &["inspect", s(&v6.cert)]));
+    assert!(text.contains("subnets:          ::/127"), "{text}");
+
+    // check: the offline dry run says what pg_twofactor_check() says
+    let rules = c.data.join("pg_twofactor_hba.conf");
+    let major = major_of_bindir(&c.bin).to_string();
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
+    let pem = std::fs::read_to_string(&v4.cert).unwrap();
+    for (addr, exit) in [("127.0.0.2", 0), ("127.0.0.9", 1)] {
+        let out = run(
+            &dba.tool,
+            &[
+                "check",
+                "--rules",
+                s(&rules),
+                "--user",
+                "app",
+                "--database",
+                "postgres",
+                "--address",
+                addr,
+                "--cert",
+                s(&v4.cert),
+                "--major",
+                &major,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(exit), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let server = c.psql_admin(&format!(
+            "SELECT 'verdict: ' || verdict || coalesce(E'\\nreason:  ' || reason, '') FROM pg_twofactor_check('app', 'postgres', '{addr}', '{pem}')"
+        ));
+        assert!(
+            stdout.starts_with(&server),
+            "offline:\n{stdout}\nserver:\n{server}"
+        );
+    }
+}
+
+#[test]
+fn a_signed_request_keeps_the_clients_key_on_the_client() {
+    let (c, dba) = cluster(false, false);
+    let key = dba.dir.join("alice.key");
+    let csr = dba.dir.join("alice.csr");
+    ok(&run(
+        Path::new("openssl"),
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=alice",
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+        ],
+    ));
+    let cert = dba.dir.join("alice.crt");
+    ok(&run(
+        &dba.tool,
+        &[
+            "sign",
+            "--ca-cert",
+            s(&dba.ca_cert),
+            "--ca-key",
+            s(&dba.ca_key),
+            "--csr",
+            s(&csr),
+            "--san",
+            "127.0.0.1",
+            "--out-cert",
+            s(&cert),
+        ],
+    ));
+    c.write_rules("hostssl all alice all 2f-scram-sha-256\n");
+    c.reload();
+    let files = CertFiles { cert, key };
+    rust_login(&c, &Login::new("alice", PASSWORD).cert(&files)).assert_accepted_as("alice");
+    rust_login(
+        &c,
+        &Login::new("alice", PASSWORD).cert(&files).from("127.0.0.2"),
+    )
+    .assert_refused(&two_factor("alice", ADDR_REASON));
+    // a request for someone else is not signed for alice
+    let out = run(
+        &dba.tool,
+        &[
+            "sign",
+            "--ca-cert",
+            s(&dba.ca_cert),
+            "--ca-key",
+            s(&dba.ca_key),
+            "--csr",
+            s(&csr),
+            "--login",
+            "bob",
+            "--out-cert",
+            s(&dba.dir.join("bob.crt")),
+        ],
+    );
+    fails(&out, 2, "has CN \"alice\", not the login \"bob\"");
+}
+
+#[test]
+fn bad_input_is_refused_with_its_reason() {
+    let (_c, dba) = cluster(false, false);
+    let t = &dba.tool;
+    // a CA key that is not the CA certificate's
+    let other_key = dba.dir.join("other.key");
+    ok(&run(
+        Path::new("openssl"),
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-out",
+            s(&other_key),
+        ],
+    ));
+    let out = run(
+        t,
+        &[
+            "issue",
+            "--ca-cert",
+            s(&dba.ca_cert),
+            "--ca-key",
+            s(&other_key),
+            "--login",
+            "app",
+        ],
+    );
+    fails(&out, 2, "does not belong to the CA certificate");
+    // a subnet with host bits set
+    let out = run(
+        t,
+        &[
+            "issue",
+            "--ca-cert",
+            s(&dba.ca_cert),
+            "--ca-key",
+            s(&dba.ca_key),
+            "--login",
+            "app",
+            "--san",
+            "10.1.2.3/16",
+        ],
+    );
+    fails(
+        &out,
+        2,
+        "subnet \"10.1.2.3/16\" has host bits set: the network is 10.1.0.0/16",
+    );
+    // an unreadable file
+    let out = run(t, &["inspect", "/nonexistent/app.crt"]);
+    fails(
+        &out,
+        2,
+        "could not read /nonexistent/app.crt: No such file or directory",
+    );
+    // no key is overwritten without --force
+    let first = dba.issue("app", "app-once", &["127.0.0.1"]);
+    let out = run(
+        t,
+        &[
+            "issue",
+            "--ca-cert",
+            s(&dba.ca_cert),
+            "--ca-key",
+            s(&dba.ca_key),
+            "--login",
+            "app",
+            "--out-cert",
+            s(&dba.dir.join("x.crt")),
+            "--out-key",
+            s(&first.key),
+        ],
+    );
+    fails(&out, 2, "File exists");
+    // --help says how, with examples
+    let help = ok(&run(t, &["--help"]));
+    assert!(
+        help.contains("EXAMPLES") && help.contains("--san 10.1.0.0/16"),
+        "{help}"
+    );
+}
+
+#[test]
+fn issuer_pins_a_rule_to_one_of_the_trusted_cas() {
+    use pg_twofactor_cert::ca::{login_subject, write_cert, write_key, Ca, KeyKind, Profile};
+    use pg_twofactor_e2e::San;
+    use std::io::Write;
+    let (c, dba) = cluster(false, false);
+    // a second CA, trusted by ssl_ca_file too
+    let users_ca = Ca::create("pg_twofactor users CA", 30, KeyKind::EcP256).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.data.join("root.crt"))
+        .unwrap()
+        .write_all(&users_ca.cert.to_pem().unwrap())
+        .unwrap();
+    c.write_rules(
+        "hostssl all app all 2f-scram-sha-256 issuer=\"CN=pg_twofactor test CA\"\n\
+         hostssl all alice all 2f-scram-sha-256 issuer=\"CN=Nobody's CA,O=Example\"\n",
+    );
+    c.reload();
+    let admin = dba.issue("app", "app-admin", &["127.0.0.1"]);
+    let (cert, key) = users_ca
+        .issue(
+            &login_subject("app").unwrap(),
+            Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+            30,
+            KeyKind::EcP256,
+            Profile::Client,
+        )
+        .unwrap();
+    let users = CertFiles {
+        cert: dba.dir.join("app-users.crt"),
+        key: dba.dir.join("app-users.key"),
+    };
+    write_cert(&users.cert, &cert, true).unwrap();
+    write_key(&users.key, &key, true).unwrap();
+
+    rust_login(&c, &Login::new("app", PASSWORD).cert(&admin)).assert_accepted_as("app");
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("app", PASSWORD).cert(&users)).assert_refused(&two_factor(
+        "app",
+        "certificate issuer does not match the rule",
+    ));
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("The certificate's issuer is \"CN=pg_twofactor users CA\", and the rule requires issuer \"CN=pg_twofactor test CA\""),
+        "{log}"
+    );
+    // shown, checked and counted
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
+    assert_eq!(
+        c.psql_admin("SELECT options FROM pg_twofactor_rules WHERE line_number = 1"),
+        "{\"issuer=CN=pg_twofactor test CA\"}"
+    );
+    let problems = c.psql_admin(
+        "SELECT line_number || ' ' || severity || ' ' || problem FROM pg_twofactor_config_problems WHERE problem LIKE 'issuer=%'",
+    );
+    assert_eq!(problems, "2 error issuer= names no CA of ssl_ca_file");
+    assert_eq!(
+        c.psql_admin("SELECT sum(refused) FROM pg_twofactor_stats WHERE reason = 'certificate issuer does not match the rule'"),
+        "1"
+    );
+    // the offline check knows the option too
+    let out = run(
+        &dba.tool,
+        &[
+            "check",
+            "--rules",
+            s(&c.data.join("pg_twofactor_hba.conf")),
+            "--user",
+            "app",
+            "--database",
+            "postgres",
+            "--address",
+            "127.0.0.1",
+            "--cert",
+            s(&users.cert),
+            "--major",
+            &major_of_bindir(&c.bin).to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("reason:  certificate issuer does not match the rule"),
+        "{out:?}"
+    );
+}
