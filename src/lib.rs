@@ -11,8 +11,7 @@
 //! - [`rules_in_force`]: the rules this process enforces, loaded at start and on reload, kept
 //!   in their own arena ([`pg_twofactor_core::arena`]);
 //! - [`shared_memory`]: the statistics and the certificates seen;
-//! - [`postgres`]: the server's structures, catalog, regular expressions, resolver and error
-//!   reporting;
+//! - [`postgres`]: the server's structures, catalog, regular expressions and error reporting;
 //! - [`sql`]: the SQL surface, one file per SQL object.
 
 pub mod hooks;
