@@ -54,7 +54,8 @@ fn pg_twofactor_config_problems() -> TableIterator<
             Some(d) => std::path::Path::new(d).join(f),
             None => std::path::PathBuf::from(f),
         };
-        std::fs::read(path)
+        // as the rules files are read: a regular file of bounded size, never blocking on a FIFO
+        pg_twofactor_core::rules::token::read_limited(&path)
             .ok()
             .map(|pem| pg_twofactor_core::dn::pem_subjects(&pem))
     });
