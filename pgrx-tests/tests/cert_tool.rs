@@ -71,6 +71,19 @@ struct Dba {
 }
 
 impl Dba {
+    /// Runs the tool's `command` with the CA's certificate and key, then `rest`.
+    fn with_ca(&self, command: &str, rest: &[&str]) -> Output {
+        let mut args = vec![
+            command,
+            "--ca-cert",
+            s(&self.ca_cert),
+            "--ca-key",
+            s(&self.ca_key),
+        ];
+        args.extend_from_slice(rest);
+        run(&self.tool, &args)
+    }
+
     /// `pg_twofactor-cert issue` for `login` with `sans`, into `stem`.crt/.key.
     fn issue(&self, login: &str, stem: &str, sans: &[&str]) -> CertFiles {
         let files = CertFiles {
@@ -265,14 +278,9 @@ fn a_signed_request_keeps_the_clients_key_on_the_client() {
         ],
     ));
     let cert = dba.dir.join("alice.crt");
-    ok(&run(
-        &dba.tool,
+    ok(&dba.with_ca(
+        "sign",
         &[
-            "sign",
-            "--ca-cert",
-            s(&dba.ca_cert),
-            "--ca-key",
-            s(&dba.ca_key),
             "--csr",
             s(&csr),
             "--san",
@@ -291,14 +299,9 @@ fn a_signed_request_keeps_the_clients_key_on_the_client() {
     )
     .assert_refused(&two_factor("alice", ADDR_REASON));
     // a request for someone else is not signed for alice
-    let out = run(
-        &dba.tool,
+    let out = dba.with_ca(
+        "sign",
         &[
-            "sign",
-            "--ca-cert",
-            s(&dba.ca_cert),
-            "--ca-key",
-            s(&dba.ca_key),
             "--csr",
             s(&csr),
             "--login",
@@ -342,20 +345,7 @@ fn bad_input_is_refused_with_its_reason() {
     );
     fails(&out, 2, "does not belong to the CA certificate");
     // a subnet with host bits set
-    let out = run(
-        t,
-        &[
-            "issue",
-            "--ca-cert",
-            s(&dba.ca_cert),
-            "--ca-key",
-            s(&dba.ca_key),
-            "--login",
-            "app",
-            "--san",
-            "10.1.2.3/16",
-        ],
-    );
+    let out = dba.with_ca("issue", &["--login", "app", "--san", "10.1.2.3/16"]);
     fails(
         &out,
         2,
@@ -370,14 +360,9 @@ fn bad_input_is_refused_with_its_reason() {
     );
     // no key is overwritten without --force
     let first = dba.issue("app", "app-once", &["127.0.0.1"]);
-    let out = run(
-        t,
+    let out = dba.with_ca(
+        "issue",
         &[
-            "issue",
-            "--ca-cert",
-            s(&dba.ca_cert),
-            "--ca-key",
-            s(&dba.ca_key),
             "--login",
             "app",
             "--out-cert",
