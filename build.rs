@@ -70,6 +70,7 @@ fn main() {
 #include "mb/pg_wchar.h"
 #include "catalog/pg_collation_d.h"
 #include "utils/timeout.h"
+#include "miscadmin.h"
 "#;
 
     let bindings = bindgen::Builder::default()
@@ -81,6 +82,8 @@ fn main() {
         .allowlist_type("ClientAuthentication_hook_type")
         .allowlist_type("openssl_tls_init_hook_typ")
         .allowlist_var("ClientAuthentication_hook")
+        // the connection during the TLS handshake (set before it in 15-18)
+        .allowlist_var("MyProcPort")
         .allowlist_var("openssl_tls_init_hook")
         .allowlist_function("errstart")
         .allowlist_function("errfinish")

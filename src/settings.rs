@@ -26,6 +26,8 @@ pub enum LogDecisions {
 
 static CLIENT_REASON: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+static HANDSHAKE_CHECK: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 /// `pg_twofactor.expiry_warning`, in minutes (PostgreSQL time units: '14d', '36h').
 static EXPIRY_WARNING: GucSetting<i32> = GucSetting::<i32>::new(14 * 24 * 60);
 
@@ -94,6 +96,14 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );
+    GucRegistry::define_bool_guc(
+        c"pg_twofactor.handshake_check",
+        c"Whether a client certificate is checked against the client's address during the TLS handshake.",
+        c"When on, a client certificate whose SubjectAltName names IP addresses, subnets or DNS names, none of which is the client's, fails the TLS handshake: no login and no password exchange follow, whatever the login. Certificates without such entries, and clients without a certificate, are left to the rules and pg_hba.conf.",
+        &HANDSHAKE_CHECK,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"pg_twofactor.expiry_warning",
         c"Warn about a login whose client certificate expires within this time.",
@@ -114,6 +124,11 @@ pub fn init() {
 /// Whether the client is told why pg_twofactor refused it.
 pub fn client_reason() -> bool {
     CLIENT_REASON.get()
+}
+
+/// Whether the TLS handshake checks a client certificate's address binding.
+pub fn handshake_check() -> bool {
+    HANDSHAKE_CHECK.get()
 }
 
 /// How long before its expiry a certificate gets a warning, in seconds; 0: never.

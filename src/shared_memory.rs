@@ -12,7 +12,8 @@ use pg_twofactor_core::stats::{
     CertSlot, CertTable, Counted, Outcome, SeenCert, StatRow, StatsTable,
 };
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic, PgLwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A core table in shared memory (a local type, so that pgrx's trait can be implemented for it).
 #[derive(Clone, Copy, Default)]
@@ -44,12 +45,33 @@ static STATS: PgLwLock<Shared<StatsTable>> = unsafe { PgLwLock::new(c"pg_twofact
 // SAFETY: as above.
 static CERTS: PgLwLock<Shared<CertTable>> = unsafe { PgLwLock::new(c"pg_twofactor_certificates") };
 
+// TLS handshakes refused by the handshake check, and when the last one was: atomics, because
+// the handshake runs before the backend has a PGPROC, so it cannot take an LWLock.
+static HANDSHAKE_REFUSED: PgAtomic<AtomicU64> = PgAtomic::new(c"pg_twofactor_handshake_refused");
+static HANDSHAKE_LAST: PgAtomic<AtomicI64> = PgAtomic::new(c"pg_twofactor_handshake_last");
+
 /// Seconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_UNIX: i64 = 946_684_800;
 
 pub fn init() {
     pg_shmem_init!(STATS);
     pg_shmem_init!(CERTS);
+    pg_shmem_init!(HANDSHAKE_REFUSED);
+    pg_shmem_init!(HANDSHAKE_LAST);
+}
+
+/// Counts a TLS handshake refused by the handshake check (no lock: see HANDSHAKE_REFUSED).
+pub fn record_handshake_refusal() {
+    HANDSHAKE_REFUSED.get().fetch_add(1, Ordering::Relaxed);
+    HANDSHAKE_LAST.get().store(now(), Ordering::Relaxed);
+}
+
+/// The handshakes refused since start or the last reset, and when the last one was (0: never).
+pub fn handshake_refusals() -> (u64, i64) {
+    (
+        HANDSHAKE_REFUSED.get().load(Ordering::Relaxed),
+        HANDSHAKE_LAST.get().load(Ordering::Relaxed),
+    )
 }
 
 /// The current time as a PostgreSQL timestamp.
@@ -128,7 +150,10 @@ pub fn stats_rows() -> (Vec<StatRow>, i64) {
 
 /// `pg_twofactor_stats_reset()`.
 pub fn reset_stats() {
-    STATS.exclusive().reset(now());
+    let mut table = STATS.exclusive();
+    table.reset(now());
+    HANDSHAKE_REFUSED.get().store(0, Ordering::Relaxed);
+    HANDSHAKE_LAST.get().store(0, Ordering::Relaxed);
 }
 
 /// The certificates seen.

@@ -26,6 +26,8 @@ pub struct HbaFileRule {
     pub address: Option<String>,
     pub netmask: Option<String>,
     pub method: String,
+    /// The line's options as `pg_hba_file_rules` shows them (`clientcert=verify-ca`, ...).
+    pub options: Vec<String>,
     /// The error `pg_hba_file_rules` reports for the line (then the other fields are empty).
     pub error: Option<String>,
 }
@@ -69,7 +71,15 @@ pub struct ServerSettings {
     /// when it is not set or could not be read.
     pub ca_names: Option<Vec<String>>,
     pub enabled: MethodSet,
+    /// `pg_twofactor.handshake_check`.
+    pub handshake_check: bool,
+    /// `shared_preload_libraries`, in order, as written.
+    pub preload_libraries: Vec<String>,
 }
+
+/// Modules whose login hook delays or counts failed logins: loaded after pg_twofactor, their
+/// hook runs before pg_twofactor's and never sees a two-factor refusal.
+pub const FAILED_LOGIN_MODULES: [&str; 3] = ["auth_delay", "credcheck", "pg_auth_mon"];
 
 fn finding(severity: Severity, rule: &Rule, problem: &str, detail: String) -> Finding {
     Finding {
@@ -263,6 +273,10 @@ fn settings_findings(
             }
         }
     }
+    out.extend(preload_order_finding(&settings.preload_libraries));
+    if let Ok(rules) = rules {
+        out.extend(handshake_finding(rules, settings));
+    }
     if settings.client_reason {
         out.push(Finding {
             severity: Severity::Warning,
@@ -273,6 +287,67 @@ fn settings_findings(
         });
     }
     out
+}
+
+/// A module's name as `shared_preload_libraries` gives it (`$libdir/auth_delay.so`,
+/// `auth_delay`): the file name without directory and `.so`.
+fn module_name(entry: &str) -> &str {
+    let base = entry.trim().rsplit('/').next().unwrap_or("");
+    base.strip_suffix(".so").unwrap_or(base)
+}
+
+/// `auth_delay` (or another module of [`FAILED_LOGIN_MODULES`]) loaded after pg_twofactor:
+/// its login hook runs first, calls pg_twofactor's, which ends the process on a refusal, so it
+/// never delays or counts a two-factor refusal.
+fn preload_order_finding(libraries: &[String]) -> Option<Finding> {
+    let names: Vec<&str> = libraries.iter().map(|l| module_name(l)).collect();
+    let ours = names.iter().position(|n| *n == "pg_twofactor")?;
+    let late = names[ours + 1..]
+        .iter()
+        .find(|n| FAILED_LOGIN_MODULES.contains(n))?;
+    Some(Finding {
+        severity: Severity::Warning,
+        file: None,
+        line: None,
+        problem: format!("{late} is loaded after pg_twofactor"),
+        detail: format!(
+            "shared_preload_libraries names {late} after pg_twofactor, so {late}'s login hook runs first and pg_twofactor's refusal ends the connection before {late} sees it: two-factor refusals are neither delayed nor counted. Put pg_twofactor last (shared_preload_libraries = '{late}, pg_twofactor') and restart."
+        ),
+    })
+}
+
+/// Enforcing rules while `pg_twofactor.handshake_check` is off: a certificate bound to other
+/// addresses reaches the password exchange, and SCRAM's final message tells its holder whether
+/// the password was right before the rule refuses.
+fn handshake_finding(rules: &[Rule], settings: &ServerSettings) -> Option<Finding> {
+    if settings.handshake_check {
+        return None;
+    }
+    let enforcing: Vec<&Rule> = rules
+        .iter()
+        .filter(|r| matches!(r.action, Action::TwoFactor(_)) && r.options.mode != Mode::Report)
+        .collect();
+    let first = enforcing.first()?;
+    Some(Finding {
+        severity: Severity::Warning,
+        file: Some(first.file.display().to_string()),
+        line: Some(first.line),
+        problem: "pg_twofactor.handshake_check is off".into(),
+        detail: format!(
+            "{} rule(s), the first at {}, check a certificate's SubjectAltName addresses only after PostgreSQL's password exchange: a client whose certificate is bound to other addresses can still test passwords (SCRAM's final message tells a right one). Set pg_twofactor.handshake_check = on to refuse it in the TLS handshake.",
+            enforcing.len(),
+            pos(first)
+        ),
+    })
+}
+
+/// Whether a `pg_hba.conf` line makes PostgreSQL require a verified client certificate before
+/// its method runs (`clientcert=verify-ca` or `verify-full`, or the `cert` method).
+fn requires_certificate(h: &HbaFileRule) -> bool {
+    h.method == "cert"
+        || h.options
+            .iter()
+            .any(|o| o == "clientcert=verify-ca" || o == "clientcert=verify-full")
 }
 
 /// The findings about each rule: shadowed by an earlier rule, or at odds with the `pg_hba.conf`
@@ -297,6 +372,7 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
             && addr_overlap(&rule.address, addr)
     };
     let mut clear_text_lines = Vec::new();
+    let mut no_clientcert_lines = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         if let (Some(issuer), Some(names)) = (&rule.options.issuer, &settings.ca_names) {
             if !names.contains(issuer) {
@@ -391,6 +467,33 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
                 break;
             }
         }
+        for (h, dbs, users, addr) in hba.iter().filter(|_| rule.options.mode != Mode::Report) {
+            // the lines a TLS connection of a covered login can match, in pg_hba.conf's order
+            if !matches!(h.conn_type.as_str(), "host" | "hostssl" | "hostnogssenc") {
+                continue;
+            }
+            if h.method != "reject"
+                && !requires_certificate(h)
+                && overlaps(rule, dbs, users, addr)
+                && !no_clientcert_lines.contains(&(h.file.clone(), h.line))
+            {
+                no_clientcert_lines.push((h.file.clone(), h.line));
+                out.push(Finding {
+                    severity: Severity::Warning,
+                    file: Some(h.file.clone()),
+                    line: Some(h.line),
+                    problem: "covered login without clientcert: a client without a certificate can test passwords".into(),
+                    detail: format!(
+                        "A login that rule {} covers can match this {} line, which does not require a client certificate: a client without one is asked for the password, and pg_twofactor refuses it only afterwards (SCRAM's final message tells a right password). Add clientcert=verify-ca (or verify-full) to the line; on a host line, use hostssl.",
+                        pos(rule),
+                        h.conn_type
+                    ),
+                });
+            }
+            if covers_rule(dbs, users, addr) {
+                break;
+            }
+        }
         if !usable {
             out.push(finding(
                 Severity::Warning,
@@ -480,7 +583,9 @@ mod tests {
         lines
             .iter()
             .enumerate()
-            .map(|(i, (t, d, u, a, m))| {
+            .map(|(i, (t, d, u, a, method_and_options))| {
+                let mut words = method_and_options.split_whitespace();
+                let m = words.next().unwrap_or_default();
                 let (address, netmask) = match a.split_once('/') {
                     Some((addr, mask)) => (Some(addr.to_string()), Some(mask.to_string())),
                     None => (Some(a.to_string()), None),
@@ -494,6 +599,7 @@ mod tests {
                     address,
                     netmask,
                     method: m.to_string(),
+                    options: words.map(str::to_string).collect(),
                     error: None,
                 }
             })
@@ -531,14 +637,17 @@ mod tests {
             ssl_ca_file: Some("root.crt".into()),
             ca_names: None,
             enabled: MethodSet::defaults(),
+            handshake_check: true,
+            preload_libraries: vec!["pg_twofactor".into()],
         }
     }
 
     const NET: &str = "10.0.0.0/255.0.0.0";
+    const SCRAM_CA: &str = "scram-sha-256 clientcert=verify-ca";
 
     #[test]
     fn a_sound_configuration_has_no_findings() {
-        let h = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        let h = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
         assert_eq!(
             run(
                 "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n",
@@ -551,7 +660,7 @@ mod tests {
 
     #[test]
     fn each_finding_and_what_clears_it() {
-        let h = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        let h = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
         // settings
         let bad = ServerSettings {
             ssl: false,
@@ -560,6 +669,8 @@ mod tests {
             ssl_ca_file: None,
             ca_names: None,
             enabled: MethodSet::defaults(),
+            handshake_check: true,
+            preload_libraries: vec![],
         };
         assert_eq!(
             run("hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n", &h, &bad),
@@ -609,13 +720,13 @@ mod tests {
         // `all` does not cover replication
         assert!(run(
             "hostssl all all all 2f-scram-sha-256\nhostssl replication all all 2f-scram-sha-256\n",
-            &hba(&[("hostssl", "all,replication", "all", "all", "scram-sha-256")]),
+            &hba(&[("hostssl", "all,replication", "all", "all", SCRAM_CA)]),
             &good()
         )
         .is_empty());
         // gated method, and 2f-password away from loopback
         let pw = "hostssl all alice 10.1.0.0/16 2f-password\n";
-        let pw_hba = hba(&[("hostssl", "all", "all", NET, "password")]);
+        let pw_hba = hba(&[("hostssl", "all", "all", NET, "password clientcert=verify-ca")]);
         assert_eq!(
             run(pw, &pw_hba, &good()),
             vec![
@@ -628,7 +739,7 @@ mod tests {
             ..good()
         };
         let local_pw = "hostssl all alice 127.0.0.1/32 2f-password\n";
-        let local_hba = hba(&[("hostssl", "all", "all", "127.0.0.0/255.0.0.0", "password")]);
+        let local_hba = hba(&[("hostssl", "all", "all", "127.0.0.0/255.0.0.0", "password clientcert=verify-full")]);
         assert!(run(local_pw, &local_hba, &enabled).is_empty());
         // no usable pg_hba.conf line: wrong method, or no overlapping address
         assert_eq!(
@@ -652,8 +763,8 @@ mod tests {
         );
         // first match in pg_hba.conf: a password line for alice above the scram line
         let shadowed_hba = hba(&[
-            ("hostssl", "all", "alice", NET, "password"),
-            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostssl", "all", "alice", NET, "password clientcert=verify-ca"),
+            ("hostssl", "all", "all", NET, SCRAM_CA),
         ]);
         assert_eq!(
             run(
@@ -665,7 +776,7 @@ mod tests {
         );
         // a reject line above a clear-text line stops it
         let guarded = hba(&[
-            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostssl", "all", "all", NET, SCRAM_CA),
             ("hostnossl", "all", "alice", "all", "reject"),
             ("host", "all", "all", NET, "scram-sha-256"),
         ]);
@@ -677,7 +788,7 @@ mod tests {
         .is_empty());
         // a clear-text line a covered login can match (and one it cannot)
         let with_host = hba(&[
-            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostssl", "all", "all", NET, SCRAM_CA),
             ("host", "all", "bob", NET, "scram-sha-256"),
             ("hostnossl", "all", "bob", NET, "reject"),
             ("host", "all", "all", NET, "scram-sha-256"),
@@ -688,7 +799,7 @@ mod tests {
         );
         // hostnogssenc lines take connections without TLS too
         let nogss = hba(&[
-            ("hostssl", "all", "all", NET, "scram-sha-256"),
+            ("hostssl", "all", "all", NET, SCRAM_CA),
             ("hostnogssenc", "all", "all", NET, "scram-sha-256"),
         ]);
         assert_eq!(
@@ -696,7 +807,7 @@ mod tests {
             vec!["warning /d/pg_hba.conf:2 pg_hba.conf line accepts connections without TLS for a covered login"]
         );
         // `all` never matches physical replication: a replication rule needs a replication line
-        let repl = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        let repl = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
         assert_eq!(
             run(
                 "hostssl replication alice 10.1.0.0/16 2f-scram-sha-256\n",
@@ -706,7 +817,7 @@ mod tests {
             vec!["warning /d/r.conf:1 no pg_hba.conf line can satisfy the rule"]
         );
         // a pg_hba.conf with an error
-        let mut broken = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        let mut broken = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
         broken.push(HbaFileRule {
             error: Some("invalid authentication method \"scram\"".into()),
             ..broken[0].clone()
@@ -724,6 +835,100 @@ mod tests {
         assert_eq!(
             run("hostssl all all 10.9.9.9/32 2f-exempt\nhostssl all alice 10.1.0.0/16 2f-scram-sha-256 mode=report\n", &h, &good()),
             vec!["info /d/r.conf:1 exemption", "info /d/r.conf:2 rule in report mode"]
+        );
+    }
+
+    #[test]
+    fn what_lets_a_client_without_the_right_certificate_test_passwords() {
+        let rule = "hostssl all alice 10.1.0.0/16 2f-scram-sha-256\n";
+        // (a) a covered login can reach a line that asks for no certificate
+        let plain = hba(&[("hostssl", "all", "all", NET, "scram-sha-256")]);
+        assert_eq!(
+            run(rule, &plain, &good()),
+            vec!["warning /d/pg_hba.conf:1 covered login without clientcert: a client without a certificate can test passwords"]
+        );
+        let full = hba(&[("hostssl", "all", "all", NET, "scram-sha-256 clientcert=verify-full")]);
+        assert!(run(rule, &full, &good()).is_empty());
+        // only the lines a covered login reaches: one below a line that covers the rule is not
+        let below = hba(&[
+            ("hostssl", "all", "all", NET, SCRAM_CA),
+            ("hostssl", "all", "all", NET, "scram-sha-256"),
+        ]);
+        assert!(run(rule, &below, &good()).is_empty());
+        // a line for other users, and a reject line, let no covered login test a password
+        let others = hba(&[
+            ("hostssl", "all", "bob", NET, "scram-sha-256"),
+            ("hostssl", "all", "carol", NET, "reject"),
+            ("hostssl", "all", "all", NET, SCRAM_CA),
+        ]);
+        assert!(run(rule, &others, &good()).is_empty());
+        // report-mode rules and exemptions enforce nothing: no such warning
+        assert_eq!(
+            run(
+                "hostssl all alice 10.1.0.0/16 2f-scram-sha-256 mode=report\n",
+                &plain,
+                &good()
+            ),
+            vec!["info /d/r.conf:1 rule in report mode"]
+        );
+        // (b) the handshake check is off while rules enforce
+        let off = ServerSettings {
+            handshake_check: false,
+            ..good()
+        };
+        let two = format!("{rule}hostssl all bob 10.1.0.0/16 2f-scram-sha-256\n");
+        let found = findings(
+            Ok(&parse_text(Path::new("/d/r.conf"), two.as_bytes(), Syntax::Pg15, &AnyRegex)
+                .into_rule_set()
+                .unwrap()
+                .rules),
+            &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]),
+            &off,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].problem.as_str(), found[0].line),
+            ("pg_twofactor.handshake_check is off", Some(1))
+        );
+        assert!(found[0].detail.starts_with("2 rule(s), the first at /d/r.conf:1,"));
+        // nothing enforces: nothing to warn about
+        assert!(run(
+            "hostssl all alice 10.1.0.0/16 2f-scram-sha-256 mode=report\n",
+            &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]),
+            &off
+        )
+        .iter()
+        .all(|f| !f.contains("handshake_check")));
+        // (c) a module that delays or counts failed logins, loaded after pg_twofactor
+        let late = ServerSettings {
+            preload_libraries: vec!["pg_twofactor".into(), "$libdir/auth_delay.so".into()],
+            ..good()
+        };
+        assert_eq!(
+            run(rule, &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]), &late),
+            vec!["warning :0 auth_delay is loaded after pg_twofactor"]
+        );
+        for fine in [
+            vec!["auth_delay", "pg_twofactor"],
+            vec!["credcheck", "pg_stat_statements", "pg_twofactor"],
+            vec!["pg_twofactor", "pg_stat_statements"],
+        ] {
+            let s = ServerSettings {
+                preload_libraries: fine.iter().map(|l| l.to_string()).collect(),
+                ..good()
+            };
+            assert!(
+                run(rule, &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]), &s).is_empty(),
+                "{fine:?}"
+            );
+        }
+        let credcheck = ServerSettings {
+            preload_libraries: vec!["pg_twofactor".into(), " credcheck".into()],
+            ..good()
+        };
+        assert_eq!(
+            run(rule, &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]), &credcheck),
+            vec!["warning :0 credcheck is loaded after pg_twofactor"]
         );
     }
 

@@ -11,6 +11,8 @@
 //! - [`rules`]: the rules file, tokenized, parsed and looked up as `hba.c` does it, for the
 //!   [`rules::Syntax`] of the major given;
 //! - [`decision`]: one login's verdict and its reason;
+//! - [`handshake`]: the check of a certificate's address binding during the TLS handshake,
+//!   before any login or password;
 //! - [`dn`]: distinguished names in the RFC 2253 form PostgreSQL and OpenSSL print;
 //! - [`decision_log`]: the decision-log line as a value, formatted by the hook and read back
 //!   by the test harness;
@@ -32,6 +34,7 @@ pub mod decision_log;
 pub mod dn;
 pub mod dry_run;
 pub mod expiry;
+pub mod handshake;
 pub mod methods;
 pub mod rules;
 pub mod stats;

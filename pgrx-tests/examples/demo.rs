@@ -1,6 +1,7 @@
 //! The demo behind `bash .ci/demo`: a cluster with TLS, certificates, a rules file and users,
 //! built by the test harness ([`ClusterBuilder`], [`Pki`]); then one login accepted and each kind
-//! of refusal, a report-mode rule and an expiring certificate, with `psql`; then the dry run,
+//! of refusal (a certificate bound elsewhere in the TLS handshake, before any password), a
+//! report-mode rule and an expiring certificate, with `psql`; then the dry run,
 //! the statistics, the certificates seen, the status and the configuration check.
 //!
 //! The cluster keeps running in `DEMO_DIR` (default `/tmp/pg_twofactor-demo`) on `DEMO_PORT`
@@ -15,10 +16,13 @@ use std::process::Command;
 const PASSWORD: &str = "demo-password";
 
 /// `pg_hba.conf` after the harness's `local all all trust`.
+/// Covered logins need a CA-verified certificate before their password (`clientcert=verify-ca`);
+/// `trial`, whose rule only reports, does not yet.
 const HBA: &[&str] = &[
-    "hostssl all      legacy 127.0.0.1/32  md5",
-    "hostssl all      sloppy 127.0.0.1/32  password",
-    "hostssl all      all    127.0.0.1/32  scram-sha-256",
+    "hostssl all      legacy 127.0.0.1/32  md5            clientcert=verify-ca",
+    "hostssl all      sloppy 127.0.0.1/32  password       clientcert=verify-ca",
+    "hostssl all      trial  127.0.0.1/32  scram-sha-256",
+    "hostssl all      all    127.0.0.1/32  scram-sha-256  clientcert=verify-ca",
     "# a deliberate flaw for the configuration check below: clear-text logins for everyone",
     "host    all      all    127.0.0.1/32  scram-sha-256",
 ];
@@ -51,6 +55,8 @@ fn main() {
         .listen("127.0.0.1")
         .rules(RULES)
         .setting("# pg_twofactor.enabled_extra_auth_methods = '2f-md5, 2f-password'")
+        // a certificate bound to other addresses fails the TLS handshake, before any password
+        .setting("pg_twofactor.handshake_check = on")
         // The demo shows why each login is refused, so it tells the client (and its
         // configuration check warns about that). Off, the default, a refused client gets
         // PostgreSQL's own wrong-password error, so that a client without a certificate
@@ -88,9 +94,13 @@ fn main() {
     println!("==> logins");
     let attempts: &[(&str, &str, Option<&str>)] = &[
         ("password + the right certificate", "test1", Some("test1")),
-        ("password, no certificate", "test1", None),
         (
-            "password + a certificate bound to another address",
+            "password, no certificate (clientcert=verify-ca: refused by PostgreSQL before the password)",
+            "test1",
+            None,
+        ),
+        (
+            "password + a certificate bound to another address (refused in the TLS handshake, before the password)",
             "test1",
             Some("test1-elsewhere"),
         ),
@@ -127,7 +137,10 @@ fn main() {
     let lines: Vec<&str> = log.lines().collect();
     let mut last_shown = None;
     for (i, l) in lines.iter().enumerate() {
-        if l.contains("two-factor authentication failed") || l.contains("expires on") {
+        if l.contains("two-factor authentication failed")
+            || l.contains("refused the TLS handshake")
+            || l.contains("expires on")
+        {
             if last_shown.is_some_and(|s| s + 1 < i) {
                 println!("    --");
             }
@@ -148,11 +161,11 @@ fn main() {
 
     println!();
     println!("==> statistics after these logins (one row per rule, and per rule and reason)");
-    show(&c, "SELECT regexp_replace(rule_file, '.*/', '') AS file, rule_line, coalesce(reason, '(all)') AS reason, checked, accepted, refused, reported FROM pg_twofactor_stats WHERE rule_file IS NOT NULL");
+    show(&c, "SELECT regexp_replace(rule_file, '.*/', '') AS file, rule_line, coalesce(reason, '(all)') AS reason, checked, accepted, refused, reported FROM pg_twofactor_stats WHERE rule_file IS NOT NULL OR reason LIKE 'refused in the TLS handshake%'");
     println!("==> certificates seen, soonest expiry first");
     show(&c, "SELECT common_name, serial, not_after::date, days_left, last_user, last_client_addr, last_accepted IS NOT NULL AS accepted, logins FROM pg_twofactor_certificates");
     println!("==> status");
-    show(&c, "SELECT rules_loaded, loaded_at, reload_pending, last_reload_error, ssl, ssl_ca_file, enabled_methods FROM pg_twofactor_status()");
+    show(&c, "SELECT rules_loaded, loaded_at, reload_pending, last_reload_error, ssl, ssl_ca_file, enabled_methods, handshake_check FROM pg_twofactor_status()");
     println!("==> configuration problems (this demo's configuration has some on purpose)");
     show(&c, "SELECT severity, regexp_replace(file_name, '.*/', '') AS file, line_number AS line, problem FROM pg_twofactor_config_problems");
 

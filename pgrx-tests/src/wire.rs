@@ -108,6 +108,59 @@ pub fn raw_login_trace(
     Ok((outcome, trace))
 }
 
+/// What a client that reads every protocol message learns from one login attempt: whether the
+/// TLS handshake was refused, whether the server asked for a password, and whether SCRAM's
+/// server-final message came (which tells a right password). An attacker's tool sees exactly
+/// this; psql shows less.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// How the attempt ended: the server's answer, or the client's error (its causes, joined).
+    pub result: Result<RawOutcome, String>,
+    pub trace: RawTrace,
+}
+
+impl Probe {
+    /// The server asked for a password (cleartext 3, MD5 5 or SASL 10).
+    pub fn asked_password(&self) -> bool {
+        self.trace.auth_codes.iter().any(|c| matches!(c, 3 | 5 | 10))
+    }
+
+    /// SCRAM's server-final message arrived: the server proved it knows the password, which it
+    /// does only when the client's proof (the password) was right.
+    pub fn scram_final(&self) -> bool {
+        self.trace.auth_codes.contains(&12)
+    }
+
+    /// The server ended the TLS handshake with an alert, before any protocol message.
+    pub fn refused_in_handshake(&self) -> bool {
+        self.trace.auth_codes.is_empty()
+            && self.trace.error_fields.is_empty()
+            && matches!(&self.result, Err(e) if e.contains("alert"))
+    }
+}
+
+/// One login attempt as a raw-protocol client sees it ([`Probe`]); a TLS failure is a result,
+/// not a panic.
+pub fn probe(login: &RawLogin, ca: &std::path::Path) -> Probe {
+    let mut trace = RawTrace::default();
+    let result = connect(login)
+        .and_then(|mut tcp| login_over(login, ca, &mut tcp, &mut trace))
+        .map_err(|e| causes(&e));
+    Probe { result, trace }
+}
+
+/// An error and its sources, joined with ": " (OpenSSL's alert is in the source).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
 /// [`raw_login`], also returning the client's own address and port (what the server logs as
 /// `%r`).
 pub fn raw_login_at(

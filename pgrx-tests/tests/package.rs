@@ -88,6 +88,7 @@ fn the_debian_package_installs_works_and_removes() {
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor.control"),
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor--0.1.0--0.2.0.sql"),
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor--0.2.0--0.3.0.sql"),
+            format!("/usr/share/postgresql/{major}/extension/pg_twofactor--0.3.0--0.4.0.sql"),
             format!("/usr/share/doc/{name}/copyright"),
             format!("/usr/share/doc/{name}/docs/configuration.md"),
             format!("/usr/lib/postgresql/{major}/bin/pg_twofactor-cert"),

@@ -12,9 +12,9 @@ use pg_twofactor_e2e::{rust_login, Cluster, Login, Outcome, San};
 const PASSWORD: &str = "first-factor-pw";
 const RULES: &str = "hostssl all test1 all 2f-scram-sha-256\n";
 
-/// test1 needs both factors on `server`: refused on the password alone (as PostgreSQL's own
-/// wrong-password failure, the default; the dry run names the reason), accepted with the
-/// certificate, and `other` (no rule) gets in on a password.
+/// test1 needs both factors on `server`: refused without a certificate before the password
+/// (its pg_hba.conf line has clientcert=verify-ca; the dry run names pg_twofactor's reason),
+/// accepted with the certificate, and `other` (no rule) gets in on a password.
 fn enforces(c: &PatroniCluster, i: usize, server: &Cluster) {
     let cert = server.client_cert(
         "test1",
@@ -22,7 +22,7 @@ fn enforces(c: &PatroniCluster, i: usize, server: &Cluster) {
         Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
     );
     rust_login(server, &Login::new("test1", PASSWORD))
-        .assert_refused_with("28P01", "password authentication failed for user \"test1\"");
+        .assert_refused_with("28000", "connection requires a valid client certificate");
     assert_eq!(
         c.sql(
             i,

@@ -18,6 +18,7 @@ use pg_twofactor_core::decision_log::LogRecord;
 use pg_twofactor_core::methods::BaseMethod;
 use pg_twofactor_core::system_network::SystemNetwork;
 pub mod expiry;
+pub mod handshake;
 use pgrx::pg_sys;
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -58,6 +59,8 @@ unsafe extern "C-unwind" fn tls_init(ctx: *mut ffi::SSL_CTX, is_server_start: bo
         // library's) expects exactly the arguments PostgreSQL gave us.
         unsafe { prev(ctx, is_server_start) };
     }
+    // SAFETY: PostgreSQL's new context, as handed to this hook.
+    unsafe { handshake::install(ctx) };
     // At server start _PG_init has already loaded the rules.
     if !is_server_start {
         // We run inside the postmaster's SIGHUP handling: never let a panic escape.
@@ -168,13 +171,11 @@ fn logs_authenticated_connections() -> bool {
 const LOOKUP_MARGIN_US: i64 = 500_000;
 
 /// The instant host-name lookups must give up by, and `authentication_timeout` in seconds:
-/// the margin before the authentication timeout PerformAuthentication armed (it reuses
-/// STATEMENT_TIMEOUT for it, in 15, 16, 17 and 18). `None` when no such timeout is armed.
-fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
-    let id = ffi::TimeoutId::STATEMENT_TIMEOUT;
-    // SAFETY: called in the backend during ClientAuthentication, on its one thread; these read
-    // the timeout module's table (a valid id), AuthenticationTimeout is a plain int GUC, and
-    // GetCurrentTimestamp only reads the clock.
+/// the margin before the timeout `id` fires. `None` when it is not armed.
+fn deadline_before(id: ffi::TimeoutId::Type) -> Option<(std::time::Instant, i32)> {
+    // SAFETY: called in the backend on its one thread; these read the timeout module's table
+    // (a valid id), AuthenticationTimeout is a plain int GUC, and GetCurrentTimestamp only
+    // reads the clock.
     let (fire_at, now, secs) = unsafe {
         if !ffi::get_timeout_active(id) {
             return None;
@@ -191,6 +192,18 @@ fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
         std::time::Instant::now() + std::time::Duration::from_micros(left),
         secs,
     ))
+}
+
+/// During authentication: the timeout PerformAuthentication armed (it reuses
+/// STATEMENT_TIMEOUT for `authentication_timeout`, in 15, 16, 17 and 18).
+fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
+    deadline_before(ffi::TimeoutId::STATEMENT_TIMEOUT)
+}
+
+/// During the TLS handshake: STARTUP_PACKET_TIMEOUT, which BackendInitialize arms with
+/// `authentication_timeout` before the SSL negotiation (15-18).
+fn startup_deadline() -> Option<(std::time::Instant, i32)> {
+    deadline_before(ffi::TimeoutId::STARTUP_PACKET_TIMEOUT)
 }
 
 /// The verdict for a login: `None` lets it in. Never panics or raises: anything unexpected is

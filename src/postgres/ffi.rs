@@ -20,3 +20,32 @@ unsafe extern "C-unwind" {
     /// library is loaded into a backend.
     pub fn i2d_X509(x: *mut X509, out: *mut *mut u8) -> core::ffi::c_int;
 }
+
+/// OpenSSL's certificate-verification context (only ever handled through pointers).
+#[repr(C)]
+pub struct X509_STORE_CTX {
+    _opaque: [u8; 0],
+}
+
+/// The callback OpenSSL calls in place of `X509_verify_cert` when a peer sent a certificate.
+pub type CertVerifyCallback =
+    unsafe extern "C" fn(ctx: *mut X509_STORE_CTX, arg: *mut core::ffi::c_void) -> core::ffi::c_int;
+
+/// `X509_V_ERR_APPLICATION_VERIFICATION` (x509_vfy.h): "application verification failure".
+pub const X509_V_ERR_APPLICATION_VERIFICATION: core::ffi::c_int = 50;
+
+unsafe extern "C" {
+    /// libssl: makes OpenSSL call `cb` instead of `X509_verify_cert` for a peer's certificate.
+    /// PostgreSQL never sets one of its own (15-18).
+    pub fn SSL_CTX_set_cert_verify_callback(
+        ctx: *mut SSL_CTX,
+        cb: Option<CertVerifyCallback>,
+        arg: *mut core::ffi::c_void,
+    );
+    /// libcrypto: the chain verification OpenSSL would have run (with PostgreSQL's verify_cb).
+    pub fn X509_verify_cert(ctx: *mut X509_STORE_CTX) -> core::ffi::c_int;
+    /// libcrypto: the certificate being verified (the peer's own), owned by `ctx`.
+    pub fn X509_STORE_CTX_get0_cert(ctx: *mut X509_STORE_CTX) -> *mut X509;
+    /// libcrypto: the verification error the handshake reports.
+    pub fn X509_STORE_CTX_set_error(ctx: *mut X509_STORE_CTX, err: core::ffi::c_int);
+}

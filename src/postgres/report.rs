@@ -113,6 +113,18 @@ pub fn log_config(message: &str) {
     );
 }
 
+/// A LOG line with a DETAIL for the server log only, never sent to the client, whatever
+/// `client_min_messages` says (LOG_SERVER_ONLY, as PostgreSQL's own TLS failures).
+pub fn log_server_only(message: &str, detail: &str) {
+    report(
+        pg_sys::LOG_SERVER_ONLY,
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        message,
+        Some(detail),
+        None,
+    );
+}
+
 /// A LOG line reporting that something went as intended.
 pub fn log_info(message: &str) {
     report(

@@ -9,9 +9,9 @@ use pgrx::prelude::*;
 /// The lines of `pg_hba.conf` as it is on disk now (`pg_hba_file_rules`), errors included.
 fn hba_lines() -> Vec<HbaFileRule> {
     #[cfg(feature = "pg15")]
-    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY line_number";
+    const QUERY: &str = "SELECT current_setting('hba_file') AS file_name, line_number, type, database, user_name, address, netmask, auth_method, options, error FROM pg_catalog.pg_hba_file_rules ORDER BY line_number";
     #[cfg(not(feature = "pg15"))]
-    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method, error FROM pg_catalog.pg_hba_file_rules ORDER BY rule_number NULLS LAST, line_number";
+    const QUERY: &str = "SELECT file_name, line_number, type, database, user_name, address, netmask, auth_method, options, error FROM pg_catalog.pg_hba_file_rules ORDER BY rule_number NULLS LAST, line_number";
     Spi::connect(|client| {
         let rows = client.select(QUERY, None, &[])?;
         let mut out = Vec::new();
@@ -25,7 +25,8 @@ fn hba_lines() -> Vec<HbaFileRule> {
                 address: row.get::<String>(6)?,
                 netmask: row.get::<String>(7)?,
                 method: row.get::<String>(8)?.unwrap_or_default(),
-                error: row.get::<String>(9)?,
+                options: row.get::<Vec<String>>(9)?.unwrap_or_default(),
+                error: row.get::<String>(10)?,
             });
         }
         Ok::<_, pgrx::spi::SpiError>(out)
@@ -66,6 +67,13 @@ fn pg_twofactor_config_problems() -> TableIterator<
         ssl_ca_file,
         ca_names,
         enabled: settings::enabled_methods(),
+        handshake_check: settings::handshake_check(),
+        preload_libraries: setting(c"shared_preload_libraries")
+            .unwrap_or_default()
+            .split(',')
+            .map(|l| l.trim().trim_matches('"').to_string())
+            .filter(|l| !l.is_empty())
+            .collect(),
     };
     let hba = hba_lines();
     let found = match &disk {

@@ -28,6 +28,7 @@ fn pg_twofactor_stats() -> TableIterator<
     ),
 > {
     let (rows, reset_at) = shared_memory::stats_rows();
+    let handshake = handshake_row(reset_at);
     TableIterator::new(rows.into_iter().map(move |r| {
         let c = r.counters;
         (
@@ -49,7 +50,55 @@ fn pg_twofactor_stats() -> TableIterator<
             timestamp(c.last_reported),
             timestamp(reset_at),
         )
-    }))
+    }).chain(handshake))
+}
+
+/// The reason of the row that counts TLS handshakes refused by `pg_twofactor.handshake_check`.
+pub const HANDSHAKE_REASON: &str =
+    "refused in the TLS handshake (client certificate bound to other addresses)";
+
+/// The handshake check's own row: no rule (the login is not known yet), every count a refusal.
+/// Shown once the check is on or has refused a handshake.
+#[allow(clippy::type_complexity)]
+fn handshake_row(
+    reset_at: i64,
+) -> Option<(
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+    Option<TimestampWithTimeZone>,
+)> {
+    let (refused, last) = shared_memory::handshake_refusals();
+    if refused == 0 && !crate::settings::handshake_check() {
+        return None;
+    }
+    let refused = refused as i64;
+    Some((
+        None,
+        None,
+        Some(HANDSHAKE_REASON.to_string()),
+        refused,
+        0,
+        refused,
+        0,
+        0,
+        0,
+        timestamp(last),
+        None,
+        timestamp(last),
+        None,
+        timestamp(reset_at),
+    ))
 }
 
 #[pg_extern(volatile, parallel_unsafe)]

@@ -28,6 +28,7 @@ fn pg_twofactor_status() -> TableIterator<
         name!(ssl, bool),
         name!(ssl_ca_file, Option<String>),
         name!(enabled_methods, Vec<String>),
+        name!(handshake_check, String),
     ),
 > {
     let server = rules_in_force::server_state();
@@ -68,5 +69,6 @@ fn pg_twofactor_status() -> TableIterator<
         setting(c"ssl").as_deref() == Some("on"),
         ca,
         methods,
+        crate::hooks::handshake::state().to_string(),
     ))
 }
