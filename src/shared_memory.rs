@@ -47,8 +47,12 @@ static CERTS: PgLwLock<Shared<CertTable>> = unsafe { PgLwLock::new(c"pg_twofacto
 
 // TLS handshakes refused by the handshake check, and when the last one was: atomics, because
 // the handshake runs before the backend has a PGPROC, so it cannot take an LWLock.
-static HANDSHAKE_REFUSED: PgAtomic<AtomicU64> = PgAtomic::new(c"pg_twofactor_handshake_refused");
-static HANDSHAKE_LAST: PgAtomic<AtomicI64> = PgAtomic::new(c"pg_twofactor_handshake_last");
+// SAFETY: `new` only names the shared-memory area; pg_shmem_init! in _PG_init (init below)
+// attaches it before any backend can use it.
+static HANDSHAKE_REFUSED: PgAtomic<AtomicU64> =
+    unsafe { PgAtomic::new(c"pg_twofactor_handshake_refused") };
+// SAFETY: as above.
+static HANDSHAKE_LAST: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_twofactor_handshake_last") };
 
 /// Seconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_UNIX: i64 = 946_684_800;

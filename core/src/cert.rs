@@ -137,6 +137,32 @@ fn parse(der: &[u8]) -> Result<X509Certificate<'_>, CertError> {
     Ok(cert)
 }
 
+/// The SubjectAltName entries of a certificate (none without the extension); a
+/// SubjectAltName that cannot be parsed is an error, never "no entries".
+fn san_of(cert: &X509Certificate<'_>) -> Result<Vec<SanEntry>, CertError> {
+    let mut san = Vec::new();
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(s) => {
+                san.extend(s.general_names.iter().map(san_entry))
+            }
+            ParsedExtension::ParseError { error }
+                if ext.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME =>
+            {
+                return Err(CertError::Parse(format!("SubjectAltName: {error}")))
+            }
+            _ => {}
+        }
+    }
+    Ok(san)
+}
+
+/// Only the SubjectAltName entries of a DER certificate: what the TLS handshake check reads
+/// for every client certificate (no subject or issuer text is made).
+pub fn san_entries(der: &[u8]) -> Result<Vec<SanEntry>, CertError> {
+    san_of(&parse(der)?)
+}
+
 /// What the certificates view shows of a certificate (not what the checks use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -207,24 +233,10 @@ impl CertInfo {
             .iter_common_name()
             .map(|cn| cn.attr_value().data.to_vec())
             .collect();
-        let mut san = Vec::new();
-        for ext in cert.extensions() {
-            match ext.parsed_extension() {
-                ParsedExtension::SubjectAlternativeName(s) => {
-                    san.extend(s.general_names.iter().map(san_entry))
-                }
-                ParsedExtension::ParseError { error }
-                    if ext.oid == x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME =>
-                {
-                    return Err(CertError::Parse(format!("SubjectAltName: {error}")))
-                }
-                _ => {}
-            }
-        }
         Ok(CertInfo {
             subject: subject.to_string(),
             common_names,
-            san,
+            san: san_of(cert)?,
             issuer: crate::dn::rfc2253(cert.issuer()),
         })
     }
@@ -258,44 +270,55 @@ impl CertInfo {
 
     /// Whether the certificate has IP, subnet or DNS entries in its SubjectAltName.
     pub fn has_address_entries(&self) -> bool {
-        self.san.iter().any(SanEntry::is_address)
+        has_address_entries(&self.san)
     }
 
     /// The address check: with IP/subnet/DNS entries present, the client address must match one
     /// (an IPv4 address and its IPv4-mapped IPv6 form are the same on either side).
     /// `Ok(true)` when it matched an entry, `Ok(false)` when there were no entries to check.
     pub fn check_address(&self, client: &ClientName<'_>) -> Result<bool, AddressFailure> {
-        if !self.has_address_entries() {
-            return Ok(false);
+        check_address(&self.san, client)
+    }
+}
+
+/// Whether SubjectAltName entries include IP, subnet or DNS entries.
+pub fn has_address_entries(san: &[SanEntry]) -> bool {
+    san.iter().any(SanEntry::is_address)
+}
+
+/// [`CertInfo::check_address`] over the SubjectAltName entries alone: the one address check of
+/// the login hook, the dry run and the TLS handshake.
+pub fn check_address(san: &[SanEntry], client: &ClientName<'_>) -> Result<bool, AddressFailure> {
+    if !has_address_entries(san) {
+        return Ok(false);
+    }
+    let addr = client.addr;
+    let numeric = san.iter().any(|e| match e {
+        SanEntry::Ip(ip) => address::canonical(*ip) == address::canonical(addr),
+        SanEntry::Subnet { addr: net, mask } => address::in_san_network(addr, *net, *mask),
+        _ => false,
+    });
+    if numeric {
+        return Ok(true);
+    }
+    let by_name = Tri::any(san.iter().filter_map(|e| match e {
+        SanEntry::Dns(pattern) => {
+            Some(client.confirmed(|name| address::dns_name_matches(pattern, name)))
         }
-        let addr = client.addr;
-        let numeric = self.san.iter().any(|e| match e {
-            SanEntry::Ip(ip) => address::canonical(*ip) == address::canonical(addr),
-            SanEntry::Subnet { addr: net, mask } => address::in_san_network(addr, *net, *mask),
-            _ => false,
-        });
-        if numeric {
-            return Ok(true);
-        }
-        let by_name = Tri::any(self.san.iter().filter_map(|e| match e {
-            SanEntry::Dns(pattern) => {
-                Some(client.confirmed(|name| address::dns_name_matches(pattern, name)))
-            }
-            _ => None,
-        }));
-        match by_name {
-            Tri::Yes => Ok(true),
-            Tri::Unknown(why) => Err(AddressFailure::Undecided(why)),
-            Tri::No => {
-                let name = match client.looked_up_name() {
-                    Some(n) => format!(" (reverse lookup: {n})"),
-                    None => String::new(),
-                };
-                Err(AddressFailure::Mismatch(format!(
-                    "client address {}{name} matches none of the certificate's SubjectAltName entries",
-                    address::canonical(addr)
-                )))
-            }
+        _ => None,
+    }));
+    match by_name {
+        Tri::Yes => Ok(true),
+        Tri::Unknown(why) => Err(AddressFailure::Undecided(why)),
+        Tri::No => {
+            let name = match client.looked_up_name() {
+                Some(n) => format!(" (reverse lookup: {n})"),
+                None => String::new(),
+            };
+            Err(AddressFailure::Mismatch(format!(
+                "client address {}{name} matches none of the certificate's SubjectAltName entries",
+                address::canonical(addr)
+            )))
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::address::KnownHost;
 use crate::cert::{der_from_pem, PemError};
+use crate::handshake::{self, HandshakeRefusal, HandshakeVerdict};
 use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict};
 use crate::methods::BaseMethod;
 use crate::rules::Rule;
@@ -175,6 +176,42 @@ pub fn row(
         reason: verdict.reason().map(|r| r.to_string()),
         message,
         detail: verdict.detail().map(str::to_string),
+    }
+}
+
+/// What `pg_twofactor.handshake_check` does with the dry run's login: `Some` refusal when the
+/// TLS handshake would already refuse its certificate (then no rule is ever asked).
+pub fn handshake_refusal(
+    attempt: &LoginAttempt,
+    net: &dyn crate::address::Network,
+) -> Option<HandshakeRefusal> {
+    let PeerCert::Verified(der) = &attempt.cert else {
+        return None;
+    };
+    let client = attempt
+        .client_addr
+        .map(|addr| crate::address::ClientName::new(net, addr));
+    match handshake::check(der, client.as_ref()) {
+        HandshakeVerdict::Refused(r) => Some(r),
+        HandshakeVerdict::Unbound | HandshakeVerdict::Matched => None,
+    }
+}
+
+/// The one row of a login refused in the TLS handshake: no rule, the handshake's reason, the
+/// server log's message and DETAIL.
+pub fn handshake_row(attempt: &LoginAttempt, refusal: &HandshakeRefusal) -> DryRun {
+    let client = attempt
+        .client_addr
+        .map_or_else(|| "(unknown)".to_string(), |a| a.to_string());
+    DryRun {
+        rule_file: None,
+        rule_line: None,
+        rule_method: None,
+        rule_mode: None,
+        verdict: "refused".into(),
+        reason: Some(handshake::REASON.into()),
+        message: Some(refusal.message(&client)),
+        detail: Some(refusal.detail()),
     }
 }
 

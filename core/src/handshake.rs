@@ -14,8 +14,12 @@
 //! outage of it must not open the password exchange), a client address that cannot be read.
 
 use crate::address::ClientName;
-use crate::cert::{AddressFailure, CertInfo};
+use crate::cert::{self, AddressFailure, CertInfo};
 use std::fmt;
+
+/// The reason under which the statistics count a refused handshake, and the dry run shows it.
+pub const REASON: &str =
+    "refused in the TLS handshake (client certificate bound to other addresses)";
 
 /// What the handshake does with a verified client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,38 +112,35 @@ impl fmt::Display for HandshakeVerdict {
 /// The handshake's verdict on the verified certificate `der` for the client `client` (`None`:
 /// its address could not be read).
 pub fn check(der: &[u8], client: Option<&ClientName<'_>>) -> HandshakeVerdict {
-    let cert = match CertInfo::from_der(der) {
-        Ok(c) => c,
-        Err(e) => {
-            return HandshakeVerdict::Refused(HandshakeRefusal {
-                cause: RefusalCause::Unreadable(e.to_string()),
-                certificate: None,
-            })
-        }
+    // only the SubjectAltName is read for every certificate; the names for the log are read
+    // for a refusal alone
+    let san = match cert::san_entries(der) {
+        Ok(san) => san,
+        Err(e) => return refused(der, RefusalCause::Unreadable(e.to_string())),
     };
-    if !cert.has_address_entries() {
+    if !cert::has_address_entries(&san) {
         return HandshakeVerdict::Unbound;
     }
-    let refused = |cause| {
-        HandshakeVerdict::Refused(HandshakeRefusal {
-            cause,
-            certificate: Some(CertText {
-                subject: cert.subject.clone(),
-                issuer: cert.issuer.clone(),
-                san: cert.san_text(),
-            }),
-        })
-    };
     let Some(client) = client else {
-        return refused(RefusalCause::NoClientAddress);
+        return refused(der, RefusalCause::NoClientAddress);
     };
-    match cert.check_address(client) {
+    match cert::check_address(&san, client) {
         Ok(true) => HandshakeVerdict::Matched,
-        // has_address_entries() said there are entries, so check_address compared them
+        // has_address_entries said there are entries, so check_address compared them
         Ok(false) => HandshakeVerdict::Unbound,
-        Err(AddressFailure::Mismatch(why)) => refused(RefusalCause::Mismatch(why)),
-        Err(AddressFailure::Undecided(why)) => refused(RefusalCause::Undecided(why)),
+        Err(AddressFailure::Mismatch(why)) => refused(der, RefusalCause::Mismatch(why)),
+        Err(AddressFailure::Undecided(why)) => refused(der, RefusalCause::Undecided(why)),
     }
+}
+
+/// A refusal for `cause`, with the certificate's names when they can be read.
+fn refused(der: &[u8], cause: RefusalCause) -> HandshakeVerdict {
+    let certificate = CertInfo::from_der(der).ok().map(|c| CertText {
+        san: c.san_text(),
+        subject: c.subject,
+        issuer: c.issuer,
+    });
+    HandshakeVerdict::Refused(HandshakeRefusal { cause, certificate })
 }
 
 #[cfg(test)]

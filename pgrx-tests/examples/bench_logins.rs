@@ -10,6 +10,9 @@
 //!   c10000  b with 10,000 rules, the matching rule last
 //!   c100000 b with 100,000 rules, the matching rule last
 //!   u10000  b with 10,000 rules for other users only (the login is not covered)
+//!   h       b with pg_twofactor.handshake_check = on (the certificate, bound to 127.0.0.1, is
+//!           also checked in the TLS handshake)
+//! `BENCH_CONFIGS=a,b,h` runs only those (a is always among them: the ratios are to a).
 //! The configurations run in rotating order, ROUNDS times, SECONDS each, restarting the server
 //! between runs. Prints markdown tables: median logins/s, spread, and the median of the
 //! per-round ratios to a (each round's figure divided by a's figure of the same round); then
@@ -27,7 +30,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const PASSWORD: &str = "bench-pw";
-const CONFIGS: &[&str] = &["a", "b", "c1000", "c10000", "c100000", "u10000"];
+const ALL_CONFIGS: &[&str] = &["a", "b", "c1000", "c10000", "c100000", "u10000", "h"];
 
 fn main() {
     let args: Vec<u64> = std::env::args()
@@ -36,6 +39,12 @@ fn main() {
         .collect();
     let secs = args.first().copied().unwrap_or(8);
     let rounds = args.get(1).copied().unwrap_or(8);
+    let chosen = std::env::var("BENCH_CONFIGS").unwrap_or_default();
+    let configs: Vec<&str> = ALL_CONFIGS
+        .iter()
+        .copied()
+        .filter(|c| chosen.is_empty() || *c == "a" || chosen.split(',').any(|x| x.trim() == *c))
+        .collect();
 
     let others = synthetic_rules(10_000, "bench");
     let others = others
@@ -90,8 +99,8 @@ fn main() {
     let mut results: HashMap<&str, Vec<f64>> = HashMap::new();
     for r in 1..=rounds as usize {
         // rotate the order each round so no configuration always runs first
-        for k in 0..CONFIGS.len() {
-            let cfg = CONFIGS[(k + r) % CONFIGS.len()];
+        for k in 0..configs.len() {
+            let cfg = configs[(k + r) % configs.len()];
             configure(&mut c, cfg);
             let out = Command::new(c.bin.join("pgbench"))
                 .args([
@@ -138,7 +147,7 @@ fn main() {
     println!("| configuration | median logins/s | min | max | median / a | median of per-round ratios to a | per-round ratios |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     let a = results["a"].clone();
-    for cfg in CONFIGS {
+    for cfg in &configs {
         let v = &results[cfg];
         let ratios: Vec<f64> = v.iter().zip(&a).map(|(x, y)| x / y).collect();
         let min = v.iter().copied().fold(f64::INFINITY, f64::min);
@@ -167,7 +176,7 @@ fn main() {
 fn configure(c: &mut Cluster, cfg: &str) {
     let rules = match cfg {
         "a" => None,
-        "b" => Some("rules-1.conf"),
+        "b" | "h" => Some("rules-1.conf"),
         "c1000" => Some("rules-1000.conf"),
         "c10000" => Some("rules-10000.conf"),
         "c100000" => Some("rules-100000.conf"),
@@ -176,9 +185,10 @@ fn configure(c: &mut Cluster, cfg: &str) {
     };
     let conf = match rules {
         None => "shared_preload_libraries = ''\n".to_string(),
-        Some(f) => {
-            format!("shared_preload_libraries = 'pg_twofactor'\npg_twofactor.hba_file = '{f}'\n")
-        }
+        Some(f) => format!(
+            "shared_preload_libraries = 'pg_twofactor'\npg_twofactor.hba_file = '{f}'\npg_twofactor.handshake_check = {}\n",
+            if cfg == "h" { "on" } else { "off" }
+        ),
     };
     let path = c.data.join("bench.conf");
     std::fs::write(&path, conf).unwrap();

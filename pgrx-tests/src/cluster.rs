@@ -715,6 +715,17 @@ impl Cluster {
         self.psql_as(user, "postgres", sql.as_ref())
     }
 
+    /// Runs SQL as the superuser in database `db`; returns psql's output whether it failed or
+    /// not (stdout and stderr, for the assertion's message).
+    pub fn psql_admin_raw_in(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_as("postgres", db, sql.as_ref());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     /// Runs SQL as the superuser in database `db`; panics on failure.
     pub fn psql_in(&self, db: &str, sql: &str) -> String {
         let out = self.psql_as("postgres", db, sql.as_ref());

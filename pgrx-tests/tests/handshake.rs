@@ -147,6 +147,17 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
     assert!(!c.log_since(mark).contains(pg_twofactor_core::decision_log::PREFIX), "{}", c.log_since(mark));
     assert_eq!(stats_refused(&c), attempts.to_string());
 
+    // The dry run says the same, for any login: refused in the handshake, no rule.
+    let pem = std::fs::read_to_string(&away.cert).unwrap();
+    for user in ["test1", "other"] {
+        assert_eq!(
+            c.psql_admin(&format!(
+                "SELECT coalesce(rule_line::text, '-') || '|' || verdict || '|' || reason FROM pg_twofactor_check('{user}', 'postgres', '127.0.0.1', $pem${pem}$pem$)"
+            )),
+            format!("-|refused|{}", pg_twofactor_core::handshake::REASON)
+        );
+    }
+
     // A certificate without SubjectAltName addresses passes the handshake: the rules decide.
     let p = probe(&raw(&c, "test1", PASSWORD, Some(&unbound), "127.0.0.1", "127.0.0.1"), &ca);
     assert_session(&p, "test1", "no SubjectAltName");

@@ -65,8 +65,25 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
         has_function_privilege('pg_read_all_settings', 'pg_twofactor_check(text, text, inet, text, text, boolean, boolean)', 'EXECUTE')";
     c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE TO '0.2.0'");
     assert_eq!(c.psql_in("upgraded", granted), "t|t|t");
+    c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE TO '0.3.0'");
+    assert_eq!(c.psql_in("upgraded", granted), "f|f|f");
+    // between the new library and ALTER EXTENSION UPDATE: 0.3.0's pg_twofactor_status()
+    // declares twelve columns, the library makes thirteen; the server must survive the call
+    let old_status = c.psql_admin_raw_in(
+        "upgraded",
+        "SELECT rules_loaded > 0, ssl FROM pg_twofactor_status()",
+    );
+    assert_eq!(
+        c.psql_admin("SELECT count(*) >= 0 FROM pg_stat_activity"),
+        "t",
+        "the server must still answer after 0.3.0's status was called: {old_status}"
+    );
     c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE");
     assert_eq!(c.psql_in("upgraded", granted), "f|f|f");
+    assert_eq!(
+        c.psql_in("upgraded", "SELECT handshake_check FROM pg_twofactor_status()"),
+        "off"
+    );
     assert_eq!(
         c.psql_in(
             "upgraded",

@@ -46,10 +46,12 @@ pub unsafe fn install(ctx: *mut ffi::SSL_CTX) {
 /// What `pg_twofactor_status()` shows: `on` when the setting is on and the callback sits on
 /// the server's TLS context, otherwise why not.
 pub fn state() -> &'static str {
-    match (settings::handshake_check(), INSTALLED.load(Ordering::Relaxed)) {
-        (false, _) => "off",
-        (true, true) => "on",
-        (true, false) => "on, but not active: the server has made no TLS context (ssl is off)",
+    let ssl = crate::postgres::setting(c"ssl").as_deref() == Some("on");
+    match (settings::handshake_check(), ssl, INSTALLED.load(Ordering::Relaxed)) {
+        (false, _, _) => "off",
+        (true, true, true) => "on",
+        (true, false, _) => "on, but not active: ssl is off",
+        (true, true, false) => "on, but not active: the server's TLS context was made without it",
     }
 }
 

@@ -13,7 +13,7 @@ use crate::postgres::catalog::ServerCatalog;
 use crate::{postgres, rules_in_force, settings};
 use pg_twofactor_core::cert::{der_from_pem, CertSummary};
 use pg_twofactor_core::decision;
-use pg_twofactor_core::dry_run::{attempt, rows};
+use pg_twofactor_core::dry_run::{attempt, handshake_refusal, handshake_row, rows};
 use pg_twofactor_core::system_network::SystemNetwork;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -117,23 +117,15 @@ fn pg_twofactor_check(
             );
         }
     }
-    let rows = rules_in_force::with_current(|rules| {
-        let d = decision::decide_all(
-            rules,
-            &attempt,
-            settings::enabled_methods(),
-            &SystemNetwork::unbounded(),
-            &ServerCatalog::new(),
-        );
-        rows(&attempt, &d, settings::client_reason())
-    })
-    .unwrap_or_else(|| {
-        error(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "no pg_twofactor rules are loaded".into(),
-            None,
-        )
-    });
+    // with pg_twofactor.handshake_check on, a certificate bound elsewhere never gets as far
+    // as a rule
+    let refused_in_handshake = settings::handshake_check()
+        .then(|| handshake_refusal(&attempt, &SystemNetwork::unbounded()))
+        .flatten();
+    let rows = match refused_in_handshake {
+        Some(refusal) => vec![handshake_row(&attempt, &refusal)],
+        None => decide(&attempt),
+    };
     TableIterator::new(rows.into_iter().map(|row| {
         (
             row.rule_file,
@@ -146,4 +138,25 @@ fn pg_twofactor_check(
             row.detail,
         )
     }))
+}
+
+/// The dry run's rows from the rules in force (an ERROR when none are loaded).
+fn decide(attempt: &decision::LoginAttempt) -> Vec<pg_twofactor_core::dry_run::DryRun> {
+    rules_in_force::with_current(|rules| {
+        let d = decision::decide_all(
+            rules,
+            attempt,
+            settings::enabled_methods(),
+            &SystemNetwork::unbounded(),
+            &ServerCatalog::new(),
+        );
+        rows(attempt, &d, settings::client_reason())
+    })
+    .unwrap_or_else(|| {
+        error(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "no pg_twofactor rules are loaded".into(),
+            None,
+        )
+    })
 }

@@ -53,10 +53,6 @@ fn pg_twofactor_stats() -> TableIterator<
     }).chain(handshake))
 }
 
-/// The reason of the row that counts TLS handshakes refused by `pg_twofactor.handshake_check`.
-pub const HANDSHAKE_REASON: &str =
-    "refused in the TLS handshake (client certificate bound to other addresses)";
-
 /// The handshake check's own row: no rule (the login is not known yet), every count a refusal.
 /// Shown once the check is on or has refused a handshake.
 #[allow(clippy::type_complexity)]
@@ -86,7 +82,7 @@ fn handshake_row(
     Some((
         None,
         None,
-        Some(HANDSHAKE_REASON.to_string()),
+        Some(pg_twofactor_core::handshake::REASON.to_string()),
         refused,
         0,
         refused,
