@@ -76,7 +76,7 @@ impl HandshakeRefusal {
         };
         format!(
             "pg_twofactor refused the TLS handshake of client {}: {what}",
-            client.escape_debug()
+            printable(client)
         )
     }
 
@@ -86,17 +86,32 @@ impl HandshakeRefusal {
         let names = match &self.certificate {
             Some(c) => format!(
                 "Certificate subject \"{}\"; issuer \"{}\"; SubjectAltName: {}. ",
-                c.subject.escape_debug(),
-                c.issuer.escape_debug(),
-                c.san.escape_debug()
+                printable(&c.subject),
+                printable(&c.issuer),
+                printable(&c.san)
             ),
             None => String::new(),
         };
         format!(
             "{names}{} The client was refused before its startup packet: no login was attempted and no password exchanged.",
-            crate::decision::sentence(&self.cause.to_string().escape_debug().to_string())
+            crate::decision::sentence(&printable(&self.cause.to_string()))
         )
     }
+}
+
+/// Text a client chose (a certificate's names, its reverse DNS name) as one log line: control
+/// characters, `"` and `\` escaped as Rust does; everything else, non-ASCII letters included,
+/// kept.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || c == '"' || c == '\\' {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for HandshakeVerdict {
@@ -274,6 +289,8 @@ mod tests {
         assert!(!detail.contains('\n'), "{detail}");
         assert!(detail.contains("SubjectAltName: IP:10.9.9.9."), "{detail}");
         assert!(detail.contains("evil\\nLOG:  forged"), "{detail}");
+        assert!(detail.contains("certificate's SubjectAltName"), "{detail}");
+        assert_eq!(printable("Иван \"x\"\\"), "Иван \\\"x\\\"\\\\");
         assert!(
             detail.ends_with("no login was attempted and no password exchanged."),
             "{detail}"

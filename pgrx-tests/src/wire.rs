@@ -131,11 +131,17 @@ impl Probe {
         self.trace.auth_codes.contains(&12)
     }
 
-    /// The server ended the TLS handshake with an alert, before any protocol message.
+    /// The server ended the connection in the TLS handshake, before any protocol message: a
+    /// TLS alert, or the reset that replaces it. (With TLS 1.3 the client's handshake ends
+    /// before the server has judged its certificate, so the client has already sent its startup
+    /// packet when the alert comes; the server closes with that packet unread, and the kernel
+    /// answers with a reset that can overtake the alert.) PostgreSQL answers every startup it
+    /// reads with a message, so no message at all means the startup was never read; the
+    /// scenarios also count the server's log line of each refusal.
     pub fn refused_in_handshake(&self) -> bool {
         self.trace.auth_codes.is_empty()
             && self.trace.error_fields.is_empty()
-            && matches!(&self.result, Err(e) if e.contains("alert"))
+            && matches!(&self.result, Err(e) if e.contains("alert") || e.contains("reset by peer"))
     }
 }
 
