@@ -1,5 +1,6 @@
 //! Per-check cost of pg_twofactor's pure logic (criterion): rule lookup at 10, 1,000 and 10,000
-//! rules, certificate parsing, the SubjectAltName/address check, the whole decision, the
+//! rules, certificate parsing, the SubjectAltName/address check, the TLS handshake check, the
+//! whole decision, the
 //! statistics and certificate records, and loading a 10,000-rule file. Run: `cargo bench -p pg_twofactor-e2e --bench checks`.
 //! DNS is kept out: the network is a static table.
 
@@ -120,6 +121,21 @@ fn bench(c: &mut Criterion) {
             black_box(subnet.check_address(&client).is_ok())
         })
     });
+
+    // the TLS handshake check (pg_twofactor.handshake_check): the SubjectAltName alone, read
+    // and matched, for a certificate bound to the client and for one bound elsewhere (a
+    // refusal also reads the names for the log line)
+    let elsewhere = cert_der(&[San::Ip("10.9.9.9".parse().unwrap())]);
+    let mut g = c.benchmark_group("handshake_check");
+    for (name, der) in [("matched", &der), ("refused", &elsewhere)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let client = ClientName::new(&net, client_ip);
+                black_box(pg_twofactor_core::handshake::check(der, Some(&client)))
+            })
+        });
+    }
+    g.finish();
 
     let mut g = c.benchmark_group("whole_decision_rules");
     for n in [10, 1_000, 10_000] {

@@ -625,7 +625,7 @@ fn certificates_seen_and_expiry_warnings() {
 #[test]
 fn config_problems_lists_each_flaw_and_is_empty_once_fixed() {
     // (client_reason left at its default, off: on would be a finding of its own)
-    let c = scenario::start(scenario::builder().default_client_reason().rules(
+    let mut c = scenario::start(scenario::builder().default_client_reason().rules(
         "\
 hostssl all alice all         2f-scram-sha-256
 hostssl all alice 10.0.0.0/8  2f-scram-sha-256
@@ -635,16 +635,18 @@ hostssl all all   10.9.9.9/32 2f-exempt
 ",
     ));
     c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
-    let problems = || {
+    let problems = |c: &Cluster| {
         c.psql_admin(
             "SELECT severity || ' ' || coalesce(regexp_replace(file_name, '.*/', '') || ':' || line_number, '-') || ' ' || problem FROM pg_twofactor_config_problems",
         )
     };
     // (the harness keeps the rules file in the data directory, beside pg_hba.conf)
     assert_eq!(
-        problems(),
+        problems(&c),
         "\
 warning - rules file inside the data directory
+warning pg_twofactor_hba.conf:1 pg_twofactor.handshake_check is off
+warning pg_hba.conf:5 covered login without clientcert: a client without a certificate can test passwords
 warning pg_hba.conf:6 pg_hba.conf line accepts connections without TLS for a covered login
 warning pg_twofactor_hba.conf:2 rule is shadowed by an earlier rule
 warning pg_twofactor_hba.conf:3 method not enabled
@@ -661,25 +663,38 @@ info pg_twofactor_hba.conf:5 exemption"
             "Rule {}:1 matches every connection",
             c.data.join("pg_twofactor_hba.conf").display()
         )));
+    // auth_delay loaded after pg_twofactor: its hook runs first and never sees a two-factor
+    // refusal (shared_preload_libraries takes a restart)
+    c.append_settings(&["shared_preload_libraries = 'pg_twofactor, auth_delay'"]);
+    c.restart();
+    assert_eq!(
+        c.psql_admin("SELECT severity || ' ' || problem FROM pg_twofactor_config_problems WHERE problem LIKE '%loaded after%'"),
+        "warning auth_delay is loaded after pg_twofactor"
+    );
+    c.append_settings(&["shared_preload_libraries = 'auth_delay, pg_twofactor'"]);
+    c.restart();
     // settings: no ssl_ca_file
     c.psql_admin("ALTER SYSTEM SET ssl_ca_file = ''");
     c.reload();
     assert!(
-        problems().starts_with("error - ssl_ca_file is not set\n"),
+        problems(&c).starts_with("error - ssl_ca_file is not set\n"),
         "{}",
-        problems()
+        problems(&c)
     );
     c.psql_admin("ALTER SYSTEM RESET ssl_ca_file");
     c.reload();
     // a rules file with an error
     c.write_rules("hostssl all all all 2f-nothing\n");
-    assert!(problems().starts_with("error pg_twofactor_hba.conf:1 the rules file has an error"));
-    // fixed: one rule, in a file outside the data directory, and no clear-text pg_hba.conf line
-    // for it
+    assert!(problems(&c).starts_with("error pg_twofactor_hba.conf:1 the rules file has an error"));
+    // fixed: one rule, in a file outside the data directory, no clear-text pg_hba.conf line for
+    // it, clientcert=verify-ca on its line, and the handshake check on
     let outside = c.root.join("pg_twofactor_hba.conf");
     std::fs::write(&outside, "hostssl all alice all 2f-scram-sha-256\n").unwrap();
     pg_twofactor_e2e::cluster::chown_to_cluster_user(&outside);
-    c.append_settings(&[&format!("pg_twofactor.hba_file = '{}'", outside.display())]);
+    c.append_settings(&[
+        &format!("pg_twofactor.hba_file = '{}'", outside.display()),
+        "pg_twofactor.handshake_check = on",
+    ]);
     c.reload();
     let hba = std::fs::read_to_string(c.data.join("pg_hba.conf")).unwrap();
     std::fs::write(
@@ -687,10 +702,14 @@ info pg_twofactor_hba.conf:5 exemption"
         hba.replace(
             "host all all all scram-sha-256",
             "hostnossl all alice all reject",
+        )
+        .replace(
+            "hostssl all all all scram-sha-256",
+            "hostssl all all all scram-sha-256 clientcert=verify-ca",
         ),
     )
     .unwrap();
-    assert_eq!(problems(), "");
+    assert_eq!(problems(&c), "");
     // superusers only: it reads pg_hba_file_rules
     c.psql_admin("CREATE ROLE reader LOGIN IN ROLE pg_read_all_settings");
     let out = c.psql_admin_raw("reader", "SELECT * FROM pg_twofactor_config_problems");
