@@ -52,7 +52,8 @@ static CERTS: PgLwLock<Shared<CertTable>> = unsafe { PgLwLock::new(c"pg_twofacto
 static HANDSHAKE_REFUSED: PgAtomic<AtomicU64> =
     unsafe { PgAtomic::new(c"pg_twofactor_handshake_refused") };
 // SAFETY: as above.
-static HANDSHAKE_LAST: PgAtomic<AtomicI64> = unsafe { PgAtomic::new(c"pg_twofactor_handshake_last") };
+static HANDSHAKE_LAST: PgAtomic<AtomicI64> =
+    unsafe { PgAtomic::new(c"pg_twofactor_handshake_last") };
 
 /// Seconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_UNIX: i64 = 946_684_800;

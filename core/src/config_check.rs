@@ -354,7 +354,7 @@ fn requires_certificate(h: &HbaFileRule) -> bool {
 /// lines that can cover the same logins, or with the methods enabled.
 fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings) -> Vec<Finding> {
     let mut out = Vec::new();
-    let hba: Vec<(&HbaFileRule, Vec<DbSpec>, Vec<UserSpec>, AddrSpec)> = hba
+    let hba: Vec<HbaLine<'_>> = hba
         .iter()
         .filter(|h| h.error.is_none())
         .map(|h| {
@@ -366,11 +366,6 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
             )
         })
         .collect();
-    let overlaps = |rule: &Rule, dbs: &[DbSpec], users: &[UserSpec], addr: &AddrSpec| {
-        dbs_overlap(&rule.databases, dbs)
-            && names_overlap(&rule.users, users, literal_user)
-            && addr_overlap(&rule.address, addr)
-    };
     let mut clear_text_lines = Vec::new();
     let mut no_clientcert_lines = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
@@ -444,57 +439,9 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
                 "The password method sends the password itself (inside TLS) and the server sees it; prefer 2f-scram-sha-256 for clients on other hosts.".into(),
             ));
         }
-        // pg_hba.conf is first-match too: lines after one that certainly matches every
-        // connection the rule covers are never reached by those connections
-        let covers_rule = |dbs: &[DbSpec], users: &[UserSpec], addr: &AddrSpec| {
-            dbs_cover(dbs, &rule.databases)
-                && users_cover(users, &rule.users)
-                && addr_covers(addr, &rule.address)
-        };
+        let tls_lines = reached(rule, &hba, TLS_LINE_TYPES);
         let base = method.base().to_string();
-        let mut usable = false;
-        for (h, dbs, users, addr) in &hba {
-            // the lines a TLS connection can match (hostnogssenc: any connection without GSSAPI
-            // encryption)
-            if !matches!(h.conn_type.as_str(), "host" | "hostssl" | "hostnogssenc") {
-                continue;
-            }
-            if h.method == base && overlaps(rule, dbs, users, addr) {
-                usable = true;
-                break;
-            }
-            if covers_rule(dbs, users, addr) {
-                break;
-            }
-        }
-        for (h, dbs, users, addr) in hba.iter().filter(|_| rule.options.mode != Mode::Report) {
-            // the lines a TLS connection of a covered login can match, in pg_hba.conf's order
-            if !matches!(h.conn_type.as_str(), "host" | "hostssl" | "hostnogssenc") {
-                continue;
-            }
-            if h.method != "reject"
-                && !requires_certificate(h)
-                && overlaps(rule, dbs, users, addr)
-                && !no_clientcert_lines.contains(&(h.file.clone(), h.line))
-            {
-                no_clientcert_lines.push((h.file.clone(), h.line));
-                out.push(Finding {
-                    severity: Severity::Warning,
-                    file: Some(h.file.clone()),
-                    line: Some(h.line),
-                    problem: "covered login without clientcert: a client without a certificate can test passwords".into(),
-                    detail: format!(
-                        "A login that rule {} covers can match this {} line, which does not require a client certificate: a client without one is asked for the password, and pg_twofactor refuses it only afterwards (SCRAM's final message tells a right password). Add clientcert=verify-ca (or verify-full) to the line; on a host line, use hostssl.",
-                        pos(rule),
-                        h.conn_type
-                    ),
-                });
-            }
-            if covers_rule(dbs, users, addr) {
-                break;
-            }
-        }
-        if !usable {
+        if !tls_lines.iter().any(|l| l.0.method == base) {
             out.push(finding(
                 Severity::Warning,
                 rule,
@@ -504,35 +451,102 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
                 ),
             ));
         }
-        for (h, dbs, users, addr) in &hba {
-            // the lines a connection without TLS can match
-            if !matches!(h.conn_type.as_str(), "host" | "hostnossl" | "hostnogssenc") {
-                continue;
+        if rule.options.mode != Mode::Report {
+            for h in tls_lines.iter().map(|l| l.0) {
+                if h.method != "reject"
+                    && !requires_certificate(h)
+                    && first_time(&mut no_clientcert_lines, h)
+                {
+                    out.push(without_clientcert(rule, h));
+                }
             }
-            if h.method != "reject"
-                && overlaps(rule, dbs, users, addr)
-                && !clear_text_lines.contains(&(h.file.clone(), h.line))
-            {
-                clear_text_lines.push((h.file.clone(), h.line));
-                out.push(Finding {
-                    severity: Severity::Warning,
-                    file: Some(h.file.clone()),
-                    line: Some(h.line),
-                    problem: "pg_hba.conf line accepts connections without TLS for a covered login".into(),
-                    detail: format!(
-                        "A login that rule {} covers can match this {} line without TLS: libpq's default sslmode=prefer retries without TLS when a TLS login is refused, and the password exchange then happens in the clear before pg_twofactor refuses it. Use hostssl, or put a hostnossl ... reject line for these users above it.",
-                        pos(rule),
-                        h.conn_type
-                    ),
-                });
-            }
-            // connections without TLS that this line certainly takes go no further
-            if covers_rule(dbs, users, addr) {
-                break;
+        }
+        for h in reached(rule, &hba, CLEAR_TEXT_LINE_TYPES)
+            .into_iter()
+            .map(|l| l.0)
+        {
+            if h.method != "reject" && first_time(&mut clear_text_lines, h) {
+                out.push(clear_text(rule, h));
             }
         }
     }
     out
+}
+
+/// A `pg_hba.conf` line with its columns read as the rules' own.
+type HbaLine<'h> = (&'h HbaFileRule, Vec<DbSpec>, Vec<UserSpec>, AddrSpec);
+
+/// The line types a TLS connection can match (hostnogssenc: any connection without GSSAPI
+/// encryption).
+const TLS_LINE_TYPES: &[&str] = &["host", "hostssl", "hostnogssenc"];
+/// The line types a connection without TLS can match.
+const CLEAR_TEXT_LINE_TYPES: &[&str] = &["host", "hostnossl", "hostnogssenc"];
+
+/// The lines of `types` that connections the rule covers can reach, in `pg_hba.conf`'s order:
+/// each that may match one of them, up to the first that certainly matches all of them
+/// (`pg_hba.conf` is first-match too: nothing after that line is reached).
+fn reached<'a, 'h>(rule: &Rule, hba: &'a [HbaLine<'h>], types: &[&str]) -> Vec<&'a HbaLine<'h>> {
+    let mut out = Vec::new();
+    for line in hba
+        .iter()
+        .filter(|l| types.contains(&l.0.conn_type.as_str()))
+    {
+        let (_, dbs, users, addr) = line;
+        if dbs_overlap(&rule.databases, dbs)
+            && names_overlap(&rule.users, users, literal_user)
+            && addr_overlap(&rule.address, addr)
+        {
+            out.push(line);
+        }
+        if dbs_cover(dbs, &rule.databases)
+            && users_cover(users, &rule.users)
+            && addr_covers(addr, &rule.address)
+        {
+            break;
+        }
+    }
+    out
+}
+
+/// Whether `h` is reported for the first time (one finding per line, whichever rule reaches it
+/// first).
+fn first_time(seen: &mut Vec<(String, usize)>, h: &HbaFileRule) -> bool {
+    let key = (h.file.clone(), h.line);
+    if seen.contains(&key) {
+        return false;
+    }
+    seen.push(key);
+    true
+}
+
+/// A line a covered login reaches with no certificate required before the password.
+fn without_clientcert(rule: &Rule, h: &HbaFileRule) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        file: Some(h.file.clone()),
+        line: Some(h.line),
+        problem: "covered login without clientcert: a client without a certificate can test passwords".into(),
+        detail: format!(
+            "A login that rule {} covers can match this {} line, which does not require a client certificate: a client without one is asked for the password, and pg_twofactor refuses it only afterwards (SCRAM's final message tells a right password). Add clientcert=verify-ca (or verify-full) to the line; on a host line, use hostssl.",
+            pos(rule),
+            h.conn_type
+        ),
+    }
+}
+
+/// A line a covered login reaches without TLS.
+fn clear_text(rule: &Rule, h: &HbaFileRule) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        file: Some(h.file.clone()),
+        line: Some(h.line),
+        problem: "pg_hba.conf line accepts connections without TLS for a covered login".into(),
+        detail: format!(
+            "A login that rule {} covers can match this {} line without TLS: libpq's default sslmode=prefer retries without TLS when a TLS login is refused, and the password exchange then happens in the clear before pg_twofactor refuses it. Use hostssl, or put a hostnossl ... reject line for these users above it.",
+            pos(rule),
+            h.conn_type
+        ),
+    }
 }
 
 /// Every finding, errors first.
@@ -726,7 +740,13 @@ mod tests {
         .is_empty());
         // gated method, and 2f-password away from loopback
         let pw = "hostssl all alice 10.1.0.0/16 2f-password\n";
-        let pw_hba = hba(&[("hostssl", "all", "all", NET, "password clientcert=verify-ca")]);
+        let pw_hba = hba(&[(
+            "hostssl",
+            "all",
+            "all",
+            NET,
+            "password clientcert=verify-ca",
+        )]);
         assert_eq!(
             run(pw, &pw_hba, &good()),
             vec![
@@ -739,7 +759,13 @@ mod tests {
             ..good()
         };
         let local_pw = "hostssl all alice 127.0.0.1/32 2f-password\n";
-        let local_hba = hba(&[("hostssl", "all", "all", "127.0.0.0/255.0.0.0", "password clientcert=verify-full")]);
+        let local_hba = hba(&[(
+            "hostssl",
+            "all",
+            "all",
+            "127.0.0.0/255.0.0.0",
+            "password clientcert=verify-full",
+        )]);
         assert!(run(local_pw, &local_hba, &enabled).is_empty());
         // no usable pg_hba.conf line: wrong method, or no overlapping address
         assert_eq!(
@@ -763,7 +789,13 @@ mod tests {
         );
         // first match in pg_hba.conf: a password line for alice above the scram line
         let shadowed_hba = hba(&[
-            ("hostssl", "all", "alice", NET, "password clientcert=verify-ca"),
+            (
+                "hostssl",
+                "all",
+                "alice",
+                NET,
+                "password clientcert=verify-ca",
+            ),
             ("hostssl", "all", "all", NET, SCRAM_CA),
         ]);
         assert_eq!(
@@ -847,7 +879,13 @@ mod tests {
             run(rule, &plain, &good()),
             vec!["warning /d/pg_hba.conf:1 covered login without clientcert: a client without a certificate can test passwords"]
         );
-        let full = hba(&[("hostssl", "all", "all", NET, "scram-sha-256 clientcert=verify-full")]);
+        let full = hba(&[(
+            "hostssl",
+            "all",
+            "all",
+            NET,
+            "scram-sha-256 clientcert=verify-full",
+        )]);
         assert!(run(rule, &full, &good()).is_empty());
         // only the lines a covered login reaches: one below a line that covers the rule is not
         let below = hba(&[
@@ -878,10 +916,15 @@ mod tests {
         };
         let two = format!("{rule}hostssl all bob 10.1.0.0/16 2f-scram-sha-256\n");
         let found = findings(
-            Ok(&parse_text(Path::new("/d/r.conf"), two.as_bytes(), Syntax::Pg15, &AnyRegex)
-                .into_rule_set()
-                .unwrap()
-                .rules),
+            Ok(&parse_text(
+                Path::new("/d/r.conf"),
+                two.as_bytes(),
+                Syntax::Pg15,
+                &AnyRegex,
+            )
+            .into_rule_set()
+            .unwrap()
+            .rules),
             &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]),
             &off,
         );
@@ -890,7 +933,9 @@ mod tests {
             (found[0].problem.as_str(), found[0].line),
             ("pg_twofactor.handshake_check is off", Some(1))
         );
-        assert!(found[0].detail.starts_with("2 rule(s), the first at /d/r.conf:1,"));
+        assert!(found[0]
+            .detail
+            .starts_with("2 rule(s), the first at /d/r.conf:1,"));
         // nothing enforces: nothing to warn about
         assert!(run(
             "hostssl all alice 10.1.0.0/16 2f-scram-sha-256 mode=report\n",
@@ -905,7 +950,11 @@ mod tests {
             ..good()
         };
         assert_eq!(
-            run(rule, &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]), &late),
+            run(
+                rule,
+                &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]),
+                &late
+            ),
             vec!["warning :0 auth_delay is loaded after pg_twofactor"]
         );
         for fine in [
@@ -927,7 +976,11 @@ mod tests {
             ..good()
         };
         assert_eq!(
-            run(rule, &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]), &credcheck),
+            run(
+                rule,
+                &hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]),
+                &credcheck
+            ),
             vec!["warning :0 credcheck is loaded after pg_twofactor"]
         );
     }

@@ -4,8 +4,8 @@
 
 use crate::address::KnownHost;
 use crate::cert::{der_from_pem, PemError};
-use crate::handshake::{self, HandshakeRefusal, HandshakeVerdict};
 use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict};
+use crate::handshake::{self, HandshakeRefusal, HandshakeVerdict};
 use crate::methods::BaseMethod;
 use crate::rules::Rule;
 use std::net::IpAddr;

@@ -193,15 +193,9 @@ mod tests {
             verdict(UNBOUND, &net, "10.0.0.1"),
             HandshakeVerdict::Unbound
         );
-        assert_eq!(
-            verdict(EMAIL, &net, "10.0.0.1"),
-            HandshakeVerdict::Unbound
-        );
+        assert_eq!(verdict(EMAIL, &net, "10.0.0.1"), HandshakeVerdict::Unbound);
         // even with no readable client address: there is nothing to compare
-        assert_eq!(
-            check(UNBOUND, None),
-            HandshakeVerdict::Unbound
-        );
+        assert_eq!(check(UNBOUND, None), HandshakeVerdict::Unbound);
     }
 
     #[test]
@@ -265,13 +259,13 @@ mod tests {
     fn what_cannot_be_read_is_refused() {
         let net = StaticNetwork::default();
         assert!(matches!(
-            cause(check(b"not a certificate", Some(&ClientName::new(&net, ip("127.0.0.1"))))),
+            cause(check(
+                b"not a certificate",
+                Some(&ClientName::new(&net, ip("127.0.0.1")))
+            )),
             RefusalCause::Unreadable(_)
         ));
-        assert_eq!(
-            cause(check(LOOPBACK, None)),
-            RefusalCause::NoClientAddress
-        );
+        assert_eq!(cause(check(LOOPBACK, None)), RefusalCause::NoClientAddress);
     }
 
     #[test]

@@ -122,7 +122,10 @@ pub struct Probe {
 impl Probe {
     /// The server asked for a password (cleartext 3, MD5 5 or SASL 10).
     pub fn asked_password(&self) -> bool {
-        self.trace.auth_codes.iter().any(|c| matches!(c, 3 | 5 | 10))
+        self.trace
+            .auth_codes
+            .iter()
+            .any(|c| matches!(c, 3 | 5 | 10))
     }
 
     /// SCRAM's server-final message arrived: the server proved it knows the password, which it

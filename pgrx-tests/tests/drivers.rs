@@ -34,7 +34,10 @@ struct Driver {
 fn asyncpg() -> Result<Command, String> {
     let python = clients_dir().join("venv/bin/python3");
     if !python.exists() {
-        return Err(format!("{} is missing (.ci/setup --tests)", python.display()));
+        return Err(format!(
+            "{} is missing (.ci/setup --tests)",
+            python.display()
+        ));
     }
     let mut cmd = Command::new(python);
     cmd.arg(scripts().join("asyncpg_login.py"));
@@ -44,10 +47,14 @@ fn asyncpg() -> Result<Command, String> {
 fn node_postgres() -> Result<Command, String> {
     let modules = clients_dir().join("node/node_modules");
     if !modules.join("pg").exists() {
-        return Err(format!("{}/pg is missing (.ci/setup --tests)", modules.display()));
+        return Err(format!(
+            "{}/pg is missing (.ci/setup --tests)",
+            modules.display()
+        ));
     }
     let mut cmd = Command::new("node");
-    cmd.env("NODE_PATH", modules).arg(scripts().join("pg_login.js"));
+    cmd.env("NODE_PATH", modules)
+        .arg(scripts().join("pg_login.js"));
     Ok(cmd)
 }
 
@@ -57,7 +64,9 @@ fn pgjdbc() -> Result<Command, String> {
         return Err("/usr/share/java/postgresql.jar is missing (libpostgresql-jdbc-java)".into());
     }
     let mut cmd = Command::new("java");
-    cmd.arg("-cp").arg(jar).arg(scripts().join("JdbcLogin.java"));
+    cmd.arg("-cp")
+        .arg(jar)
+        .arg(scripts().join("JdbcLogin.java"));
     Ok(cmd)
 }
 
@@ -91,7 +100,11 @@ fn pk8(files: &CertFiles) -> PathBuf {
 }
 
 /// Runs one login; returns (exit code, what it printed, how long it took).
-fn login(driver: &Driver, c: &Cluster, files: &CertFiles) -> Result<(i32, String, Duration), String> {
+fn login(
+    driver: &Driver,
+    c: &Cluster,
+    files: &CertFiles,
+) -> Result<(i32, String, Duration), String> {
     let key = if driver.name == "pgjdbc" {
         pk8(files)
     } else {
@@ -120,15 +133,27 @@ fn drivers_get_a_clean_tls_failure_for_a_certificate_bound_elsewhere() {
         .setting("pg_twofactor.handshake_check = on")
         .start();
     c.create_user("test1", PASSWORD);
-    let away = c.client_cert("test1-away", &["test1"], Some(&[San::Ip("10.9.9.9".parse().unwrap())]));
-    let home = c.client_cert("test1-home", &["test1"], Some(&[San::Ip("127.0.0.1".parse().unwrap())]));
+    let away = c.client_cert(
+        "test1-away",
+        &["test1"],
+        Some(&[San::Ip("10.9.9.9".parse().unwrap())]),
+    );
+    let home = c.client_cert(
+        "test1-home",
+        &["test1"],
+        Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+    );
     let ci = std::env::var("CI").as_deref() == Ok("true");
     for driver in DRIVERS {
         // positive control: the certificate bound to 127.0.0.1 gets a session
         let (code, text, _) = match login(driver, &c, &home) {
             Ok(r) => r,
             Err(why) => {
-                assert!(!ci, "{}: {why}, and under CI every scenario runs in full", driver.name);
+                assert!(
+                    !ci,
+                    "{}: {why}, and under CI every scenario runs in full",
+                    driver.name
+                );
                 eprintln!("{}: skipped: {why}", driver.name);
                 continue;
             }
@@ -148,7 +173,9 @@ fn drivers_get_a_clean_tls_failure_for_a_certificate_bound_elsewhere() {
             "{}: the password exchange must not happen: {text}",
             driver.name
         );
-        let log = c.log_since_when(mark, |l| l.contains("pg_twofactor refused the TLS handshake"));
+        let log = c.log_since_when(mark, |l| {
+            l.contains("pg_twofactor refused the TLS handshake")
+        });
         assert!(
             log.contains("pg_twofactor refused the TLS handshake of client 127.0.0.1"),
             "{}: {log}",

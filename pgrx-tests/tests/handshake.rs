@@ -26,7 +26,11 @@ const RULES: &str = "hostssl all test1 all 2f-scram-sha-256\n";
 
 const LOG_LINE: &str = "pg_twofactor refused the TLS handshake of client";
 
-fn cluster(extra: impl FnOnce(pg_twofactor_e2e::cluster::ClusterBuilder) -> pg_twofactor_e2e::cluster::ClusterBuilder) -> Cluster {
+fn cluster(
+    extra: impl FnOnce(
+        pg_twofactor_e2e::cluster::ClusterBuilder,
+    ) -> pg_twofactor_e2e::cluster::ClusterBuilder,
+) -> Cluster {
     let builder = HBA
         .iter()
         .fold(Cluster::builder().rules(RULES), |b, l| b.hba(l))
@@ -43,7 +47,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn raw(c: &Cluster, user: &str, password: &str, cert: Option<&CertFiles>, from: &str, to: &str) -> RawLogin {
+fn raw(
+    c: &Cluster,
+    user: &str,
+    password: &str,
+    cert: Option<&CertFiles>,
+    from: &str,
+    to: &str,
+) -> RawLogin {
     RawLogin {
         user: user.as_bytes().to_vec(),
         database: b"postgres".to_vec(),
@@ -108,23 +119,41 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
     );
 
     // Positive control: the right certificate, the right password: a session, after SCRAM.
-    let p = probe(&raw(&c, "test1", PASSWORD, Some(&home), "127.0.0.1", "127.0.0.1"), &ca);
+    let p = probe(
+        &raw(&c, "test1", PASSWORD, Some(&home), "127.0.0.1", "127.0.0.1"),
+        &ca,
+    );
     assert_session(&p, "test1", "bound to 127.0.0.1");
     assert_eq!(p.trace.auth_codes, vec![10, 11, 12, 0]);
     // ... and a wrong password with it: asked, no server-final message.
-    let p = probe(&raw(&c, "test1", "wrong", Some(&home), "127.0.0.1", "127.0.0.1"), &ca);
+    let p = probe(
+        &raw(&c, "test1", "wrong", Some(&home), "127.0.0.1", "127.0.0.1"),
+        &ca,
+    );
     assert!(p.asked_password() && !p.scram_final(), "{p:?}");
-    assert!(matches!(&p.result, Ok(RawOutcome::Error { sqlstate, .. }) if sqlstate == "28P01"), "{p:?}");
+    assert!(
+        matches!(&p.result, Ok(RawOutcome::Error { sqlstate, .. }) if sqlstate == "28P01"),
+        "{p:?}"
+    );
 
     // A certificate bound to 10.9.9.9, used from 127.0.0.1: the handshake fails, for the
     // covered login and for any other, for the right and a wrong password alike.
     let mark = c.log_mark();
     let mut attempts = 0;
-    for (cert, name) in [(&away, "test1's certificate"), (&others_away, "other's certificate")] {
+    for (cert, name) in [
+        (&away, "test1's certificate"),
+        (&others_away, "other's certificate"),
+    ] {
         for user in ["test1", "other", "nocert"] {
             for password in [PASSWORD, "wrong"] {
-                let p = probe(&raw(&c, user, password, Some(cert), "127.0.0.1", "127.0.0.1"), &ca);
-                assert_refused_in_handshake(&p, &format!("{name} as {user} with password {password:?}"));
+                let p = probe(
+                    &raw(&c, user, password, Some(cert), "127.0.0.1", "127.0.0.1"),
+                    &ca,
+                );
+                assert_refused_in_handshake(
+                    &p,
+                    &format!("{name} as {user} with password {password:?}"),
+                );
                 attempts += 1;
             }
         }
@@ -144,7 +173,12 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
         );
     }
     // nothing of the login reached the hook: no decision was logged
-    assert!(!c.log_since(mark).contains(pg_twofactor_core::decision_log::PREFIX), "{}", c.log_since(mark));
+    assert!(
+        !c.log_since(mark)
+            .contains(pg_twofactor_core::decision_log::PREFIX),
+        "{}",
+        c.log_since(mark)
+    );
     assert_eq!(stats_refused(&c), attempts.to_string());
 
     // The dry run says the same, for any login: refused in the handshake, no rule.
@@ -159,7 +193,17 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
     }
 
     // A certificate without SubjectAltName addresses passes the handshake: the rules decide.
-    let p = probe(&raw(&c, "test1", PASSWORD, Some(&unbound), "127.0.0.1", "127.0.0.1"), &ca);
+    let p = probe(
+        &raw(
+            &c,
+            "test1",
+            PASSWORD,
+            Some(&unbound),
+            "127.0.0.1",
+            "127.0.0.1",
+        ),
+        &ca,
+    );
     assert_session(&p, "test1", "no SubjectAltName");
     // A login no rule covers, without a certificate, on a line without clientcert: unaffected.
     rust_login(&c, &Login::new("nocert", PASSWORD)).assert_accepted_as("nocert");
@@ -167,7 +211,10 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
     // No certificate on a verify-ca line: refused before any password exchange (PostgreSQL's
     // own check), for the right and a wrong password alike.
     for password in [PASSWORD, "wrong"] {
-        let p = probe(&raw(&c, "test1", password, None, "127.0.0.1", "127.0.0.1"), &ca);
+        let p = probe(
+            &raw(&c, "test1", password, None, "127.0.0.1", "127.0.0.1"),
+            &ca,
+        );
         assert!(!p.asked_password() && !p.scram_final(), "{p:?}");
         assert_eq!(
             p.result,
@@ -187,15 +234,24 @@ fn a_certificate_bound_elsewhere_never_reaches_a_password() {
         c.psql_admin("SELECT handshake_check FROM pg_twofactor_status()"),
         "off"
     );
-    let p = probe(&raw(&c, "test1", PASSWORD, Some(&away), "127.0.0.1", "127.0.0.1"), &ca);
-    assert!(p.asked_password() && p.scram_final(), "without the check: {p:?}");
+    let p = probe(
+        &raw(&c, "test1", PASSWORD, Some(&away), "127.0.0.1", "127.0.0.1"),
+        &ca,
+    );
+    assert!(
+        p.asked_password() && p.scram_final(),
+        "without the check: {p:?}"
+    );
     assert!(matches!(&p.result, Ok(RawOutcome::Error { .. })), "{p:?}");
 
     // On again (another reload, so a new TLS context): refused in the handshake again.
     c.append_settings(&["pg_twofactor.handshake_check = on"]);
     c.reload();
     for password in [PASSWORD, "wrong"] {
-        let p = probe(&raw(&c, "test1", password, Some(&away), "127.0.0.1", "127.0.0.1"), &ca);
+        let p = probe(
+            &raw(&c, "test1", password, Some(&away), "127.0.0.1", "127.0.0.1"),
+            &ca,
+        );
         assert_refused_in_handshake(&p, "after a reload");
     }
     assert_eq!(stats_refused(&c), (attempts + 2).to_string());
@@ -234,7 +290,10 @@ fn psql_gets_a_clean_tls_failure() {
                 .cert(&home)
                 .param(&format!("ssl_max_protocol_version={tls}")),
         );
-        assert!(ok.success && ok.stdout.starts_with("test1|"), "{tls}: {ok:?}");
+        assert!(
+            ok.success && ok.stdout.starts_with("test1|"),
+            "{tls}: {ok:?}"
+        );
     }
 }
 
@@ -253,24 +312,55 @@ fn ipv6_and_dns_names_are_checked_in_the_handshake() {
     let ca = c.pki.ca_cert.clone();
     let v6_home = c.client_cert("v6-home", &["test1"], Some(&[San::Ip(ip("::1"))]));
     let v6_away = c.client_cert("v6-away", &["test1"], Some(&[San::Ip(ip("fd00::1"))]));
-    let named = c.client_cert("named", &["test1"], Some(&[San::Dns("app1.pg2f.test".into())]));
-    let p = probe(&raw(&c, "test1", PASSWORD, Some(&v6_home), "::1", "::1"), &ca);
+    let named = c.client_cert(
+        "named",
+        &["test1"],
+        Some(&[San::Dns("app1.pg2f.test".into())]),
+    );
+    let p = probe(
+        &raw(&c, "test1", PASSWORD, Some(&v6_home), "::1", "::1"),
+        &ca,
+    );
     assert_session(&p, "test1", "IPv6, bound to ::1");
     for password in [PASSWORD, "wrong"] {
-        let p = probe(&raw(&c, "test1", password, Some(&v6_away), "::1", "::1"), &ca);
+        let p = probe(
+            &raw(&c, "test1", password, Some(&v6_away), "::1", "::1"),
+            &ca,
+        );
         assert_refused_in_handshake(&p, "IPv6, bound to fd00::1");
     }
     // 127.0.0.1 is app1.pg2f.test both ways; 127.0.0.3 has no name
-    let p = probe(&raw(&c, "test1", PASSWORD, Some(&named), "127.0.0.1", "127.0.0.1"), &ca);
+    let p = probe(
+        &raw(
+            &c,
+            "test1",
+            PASSWORD,
+            Some(&named),
+            "127.0.0.1",
+            "127.0.0.1",
+        ),
+        &ca,
+    );
     assert_session(&p, "test1", "DNS name of 127.0.0.1");
     let mark = c.log_mark();
     for password in [PASSWORD, "wrong"] {
-        let p = probe(&raw(&c, "test1", password, Some(&named), "127.0.0.3", "127.0.0.1"), &ca);
+        let p = probe(
+            &raw(
+                &c,
+                "test1",
+                password,
+                Some(&named),
+                "127.0.0.3",
+                "127.0.0.1",
+            ),
+            &ca,
+        );
         assert_refused_in_handshake(&p, "DNS name, from 127.0.0.3");
     }
     let lines = handshake_refusals(&c, mark, 2);
     assert!(
-        lines.iter().all(|l| l.contains("of client 127.0.0.3") && l.contains("SubjectAltName: DNS:app1.pg2f.test.")),
+        lines.iter().all(|l| l.contains("of client 127.0.0.3")
+            && l.contains("SubjectAltName: DNS:app1.pg2f.test.")),
         "{lines:#?}"
     );
 }

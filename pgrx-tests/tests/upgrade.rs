@@ -81,7 +81,10 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
     c.psql_in("upgraded", "ALTER EXTENSION pg_twofactor UPDATE");
     assert_eq!(c.psql_in("upgraded", granted), "f|f|f");
     assert_eq!(
-        c.psql_in("upgraded", "SELECT handshake_check FROM pg_twofactor_status()"),
+        c.psql_in(
+            "upgraded",
+            "SELECT handshake_check FROM pg_twofactor_status()"
+        ),
         "off"
     );
     assert_eq!(

@@ -47,7 +47,11 @@ pub unsafe fn install(ctx: *mut ffi::SSL_CTX) {
 /// the server's TLS context, otherwise why not.
 pub fn state() -> &'static str {
     let ssl = crate::postgres::setting(c"ssl").as_deref() == Some("on");
-    match (settings::handshake_check(), ssl, INSTALLED.load(Ordering::Relaxed)) {
+    match (
+        settings::handshake_check(),
+        ssl,
+        INSTALLED.load(Ordering::Relaxed),
+    ) {
         (false, _, _) => "off",
         (true, true, true) => "on",
         (true, false, _) => "on, but not active: ssl is off",
