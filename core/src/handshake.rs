@@ -141,8 +141,12 @@ pub fn check(der: &[u8], client: Option<&ClientName<'_>>) -> HandshakeVerdict {
     };
     match cert::check_address(&san, client) {
         Ok(true) => HandshakeVerdict::Matched,
-        // has_address_entries said there are entries, so check_address compared them
-        Ok(false) => HandshakeVerdict::Unbound,
+        // has_address_entries said there are entries, so check_address compared them; should
+        // the two ever disagree, refuse rather than pass an unchecked binding
+        Ok(false) => refused(
+            der,
+            RefusalCause::Unreadable("its address entries could not be compared".into()),
+        ),
         Err(AddressFailure::Mismatch(why)) => refused(der, RefusalCause::Mismatch(why)),
         Err(AddressFailure::Undecided(why)) => refused(der, RefusalCause::Undecided(why)),
     }

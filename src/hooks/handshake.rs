@@ -22,6 +22,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// context is made, inherited by every backend it forks.
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+/// Whether OpenSSL called the callback in this backend (for its one connection's certificate).
+/// Another library's `openssl_tls_init_hook` may set a certificate-verify callback of its own
+/// after ours, and OpenSSL keeps one: the login hook then finds a verified certificate that
+/// never went through the check ([`ran`]) and refuses.
+static RAN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this backend's client certificate went through the callback.
+pub fn ran() -> bool {
+    RAN.load(Ordering::Relaxed)
+}
+
 /// Puts the callback on a new `SSL_CTX` (called from `openssl_tls_init_hook`, before PostgreSQL
 /// sets its own verification mode; PostgreSQL sets no certificate-verify callback of its own).
 ///
@@ -47,15 +58,17 @@ pub unsafe fn install(ctx: *mut ffi::SSL_CTX) {
 /// the server's TLS context, otherwise why not.
 pub fn state() -> &'static str {
     let ssl = crate::postgres::setting(c"ssl").as_deref() == Some("on");
-    match (
-        settings::handshake_check(),
-        ssl,
-        INSTALLED.load(Ordering::Relaxed),
-    ) {
-        (false, _, _) => "off",
-        (true, true, true) => "on",
-        (true, false, _) => "on, but not active: ssl is off",
-        (true, true, false) => "on, but not active: the server's TLS context was made without it",
+    let ca = crate::postgres::setting(c"ssl_ca_file").is_some_and(|f| !f.is_empty());
+    match (settings::handshake_check(), ssl, ca, INSTALLED.load(Ordering::Relaxed)) {
+        (false, ..) => "off",
+        (true, true, true, true) => "on",
+        (true, false, ..) => "on, but not active: ssl is off",
+        (true, true, false, _) => {
+            "on, but not active: ssl_ca_file is empty, so no client certificate is requested"
+        }
+        (true, true, true, false) => {
+            "on, but not active: this session's server process started before the TLS context had it"
+        }
     }
 }
 
@@ -66,6 +79,7 @@ unsafe extern "C" fn verify_client_certificate(
     store: *mut ffi::X509_STORE_CTX,
     _arg: *mut c_void,
 ) -> c_int {
+    RAN.store(true, Ordering::Relaxed);
     // SAFETY: OpenSSL calls this with the store context it prepared for the peer's chain, in
     // place of the X509_verify_cert it would have called itself.
     let verified = unsafe { ffi::X509_verify_cert(store) };
@@ -85,8 +99,10 @@ unsafe extern "C" fn verify_client_certificate(
     let HandshakeVerdict::Refused(refusal) = verdict else {
         return verified;
     };
-    // reporting must not change the verdict: a failure there still refuses
-    let _ = catch_unwind(AssertUnwindSafe(|| refused(&refusal)));
+    // reporting must not change the verdict: a failure there still refuses; the log line
+    // first, so that a failure to count cannot lose it
+    let _ = catch_unwind(AssertUnwindSafe(|| log_refusal(&refusal)));
+    let _ = catch_unwind(shared_memory::record_handshake_refusal);
     // SAFETY: `store` as above; the error is what OpenSSL reports for the failed handshake.
     unsafe { ffi::X509_STORE_CTX_set_error(store, ffi::X509_V_ERR_APPLICATION_VERIFICATION) };
     0
@@ -105,7 +121,7 @@ unsafe fn judge(store: *mut ffi::X509_STORE_CTX) -> HandshakeVerdict {
             certificate: None,
         });
     }
-    // SAFETY: a valid X509 owned by the store context.
+    // SAFETY: a valid X509, owned by the store context for the length of this call.
     let der = match unsafe { super::peer_der(peer) } {
         Ok(der) => der,
         Err(why) => {
@@ -143,12 +159,10 @@ unsafe fn client_of(port: *mut ffi::Port) -> Option<(std::net::IpAddr, KnownHost
     }
 }
 
-/// One server-log line (never sent to the client: the TLS handshake is under way) and the
-/// count in `pg_twofactor_stats`.
-fn refused(refusal: &HandshakeRefusal) {
+/// One server-log line, never sent to the client (the TLS handshake is under way).
+fn log_refusal(refusal: &HandshakeRefusal) {
     // SAFETY: as in client_of; MyProcPort is this backend's Port or null.
     let client = unsafe { client_of(ffi::MyProcPort) }
         .map_or_else(|| "(unknown)".to_string(), |(addr, _)| addr.to_string());
-    shared_memory::record_handshake_refusal();
     report::log_server_only(&refusal.message(&client), &refusal.detail());
 }

@@ -217,6 +217,7 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
         let attempt = unsafe { login_attempt(port) }?;
+        handshake_check_ran(&attempt)?;
         // the deadline is read only if a lookup is needed (most logins make none)
         let network = SystemNetwork::bounded_by(authentication_deadline);
         let (verdict, report, cert) = rules_in_force::with_current(|rules| {
@@ -281,6 +282,20 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
             Some(unsafe { internal(port, why) })
         }
     }
+}
+
+/// With `pg_twofactor.handshake_check` on, a verified client certificate must have gone through
+/// the handshake check; if it did not (another library set OpenSSL's certificate-verify
+/// callback after ours, and OpenSSL keeps only one), nothing checked its address binding before
+/// the password, so the login is refused, whoever it is, rather than silently unprotected.
+fn handshake_check_ran(attempt: &LoginAttempt) -> Result<(), String> {
+    if settings::handshake_check()
+        && matches!(attempt.cert, PeerCert::Verified(_))
+        && !handshake::ran()
+    {
+        return Err("pg_twofactor.handshake_check is on, but the client certificate did not go through the TLS handshake check: another library may have replaced OpenSSL's certificate-verify callback (load pg_twofactor last in shared_preload_libraries).".into());
+    }
+    Ok(())
 }
 
 /// Counts the decision and remembers the certificate (statistics only: a failure here is
@@ -384,7 +399,8 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
 /// The DER of the client's certificate.
 ///
 /// # Safety
-/// `peer` is the X509 that PostgreSQL's TLS layer stored in the Port (owned by the Port).
+/// `peer` is a valid X509 that stays alive for the call: the one PostgreSQL's TLS layer stored
+/// in the Port, or the one OpenSSL's store context holds during verification.
 unsafe fn peer_der(peer: *mut ffi::X509) -> Result<Vec<u8>, String> {
     // SAFETY: i2d_X509 with a null output pointer only computes the length.
     let len = unsafe { ffi::i2d_X509(peer, std::ptr::null_mut()) };
