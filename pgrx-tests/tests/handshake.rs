@@ -364,3 +364,82 @@ fn ipv6_and_dns_names_are_checked_in_the_handshake() {
         "{lines:#?}"
     );
 }
+
+/// Builds `fixtures/pg2f_steal_verify.c` against the cluster's server headers and installs it
+/// beside pg_twofactor (needs root, as installing an extension does).
+fn install_callback_thief(c: &Cluster) {
+    let pg_config = c.bin.join("pg_config");
+    let dir = |flag: &str| {
+        let out = std::process::Command::new(&pg_config)
+            .arg(flag)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let target = std::path::Path::new(&dir("--pkglibdir")).join("pg2f_steal_verify.so");
+    let out = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-I"])
+        .arg(dir("--includedir-server"))
+        .arg("-o")
+        .arg(&target)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/pg2f_steal_verify.c"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A library loaded after pg_twofactor takes OpenSSL's certificate-verify callback (OpenSSL
+/// keeps one per context): with the handshake check on, a login whose certificate never went
+/// through it is refused as an internal error that says why, never let through unchecked;
+/// with the check off, the same login works (positive control).
+#[test]
+fn a_stolen_verify_callback_refuses_instead_of_passing_unchecked() {
+    if !pg_twofactor_e2e::cluster::can_run_as_root("installing a test library needs root") {
+        return;
+    }
+    let mut c = cluster(|b| b.default_client_reason());
+    install_callback_thief(&c);
+    c.append_settings(&["shared_preload_libraries = 'pg_twofactor, pg2f_steal_verify'"]);
+    c.restart();
+    let ca = c.pki.ca_cert.clone();
+    let away = c.client_cert("test1-away", &["test1"], Some(&[San::Ip(ip("10.9.9.9"))]));
+    let home = c.client_cert("test1-home", &["test1"], Some(&[San::Ip(ip("127.0.0.1"))]));
+    // the handshake check cannot run: the certificate bound elsewhere reaches the password
+    // exchange, but no login with a certificate gets a session, covered or not
+    let mark = c.log_mark();
+    for (user, cert) in [("test1", &home), ("other", &away), ("other", &home)] {
+        let p = probe(
+            &raw(&c, user, PASSWORD, Some(cert), "127.0.0.1", "127.0.0.1"),
+            &ca,
+        );
+        assert!(
+            matches!(&p.result, Ok(RawOutcome::Error { sqlstate, .. }) if sqlstate == "28P01"),
+            "{user}: {p:?}"
+        );
+    }
+    let log = c.log_since(mark);
+    assert_eq!(
+        log.matches("did not go through the TLS handshake check: another library may have replaced OpenSSL's certificate-verify callback").count(),
+        3,
+        "{log}"
+    );
+    assert_eq!(
+        c.psql_admin("SELECT handshake_check FROM pg_twofactor_status()"),
+        "on"
+    );
+    // positive control: with the check off, the library does no harm to the rest
+    c.append_settings(&["pg_twofactor.handshake_check = off"]);
+    c.reload();
+    let p = probe(
+        &raw(&c, "test1", PASSWORD, Some(&home), "127.0.0.1", "127.0.0.1"),
+        &ca,
+    );
+    assert_session(&p, "test1", "check off, thief loaded");
+}
