@@ -351,6 +351,20 @@ mod tests {
     }
 
     #[test]
+    fn address_entries_are_ip_subnet_and_dns_entries_only() {
+        let some = |san: Vec<SanEntry>| info(&[Some("a")], san).has_address_entries();
+        assert!(!some(vec![]));
+        assert!(!some(vec![SanEntry::Other("email:a@example.org".into())]));
+        assert!(some(vec![SanEntry::Ip(ip("10.0.0.1"))]));
+        assert!(some(vec![SanEntry::Dns("a.example".into())]));
+        assert!(some(vec![SanEntry::BadIp(vec![1, 2, 3])]));
+        assert!(some(vec![SanEntry::Subnet {
+            addr: ip("10.0.0.0"),
+            mask: ip("255.0.0.0")
+        }]));
+    }
+
+    #[test]
     fn cn_must_be_single_and_exact() {
         assert_eq!(info(&[Some("test1")], vec![]).check_cn(b"test1"), Ok(()));
         assert_eq!(

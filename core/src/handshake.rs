@@ -15,7 +15,6 @@
 
 use crate::address::ClientName;
 use crate::cert::{self, AddressFailure, CertInfo};
-use std::fmt;
 
 /// The reason under which the statistics count a refused handshake, and the dry run shows it.
 pub const REASON: &str =
@@ -114,16 +113,6 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-impl fmt::Display for HandshakeVerdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HandshakeVerdict::Unbound => f.write_str("unbound"),
-            HandshakeVerdict::Matched => f.write_str("matched"),
-            HandshakeVerdict::Refused(r) => write!(f, "refused: {}", r.cause),
-        }
-    }
-}
-
 /// The handshake's verdict on the verified certificate `der` for the client `client` (`None`:
 /// its address could not be read).
 pub fn check(der: &[u8], client: Option<&ClientName<'_>>) -> HandshakeVerdict {
@@ -174,6 +163,8 @@ mod tests {
     const LOOPBACK: &[u8] = include_bytes!("testdata/handshake-loopback.der");
     const DNS: &[u8] = include_bytes!("testdata/handshake-dns.der");
     const EVIL: &[u8] = include_bytes!("testdata/handshake-evil.der");
+    const BAD_SAN: &[u8] = include_bytes!("testdata/handshake-bad-san.der");
+    const BAD_OTHER: &[u8] = include_bytes!("testdata/handshake-bad-other.der");
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -186,7 +177,7 @@ mod tests {
     fn cause(v: HandshakeVerdict) -> RefusalCause {
         match v {
             HandshakeVerdict::Refused(r) => r.cause,
-            other => panic!("expected a refusal, got {other}"),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
@@ -256,6 +247,25 @@ mod tests {
         assert!(matches!(
             cause(verdict(der, &unconfirmed, "10.1.1.1")),
             RefusalCause::Undecided(_)
+        ));
+    }
+
+    #[test]
+    fn a_subject_alt_name_that_cannot_be_parsed_is_refused_and_only_it() {
+        let net = StaticNetwork::default();
+        // a broken SubjectAltName might hide addresses: refused, never "no entries"
+        assert!(matches!(
+            cause(verdict(BAD_SAN, &net, "127.0.0.1")),
+            RefusalCause::Unreadable(why) if why.contains("SubjectAltName")
+        ));
+        // another broken extension says nothing about the binding: the SubjectAltName decides
+        assert_eq!(
+            verdict(BAD_OTHER, &net, "127.0.0.1"),
+            HandshakeVerdict::Matched
+        );
+        assert!(matches!(
+            cause(verdict(BAD_OTHER, &net, "127.0.0.2")),
+            RefusalCause::Mismatch(_)
         ));
     }
 
