@@ -300,10 +300,10 @@ fn module_name(entry: &str) -> &str {
 /// its login hook runs first, calls pg_twofactor's, which ends the process on a refusal, so it
 /// never delays or counts a two-factor refusal.
 fn preload_order_finding(libraries: &[String]) -> Option<Finding> {
-    let names: Vec<&str> = libraries.iter().map(|l| module_name(l)).collect();
-    let ours = names.iter().position(|n| *n == "pg_twofactor")?;
-    let late = names[ours + 1..]
+    let late = libraries
         .iter()
+        .map(|l| module_name(l))
+        .skip_while(|n| *n != "pg_twofactor")
         .find(|n| FAILED_LOGIN_MODULES.contains(n))?;
     Some(Finding {
         severity: Severity::Warning,
@@ -944,6 +944,11 @@ mod tests {
         )
         .iter()
         .all(|f| !f.contains("handshake_check")));
+        // one finding per pg_hba.conf line, however many rules reach it
+        assert_eq!(
+            run(&two, &plain, &good()),
+            vec!["warning /d/pg_hba.conf:1 covered login without clientcert: a client without a certificate can test passwords"]
+        );
         // (c) a module that delays or counts failed logins, loaded after pg_twofactor
         let late = ServerSettings {
             preload_libraries: vec!["pg_twofactor".into(), "$libdir/auth_delay.so".into()],
@@ -983,6 +988,23 @@ mod tests {
             ),
             vec!["warning :0 credcheck is loaded after pg_twofactor"]
         );
+    }
+
+    #[test]
+    fn issuer_must_name_a_ca_of_ssl_ca_file() {
+        let h = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
+        let rule = "hostssl all alice 10.1.0.0/16 2f-scram-sha-256 issuer=\"CN=Team CA\"\n";
+        let with = |names: &[&str]| ServerSettings {
+            ca_names: Some(names.iter().map(|n| n.to_string()).collect()),
+            ..good()
+        };
+        assert_eq!(
+            run(rule, &h, &with(&["CN=Other CA"])),
+            vec!["error /d/r.conf:1 issuer= names no CA of ssl_ca_file"]
+        );
+        assert!(run(rule, &h, &with(&["CN=Other CA", "CN=Team CA"])).is_empty());
+        // ssl_ca_file unreadable: nothing to compare with, no finding
+        assert!(run(rule, &h, &good()).is_empty());
     }
 
     #[test]
