@@ -257,7 +257,7 @@ async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result
 
 /// An error and every error under it ("error communicating with the server: ...: tlsv1 alert
 /// unknown ca"), so that a check can name the cause.
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

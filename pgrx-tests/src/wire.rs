@@ -154,21 +154,10 @@ pub fn probe(login: &RawLogin, ca: &std::path::Path) -> Probe {
     let mut trace = RawTrace::default();
     let result = connect(login)
         .and_then(|mut tcp| login_over(login, ca, &mut tcp, &mut trace))
-        .map_err(|e| causes(&e));
+        .map_err(|e| crate::client::with_causes(&e));
     Probe { result, trace }
 }
 
-/// An error and its sources, joined with ": " (OpenSSL's alert is in the source).
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    out
-}
 
 /// [`raw_login`], also returning the client's own address and port (what the server logs as
 /// `%r`).

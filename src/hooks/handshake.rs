@@ -9,7 +9,7 @@
 //! follows the startup packet in 15-18): it never raises an ERROR, never unwinds, and never
 //! takes an LWLock (the refusal is counted in atomics, [`crate::shared_memory`]).
 
-use crate::postgres::{ffi, report};
+use crate::postgres::{connection, ffi, report};
 use crate::{settings, shared_memory};
 use pg_twofactor_core::address::{self, ClientName, KnownHost};
 use pg_twofactor_core::handshake::{self, HandshakeRefusal, HandshakeVerdict, RefusalCause};
@@ -122,7 +122,7 @@ unsafe fn judge(store: *mut ffi::X509_STORE_CTX) -> HandshakeVerdict {
         });
     }
     // SAFETY: a valid X509, owned by the store context for the length of this call.
-    let der = match unsafe { super::peer_der(peer) } {
+    let der = match unsafe { connection::peer_der(peer) } {
         Ok(der) => der,
         Err(why) => {
             return HandshakeVerdict::Refused(HandshakeRefusal {
@@ -131,7 +131,7 @@ unsafe fn judge(store: *mut ffi::X509_STORE_CTX) -> HandshakeVerdict {
             })
         }
     };
-    let network = SystemNetwork::bounded_by(super::startup_deadline);
+    let network = SystemNetwork::bounded_by(connection::startup_deadline);
     // SAFETY: MyProcPort is set before the handshake in 15-18 (BackendInitialize) and owned
     // by this backend for its life; null is handled.
     let client = unsafe { client_of(ffi::MyProcPort) };
@@ -151,7 +151,7 @@ unsafe fn client_of(port: *mut ffi::Port) -> Option<(std::net::IpAddr, KnownHost
         let p = port.as_ref()?;
         let addr = address::sockaddr_ip(&p.raddr.addr as *const _ as *const libc::sockaddr)?;
         let known = KnownHost {
-            name: (!p.remote_hostname.is_null()).then(|| super::bytes(p.remote_hostname)),
+            name: (!p.remote_hostname.is_null()).then(|| connection::bytes(p.remote_hostname)),
             resolv: p.remote_hostname_resolv,
             errcode: p.remote_hostname_errcode,
         };

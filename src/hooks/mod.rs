@@ -9,7 +9,7 @@
 //! Any panic or PostgreSQL error on the way is a refusal.
 
 use crate::postgres::catalog::ServerCatalog;
-use crate::postgres::{ffi, report};
+use crate::postgres::{connection, ffi, report};
 use crate::settings::LogDecisions;
 use crate::{rules_in_force, settings, shared_memory};
 use pg_twofactor_core::address::{self, KnownHost};
@@ -165,46 +165,6 @@ fn logs_authenticated_connections() -> bool {
         || value.split(',').any(|v| v.trim() == "authentication")
 }
 
-/// How long before `authentication_timeout` fires the hook's host-name lookups give up, so
-/// that the refusal (and its reason) reaches the client and the log first: half a second, or a
-/// quarter of `authentication_timeout` when that is shorter than two seconds.
-const LOOKUP_MARGIN_US: i64 = 500_000;
-
-/// The instant host-name lookups must give up by, and `authentication_timeout` in seconds:
-/// the margin before the timeout `id` fires. `None` when it is not armed.
-fn deadline_before(id: ffi::TimeoutId::Type) -> Option<(std::time::Instant, i32)> {
-    // SAFETY: called in the backend on its one thread; these read the timeout module's table
-    // (a valid id), AuthenticationTimeout is a plain int GUC, and GetCurrentTimestamp only
-    // reads the clock.
-    let (fire_at, now, secs) = unsafe {
-        if !ffi::get_timeout_active(id) {
-            return None;
-        }
-        (
-            ffi::get_timeout_finish_time(id),
-            pg_sys::GetCurrentTimestamp(),
-            pg_sys::AuthenticationTimeout,
-        )
-    };
-    let margin = LOOKUP_MARGIN_US.min(i64::from(secs) * 1_000_000 / 4);
-    let left = (fire_at - now - margin).max(0) as u64;
-    Some((
-        std::time::Instant::now() + std::time::Duration::from_micros(left),
-        secs,
-    ))
-}
-
-/// During authentication: the timeout PerformAuthentication armed (it reuses
-/// STATEMENT_TIMEOUT for `authentication_timeout`, in 15, 16, 17 and 18).
-fn authentication_deadline() -> Option<(std::time::Instant, i32)> {
-    deadline_before(ffi::TimeoutId::STATEMENT_TIMEOUT)
-}
-
-/// During the TLS handshake: STARTUP_PACKET_TIMEOUT, which BackendInitialize arms with
-/// `authentication_timeout` before the SSL negotiation (15-18).
-fn startup_deadline() -> Option<(std::time::Instant, i32)> {
-    deadline_before(ffi::TimeoutId::STARTUP_PACKET_TIMEOUT)
-}
 
 /// The verdict for a login: `None` lets it in. Never panics or raises: anything unexpected is
 /// an internal-error refusal. `applies`: PostgreSQL accepted the password, so the verdict is
@@ -219,7 +179,7 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
         let attempt = unsafe { login_attempt(port) }?;
         handshake_check_ran(&attempt)?;
         // the deadline is read only if a lookup is needed (most logins make none)
-        let network = SystemNetwork::bounded_by(authentication_deadline);
+        let network = SystemNetwork::bounded_by(connection::authentication_deadline);
         let (verdict, report, cert) = rules_in_force::with_current(|rules| {
             let d = decision::decide_all(
                 rules,
@@ -321,7 +281,7 @@ fn record(
 unsafe fn internal(port: *mut ffi::Port, why: &str) -> Refusal {
     let user = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
-        unsafe { bytes((*port).user_name) }
+        unsafe { connection::bytes((*port).user_name) }
     }))
     .unwrap_or_default();
     let hba_method = catch_unwind(AssertUnwindSafe(|| {
@@ -361,16 +321,6 @@ fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
     report::log_info(&LogRecord::of(attempt, what, undecided).to_string());
 }
 
-/// # Safety
-/// `p` is null or a NUL-terminated string.
-unsafe fn bytes(p: *const std::ffi::c_char) -> Vec<u8> {
-    if p.is_null() {
-        Vec::new()
-    } else {
-        // SAFETY: per the contract.
-        unsafe { CStr::from_ptr(p) }.to_bytes().to_vec()
-    }
-}
 
 fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
     use ffi::UserAuth as U;
@@ -396,26 +346,6 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
     }
 }
 
-/// The DER of the client's certificate.
-///
-/// # Safety
-/// `peer` is a valid X509 that stays alive for the call: the one PostgreSQL's TLS layer stored
-/// in the Port, or the one OpenSSL's store context holds during verification.
-unsafe fn peer_der(peer: *mut ffi::X509) -> Result<Vec<u8>, String> {
-    // SAFETY: i2d_X509 with a null output pointer only computes the length.
-    let len = unsafe { ffi::i2d_X509(peer, std::ptr::null_mut()) };
-    if len <= 0 {
-        return Err("could not DER-encode the client certificate".into());
-    }
-    let mut buf = vec![0u8; len as usize];
-    let mut out = buf.as_mut_ptr();
-    // SAFETY: `buf` has the `len` bytes i2d_X509 said it needs; it advances `out` past them.
-    let written = unsafe { ffi::i2d_X509(peer, &mut out) };
-    if written != len {
-        return Err("could not DER-encode the client certificate".into());
-    }
-    Ok(buf)
-}
 
 /// Reads what the decision needs out of the Port. Names stay bytes in the server encoding.
 ///
@@ -431,7 +361,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
         } else if !p.peer_cert_valid {
             PeerCert::Unverified
         } else {
-            PeerCert::Verified(peer_der(p.peer)?)
+            PeerCert::Verified(connection::peer_der(p.peer)?)
         };
         if p.hba.is_null() {
             return Err("PostgreSQL chose no pg_hba.conf line.".into());
@@ -445,10 +375,10 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
         });
         #[cfg(not(has_hba_sourcefile))]
         let hba_file = None;
-        let remote_hostname = (!p.remote_hostname.is_null()).then(|| bytes(p.remote_hostname));
+        let remote_hostname = (!p.remote_hostname.is_null()).then(|| connection::bytes(p.remote_hostname));
         Ok(LoginAttempt {
-            database: bytes(p.database_name),
-            user: bytes(p.user_name),
+            database: connection::bytes(p.database_name),
+            user: connection::bytes(p.user_name),
             client_addr,
             known_host: KnownHost {
                 name: remote_hostname,
