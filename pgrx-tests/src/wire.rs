@@ -158,7 +158,6 @@ pub fn probe(login: &RawLogin, ca: &std::path::Path) -> Probe {
     Probe { result, trace }
 }
 
-
 /// [`raw_login`], also returning the client's own address and port (what the server logs as
 /// `%r`).
 pub fn raw_login_at(

@@ -165,7 +165,6 @@ fn logs_authenticated_connections() -> bool {
         || value.split(',').any(|v| v.trim() == "authentication")
 }
 
-
 /// The verdict for a login: `None` lets it in. Never panics or raises: anything unexpected is
 /// an internal-error refusal. `applies`: PostgreSQL accepted the password, so the verdict is
 /// logged, counted and acted on; otherwise the same work is done (the lookups above all) and
@@ -321,7 +320,6 @@ fn log_decision(attempt: &LoginAttempt, verdict: &Verdict, undecided: &str) {
     report::log_info(&LogRecord::of(attempt, what, undecided).to_string());
 }
 
-
 fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
     use ffi::UserAuth as U;
     match m {
@@ -345,7 +343,6 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
         other => BaseMethod::Other(format!("method #{other}")),
     }
 }
-
 
 /// Reads what the decision needs out of the Port. Names stay bytes in the server encoding.
 ///
@@ -375,7 +372,8 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
         });
         #[cfg(not(has_hba_sourcefile))]
         let hba_file = None;
-        let remote_hostname = (!p.remote_hostname.is_null()).then(|| connection::bytes(p.remote_hostname));
+        let remote_hostname =
+            (!p.remote_hostname.is_null()).then(|| connection::bytes(p.remote_hostname));
         Ok(LoginAttempt {
             database: connection::bytes(p.database_name),
             user: connection::bytes(p.user_name),
