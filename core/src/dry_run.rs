@@ -234,6 +234,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_handshake_check_refuses_a_certificate_bound_elsewhere_before_any_rule() {
+        let net = crate::address::StaticNetwork::default();
+        let at = |addr: &str, cert: PeerCert| LoginAttempt {
+            cert,
+            ..attempt(15, "u", "d", Some(addr), None, "scram-sha-256", true, false).unwrap()
+        };
+        // bound to 127.0.0.1 and ::1
+        let der = include_bytes!("testdata/handshake-loopback.der").to_vec();
+        assert!(
+            handshake_refusal(&at("127.0.0.1", PeerCert::Verified(der.clone())), &net).is_none()
+        );
+        assert!(handshake_refusal(&at("10.1.2.3", PeerCert::None), &net).is_none());
+        let refused = at("10.1.2.3", PeerCert::Verified(der));
+        let r = handshake_refusal(&refused, &net).expect("refused in the handshake");
+        let row = handshake_row(&refused, &r);
+        assert_eq!(
+            (row.rule_line, row.verdict.as_str(), row.reason.as_deref()),
+            (None, "refused", Some(handshake::REASON))
+        );
+        assert!(row.message.unwrap().contains("of client 10.1.2.3"));
+    }
+
+    #[test]
     fn arguments_are_checked() {
         assert_eq!(
             attempt(15, "u", "d", Some("10.1.2.3/32"), None, "md5", true, false)
