@@ -1,6 +1,8 @@
 -- pg_twofactor 0.3.0 -> 0.4.0
 -- pg_twofactor_status() gains handshake_check (whether the TLS handshake checks a client
--- certificate's address binding): the function is made again, with its comment and grants.
+-- certificate's address binding) and settings_digest (a SHA-256 over the other settings that
+-- decide a login; rules_digest becomes a SHA-256 too): the function is made again, with its
+-- comment and grants.
 -- Keep this in step with sql/pg_twofactor.sql and the #[pg_extern] attributes: the upgrade
 -- test compares an upgraded database with a fresh install.
 
@@ -20,12 +22,13 @@ CREATE FUNCTION "pg_twofactor_status"() RETURNS TABLE (
 	"ssl" bool,
 	"ssl_ca_file" TEXT,
 	"enabled_methods" TEXT[],
-	"handshake_check" TEXT
+	"handshake_check" TEXT,
+	"settings_digest" TEXT
 )
 STRICT VOLATILE PARALLEL RESTRICTED
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'pg_twofactor_status_wrapper';
 COMMENT ON FUNCTION pg_twofactor_status() IS
-    'pg_twofactor: rules in force (and a digest of their files), pending reload, last reload error, TLS settings, enabled methods, the handshake check';
+    'pg_twofactor: rules in force (and a digest of their files), pending reload, last reload error, TLS settings, enabled methods, the handshake check, a digest of the settings that decide a login';
 REVOKE ALL ON FUNCTION pg_twofactor_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_twofactor_status() TO pg_read_all_settings;

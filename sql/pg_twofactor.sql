@@ -18,7 +18,7 @@ COMMENT ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, bo
 REVOKE ALL ON FUNCTION pg_twofactor_check(text, text, inet, text, text, boolean, boolean) FROM PUBLIC;
 
 COMMENT ON FUNCTION pg_twofactor_status() IS
-    'pg_twofactor: rules in force (and a digest of their files), pending reload, last reload error, TLS settings, enabled methods, the handshake check';
+    'pg_twofactor: rules in force (and a digest of their files), pending reload, last reload error, TLS settings, enabled methods, the handshake check, a digest of the settings that decide a login';
 REVOKE ALL ON FUNCTION pg_twofactor_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pg_twofactor_status() TO pg_read_all_settings;
 

@@ -107,10 +107,17 @@ fn count(table: &mut StatsTable, verdict: &Verdict, rule: Option<&Rule>, now: i6
 
 /// Counts a decision (and the report-mode rule's finding, if any), and remembers the client's
 /// certificate when TLS verified one. Returns the certificate's summary for the expiry
-/// warning.
+/// warning when the login goes on.
+///
+/// `logged_in`: PostgreSQL accepted the password. The tables are read by `pg_read_all_stats`,
+/// who must not learn from them whether a password was right: a refusal (or a report-mode
+/// finding) is counted, and a certificate's use recorded, whatever the password was;
+/// acceptances, exemptions, logins no rule covers and a certificate's `last_accepted` only for
+/// logins that go on, which are sessions that role sees anyway (`pg_stat_activity`).
 pub fn record(
     attempt: &LoginAttempt,
     d: &pg_twofactor_core::decision::Decision<'_>,
+    logged_in: bool,
 ) -> Option<CertSummary> {
     let now = now();
     {
@@ -118,7 +125,9 @@ pub fn record(
         if let Some((observed, rule)) = &d.report {
             count(&mut table, observed, Some(rule), now);
         }
-        count(&mut table, &d.verdict, d.rule, now);
+        if logged_in || is_refusal(&d.verdict) {
+            count(&mut table, &d.verdict, d.rule, now);
+        }
     }
     let PeerCert::Verified(der) = &attempt.cert else {
         return None;
@@ -131,10 +140,15 @@ pub fn record(
         address: &attempt
             .client_addr
             .map_or_else(String::new, |a| a.to_string()),
-        accepted: !matches!(d.verdict, Verdict::Refused { .. }),
+        accepted: logged_in && !matches!(d.verdict, Verdict::Refused { .. }),
     };
     CERTS.exclusive().record(&seen, now);
-    Some(summary)
+    logged_in.then_some(summary)
+}
+
+/// A verdict counted whatever the password (see [`record`]).
+fn is_refusal(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Refused { .. } | Verdict::Reported { .. })
 }
 
 /// Counts a refusal made without a decision (the Port could not be read, no rules, a panic).

@@ -56,8 +56,8 @@ pub enum CaError {
         cn: String,
         login: String,
     },
-    #[error("the certificate request {0} has no single CN; give the login with --login")]
-    CsrNoCn(String),
+    #[error("the certificate request {path} has {count} CN attributes; pg_twofactor requires exactly one, the login")]
+    CsrCns { path: String, count: usize },
     #[error("the login must not be empty")]
     EmptyLogin,
     #[error("could not write {path}: {why}")]
@@ -114,47 +114,57 @@ pub fn login_subject(login: &str) -> Result<X509Name, CaError> {
 }
 
 /// Writes a private key as PKCS#8 PEM, readable by its owner only (mode 0600 from the start:
-/// never readable by others, not even for a moment). `overwrite`: replace an existing file.
+/// never readable by others, not even for a moment). `overwrite`: replace an existing file
+/// ([`write_file`]).
 pub fn write_key(path: &Path, key: &PKey<Private>, overwrite: bool) -> Result<(), CaError> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let write_error = |e: std::io::Error| CaError::Write {
-        path: path.display().to_string(),
-        why: pg_twofactor_core::rules::token::os_message(&e),
-    };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options.open(path).map_err(write_error)?;
-    // an existing file keeps its mode when opened: make it 0600 before writing the key
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(write_error)?;
-    file.write_all(&key.private_key_to_pem_pkcs8()?)
-        .map_err(write_error)
+    write_file(path, &key.private_key_to_pem_pkcs8()?, 0o600, overwrite)
 }
 
-/// Writes a certificate as PEM. `overwrite`: replace an existing file.
+/// Writes a certificate as PEM. `overwrite`: replace an existing file ([`write_file`]).
 pub fn write_cert(path: &Path, cert: &X509, overwrite: bool) -> Result<(), CaError> {
-    use std::io::Write;
+    write_file(path, &cert.to_pem()?, 0o644, overwrite)
+}
+
+/// Writes `bytes` to a file that did not exist before, made with `mode`: `O_CREAT | O_EXCL`,
+/// which never opens an existing file and never follows a symbolic link at `path` (one planted
+/// there makes the write fail, it does not redirect the key). With `overwrite`, the new file is
+/// made that way beside `path` and renamed onto it: the rename replaces whatever `path` was,
+/// a symbolic link included, without writing through it.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> Result<(), CaError> {
     let write_error = |e: std::io::Error| CaError::Write {
         path: path.display().to_string(),
         why: pg_twofactor_core::rules::token::os_message(&e),
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if overwrite {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+    if !overwrite {
+        return write_new(path, bytes, mode).map_err(write_error);
     }
-    options
-        .open(path)
-        .and_then(|mut f| f.write_all(&cert.to_pem().expect("a built certificate encodes")))
-        .map_err(write_error)
+    let name = path
+        .file_name()
+        .ok_or_else(|| write_error(std::io::Error::other("the path names no file")))?;
+    let temporary = path.with_file_name(format!(
+        ".{}.new-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written =
+        write_new(&temporary, bytes, mode).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map_err(write_error)
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A certificate authority: its certificate and its key.
@@ -235,15 +245,15 @@ impl Ca {
         Ok((cert, key))
     }
 
-    /// A certificate for the key and subject of a certificate request (read from `path`, for
-    /// messages): its signature must verify, and its one CN must be `login` when given (the
-    /// login is the CN when not). The request's extensions are not copied: the SubjectAltName
-    /// is `san`, chosen by the CA.
+    /// A certificate for `login` and the key of a certificate request (read from `path`, for
+    /// messages): its signature must verify, and it must name no CN or exactly `login` (the
+    /// requester does not choose the account). The request's extensions are not copied: the
+    /// SubjectAltName is `san`, chosen by the CA.
     pub fn sign(
         &self,
         csr: &X509Req,
         path: &str,
-        login: Option<&str>,
+        login: &str,
         san: Option<&[San]>,
         days: u32,
         profile: Profile,
@@ -257,18 +267,24 @@ impl Ca {
             .entries_by_nid(Nid::COMMONNAME)
             .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
             .collect();
-        let subject = match (login, cns.as_slice()) {
-            (Some(login), [cn]) if cn != login => {
+        match cns.as_slice() {
+            [] => {}
+            [cn] if cn == login => {}
+            [cn] => {
                 return Err(CaError::CsrCn {
                     path: path.to_string(),
-                    cn: cn.clone(),
-                    login: login.to_string(),
+                    cn: pg_twofactor_core::printable::printable(cn),
+                    login: pg_twofactor_core::printable::printable(login),
                 })
             }
-            (Some(login), _) => login_subject(login)?,
-            (None, [cn]) => login_subject(cn)?,
-            (None, _) => return Err(CaError::CsrNoCn(path.to_string())),
-        };
+            many => {
+                return Err(CaError::CsrCns {
+                    path: path.to_string(),
+                    count: many.len(),
+                })
+            }
+        }
+        let subject = login_subject(login)?;
         self.build(&subject, &key, san, days, profile)
     }
 

@@ -98,3 +98,77 @@ pub fn check(
     let d = decision::decide_all(&set, &attempt, enabled, &SystemNetwork::unbounded(), server);
     Ok(dry_run::rows(&attempt, &d, server.client_reason))
 }
+
+/// Why PostgreSQL's TLS layer would refuse a client certificate before pg_twofactor sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsRefusal {
+    #[error("{path} holds no PEM certificate")]
+    NoCertificate { path: String },
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    #[error("certificate verify failed: {why} (depth {depth}, subject \"{subject}\")")]
+    Verify {
+        why: &'static str,
+        depth: u32,
+        subject: String,
+    },
+}
+
+/// Verifies the client certificate chain in `cert_pem` (the client's certificate first, then
+/// any intermediates it sends) against the CAs of `ca_pem` (`ssl_ca_file`), as the server's TLS
+/// layer does: the signatures up to a trusted CA, every certificate's validity dates at this
+/// moment, and the purpose `sslclient` OpenSSL checks for a server verifying its client.
+/// (`ssl_crl_file` and `ssl_crl_dir` are not consulted: a revoked certificate passes here.)
+pub fn verify_chain(
+    ca_path: &str,
+    ca_pem: &[u8],
+    cert_path: &str,
+    cert_pem: &[u8],
+) -> Result<(), TlsRefusal> {
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::{X509PurposeId, X509StoreContext, X509};
+    let cas = X509::stack_from_pem(ca_pem)?;
+    if cas.is_empty() {
+        return Err(TlsRefusal::NoCertificate {
+            path: ca_path.to_string(),
+        });
+    }
+    let mut sent = X509::stack_from_pem(cert_pem)?.into_iter();
+    let leaf = sent.next().ok_or_else(|| TlsRefusal::NoCertificate {
+        path: cert_path.to_string(),
+    })?;
+    let mut store = X509StoreBuilder::new()?;
+    for ca in cas {
+        store.add_cert(ca)?;
+    }
+    store.set_purpose(X509PurposeId::SSL_CLIENT)?;
+    let store = store.build();
+    let mut chain = Stack::new()?;
+    for intermediate in sent {
+        chain.push(intermediate)?;
+    }
+    let mut ctx = X509StoreContext::new()?;
+    let failure = ctx.init(&store, &leaf, &chain, |c| {
+        Ok(if c.verify_cert()? {
+            None
+        } else {
+            // as PostgreSQL prints a DN (escaped): the certificate's text is the client's choice
+            let subject = c
+                .current_cert()
+                .and_then(|x| x.to_der().ok())
+                .and_then(|der| pg_twofactor_core::cert::CertInfo::from_der(&der).ok())
+                .map(|info| info.subject)
+                .unwrap_or_default();
+            Some((c.error().error_string(), c.error_depth(), subject))
+        })
+    })?;
+    match failure {
+        None => Ok(()),
+        Some((why, depth, subject)) => Err(TlsRefusal::Verify {
+            why,
+            depth,
+            subject,
+        }),
+    }
+}

@@ -2,16 +2,17 @@
 
 use pg_twofactor_core::cert::{der_from_pem, CertInfo, CertSummary, PemError, SanEntry};
 use pg_twofactor_core::expiry::utc;
+use pg_twofactor_core::printable::printable;
 
 /// A certificate as pg_twofactor reads it.
 #[derive(Debug, Clone)]
 pub struct Inspection {
-    /// The subject, RFC 4514.
+    /// The subject as PostgreSQL prints a DN (RFC 2253, control characters escaped).
     pub subject: String,
     /// Every CN attribute's bytes (pg_twofactor requires exactly one, equal to the login).
     pub common_names: Vec<Vec<u8>>,
     pub san: Vec<SanEntry>,
-    /// The issuer, RFC 4514.
+    /// The issuer exactly as the rule option `issuer=` takes it (PostgreSQL's RFC 2253 form).
     pub issuer: String,
     /// The serial number in hexadecimal.
     pub serial: String,
@@ -167,8 +168,8 @@ fn entry(e: &SanEntry) -> String {
             Some(p) => format!("{addr}/{p}"),
             None => format!("{addr}/{mask}"),
         },
-        SanEntry::Dns(n) => n.clone(),
-        other => other.to_string(),
+        SanEntry::Dns(n) => printable(n),
+        other => printable(&other.to_string()),
     }
 }
 
@@ -182,10 +183,11 @@ fn prefix(mask: std::net::IpAddr) -> Option<u32> {
     (bits.count_ones() == ones && ones <= width).then_some(ones)
 }
 
-/// A CN's bytes: as text when they are UTF-8, each other byte as `\xNN`.
+/// A CN's bytes: as text when they are UTF-8 (escaped: [`printable`]), each other byte as
+/// `\xNN`.
 pub fn name(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.escape_debug().to_string(),
+        Ok(s) => printable(s),
         Err(_) => bytes
             .iter()
             .map(|b| match b {

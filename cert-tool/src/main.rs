@@ -2,9 +2,10 @@
 //! `pg_twofactor-cert --help` says how.
 
 use pg_twofactor_cert::ca::{login_subject, write_cert, write_key, Ca, KeyKind, Profile};
-use pg_twofactor_cert::check::{check, Login, Server};
+use pg_twofactor_cert::check::{check, verify_chain, Login, Server, TlsRefusal};
 use pg_twofactor_cert::inspect::{json_string, Inspection};
 use pg_twofactor_cert::san::San;
+use pg_twofactor_core::dry_run::DryRun;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -14,27 +15,32 @@ pg_twofactor reads them (the CN is the login; SubjectAltName addresses, subnets 
 bind the certificate to where the client connects from).
 
 USAGE
-  pg_twofactor-cert issue   --ca-cert FILE --ca-key FILE --login NAME [--san ENTRY]...
+  pg_twofactor-cert issue   --ca-cert FILE --ca-key FILE --login NAME (--san ENTRY... | --no-san)
                             [--days N] [--rsa BITS] [--out-cert FILE] [--out-key FILE] [--force]
       A new key and a certificate for it, signed by the CA (files LOGIN.crt and LOGIN.key by
       default; the key is written with mode 0600 and never printed). EC P-256 keys unless
-      --rsa BITS.
-  pg_twofactor-cert sign    --ca-cert FILE --ca-key FILE --csr FILE [--login NAME]
-                            [--san ENTRY]... [--days N] [--out-cert FILE] [--force]
-      A certificate for the key of a certificate request (the client's key never leaves the
-      client). The request's CN must be the login; its extensions are not copied: the
-      SubjectAltName is what --san says.
+      --rsa BITS. Files are created new (an existing file or a symbolic link in the way is an
+      error); --force writes a new file beside it and renames it into place.
+  pg_twofactor-cert sign    --ca-cert FILE --ca-key FILE --csr FILE --login NAME
+                            (--san ENTRY... | --no-san) [--days N] [--out-cert FILE] [--force]
+      A certificate for LOGIN and the key of a certificate request (the client's key never
+      leaves the client). The request names no CN or exactly LOGIN: the requester does not
+      choose the account. Its extensions are not copied: the SubjectAltName is what --san says.
   pg_twofactor-cert inspect [--json] FILE
       What pg_twofactor will read from a certificate (PEM or DER): CN, SubjectAltName
       addresses, subnets and names, issuer, serial, validity and days left.
   pg_twofactor-cert check   --rules FILE --user NAME --database NAME --address ADDR
-                            [--cert FILE] [--hba-method METHOD] [--major N] [--member-of ROLE]...
-                            [--enabled-extra LIST] [--client-reason] [--no-ssl] [--replication]
-                            [--json]
+                            [--cert FILE --ca-file FILE] [--hba-method METHOD] [--major N]
+                            [--member-of ROLE]... [--enabled-extra LIST] [--client-reason]
+                            [--no-ssl] [--replication] [--json]
       The offline dry run: the verdict, the rule and the reason pg_twofactor_check() gives for
       that login under that rules file (--hba-method: the pg_hba.conf method that checked the
       password, default scram-sha-256; --major: the PostgreSQL major whose pg_hba.conf syntax
-      the rules follow, default 16; --member-of: the user's roles, for +role rules).
+      the rules follow, default 16; --member-of: the user's roles, for +role rules). A --cert
+      (the client's certificate, then any intermediates it sends) is first verified against
+      --ca-file (the server's ssl_ca_file) as the server's TLS layer verifies it: chain,
+      validity dates, purpose; a certificate it refuses is refused there, before any rule.
+      ssl_crl_file is not consulted.
 
 ENTRY (--san, repeatable)
   10.1.2.3  fd00::1  10.1.0.0/16  fd00::/64  DNS:app1.example.com  email:ops@example.com
@@ -51,10 +57,11 @@ EXAMPLES
       --san 10.1.0.0/16 --san DNS:app1.example.com --days 365
   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \\
       -subj /CN=alice -keyout alice.key -out alice.csr        # on the client
-  pg_twofactor-cert sign --ca-cert root.crt --ca-key root.key --csr alice.csr --san 10.1.2.3
+  pg_twofactor-cert sign --ca-cert root.crt --ca-key root.key --csr alice.csr \\
+      --login alice --san 10.1.2.3
   pg_twofactor-cert inspect --json app.crt
   pg_twofactor-cert check --rules /etc/postgresql/16/main/pg_twofactor_hba.conf \\
-      --user app --database sales --address 10.1.2.3 --cert app.crt
+      --user app --database sales --address 10.1.2.3 --cert app.crt --ca-file root.crt
 ";
 
 /// A usage or input error: printed, exit status 2.
@@ -124,13 +131,24 @@ fn number(flag: &str, value: Option<String>, default: u32) -> Result<u32, Fail> 
     }
 }
 
+/// The SubjectAltName entries: `--san ENTRY`... or `--no-san`, one of them required (a
+/// certificate without address entries is usable from any address, which is a choice to make
+/// explicitly).
 fn sans(args: &mut Args) -> Result<Option<Vec<San>>, Fail> {
     let entries = args
         .all("--san")?
         .iter()
         .map(|s| San::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((!entries.is_empty()).then_some(entries))
+    match (entries.is_empty(), args.flag("--no-san")) {
+        (false, false) => Ok(Some(entries)),
+        (true, true) => Ok(None),
+        (false, true) => Err(Fail("--san and --no-san exclude each other".into())),
+        (true, false) => Err(Fail(
+            "give --san ENTRY for each address, subnet or DNS name the client connects from, or --no-san for a certificate usable from any address"
+                .into(),
+        )),
+    }
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>, Fail> {
@@ -189,7 +207,7 @@ fn sign(mut args: Args) -> Result<ExitCode, Fail> {
         Path::new(&args.required("--ca-key")?),
     )?;
     let csr_path = args.required("--csr")?;
-    let login = args.one("--login")?;
+    let login = args.required("--login")?;
     let san = sans(&mut args)?;
     let days = number("--days", args.one("--days")?, 365)?;
     let out_cert =
@@ -209,7 +227,7 @@ fn sign(mut args: Args) -> Result<ExitCode, Fail> {
     let cert = ca.sign(
         &csr,
         &csr_path,
-        login.as_deref(),
+        &login,
         san.as_deref(),
         days,
         Profile::Client,
@@ -239,8 +257,10 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
     let user = args.required("--user")?;
     let database = args.required("--database")?;
     let address = args.required("--address")?;
-    let cert = match args.one("--cert")? {
-        Some(path) => Some(String::from_utf8_lossy(&read_file(&path)?).into_owned()),
+    let cert_path = args.one("--cert")?;
+    let ca_path = args.one("--ca-file")?;
+    let cert = match &cert_path {
+        Some(path) => Some(String::from_utf8_lossy(&read_file(path)?).into_owned()),
         None => None,
     };
     let hba_method = args.one("--hba-method")?.unwrap_or("scram-sha-256".into());
@@ -263,7 +283,10 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
         ssl,
         replication,
     };
-    let rows = check(Path::new(&rules), &login, &server)?;
+    let rows = match tls_refusal(cert_path.as_deref(), ca_path.as_deref(), cert.as_deref())? {
+        Some(refused) => vec![refused],
+        None => check(Path::new(&rules), &login, &server)?,
+    };
     let refused = rows.last().is_some_and(|r| r.verdict == "refused");
     for row in &rows {
         let rule = match (&row.rule_file, row.rule_line) {
@@ -305,6 +328,42 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// With a certificate, the row of a certificate the server's TLS layer refuses before
+/// pg_twofactor sees it (chain, validity dates: [`verify_chain`]), if it does.
+fn tls_refusal(
+    cert_path: Option<&str>,
+    ca_path: Option<&str>,
+    cert: Option<&str>,
+) -> Result<Option<DryRun>, Fail> {
+    let (Some(cert_path), Some(cert)) = (cert_path, cert) else {
+        return Ok(None);
+    };
+    let Some(ca_path) = ca_path else {
+        return Err(Fail(
+            "--cert needs --ca-file FILE, the server's ssl_ca_file, to verify the certificate as the server's TLS layer does"
+                .into(),
+        ));
+    };
+    Ok(
+        match verify_chain(ca_path, &read_file(ca_path)?, cert_path, cert.as_bytes()) {
+            Ok(()) => None,
+            Err(e @ TlsRefusal::Verify { .. }) => Some(DryRun {
+                rule_file: None,
+                rule_line: None,
+                rule_method: None,
+                rule_mode: None,
+                verdict: "refused".into(),
+                reason: Some("certificate refused by TLS".into()),
+                message: Some(format!(
+                    "the server's TLS layer refuses this certificate before any login: {e}"
+                )),
+                detail: Some(format!("verified against {ca_path}")),
+            }),
+            Err(e) => return Err(Fail(e.to_string())),
+        },
+    )
 }
 
 fn main() -> ExitCode {

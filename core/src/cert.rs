@@ -1,6 +1,7 @@
 //! Client certificate checks: the CN against the login, SubjectAltName against the address.
 
 use crate::address::{self, ClientName, Tri};
+use crate::printable::printable;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use x509_parser::prelude::*;
@@ -45,7 +46,8 @@ impl fmt::Display for SanEntry {
 /// What the checks need from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
-    /// The subject in RFC 4514 form, for the log.
+    /// The subject as PostgreSQL prints a DN (RFC 2253, control characters escaped), for the
+    /// log.
     pub subject: String,
     /// Every CN attribute: the bytes of its value, as PostgreSQL's `peer_cn` holds them
     /// (`X509_NAME_get_text_by_NID` copies the ASN.1 string's bytes, whatever its type).
@@ -67,7 +69,7 @@ pub enum CertError {
 pub enum CnError {
     #[error("the certificate has no CN")]
     None,
-    #[error("certificate CN \"{}\" is not the login \"{}\"", .cn.escape_debug(), .login.escape_debug())]
+    #[error("certificate CN \"{}\" is not the login \"{}\"", printable(.cn), printable(.login))]
     NotTheLogin { cn: String, login: String },
     #[error("the certificate has {0} CN attributes; exactly one is required")]
     Several(usize),
@@ -166,16 +168,17 @@ pub fn san_entries(der: &[u8]) -> Result<Vec<SanEntry>, CertError> {
 /// What the certificates view shows of a certificate (not what the checks use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
-    /// The CN attributes, comma-separated, read lossily.
+    /// The CN attributes, comma-separated, read lossily, escaped ([`printable`]).
     pub common_name: String,
     /// The serial number in hexadecimal, as `openssl x509 -serial` prints it.
     pub serial: String,
-    /// The issuer in RFC 4514 form.
+    /// The issuer as PostgreSQL prints a DN (RFC 2253, control characters escaped), the form
+    /// `issuer=` takes.
     pub issuer: String,
     /// notBefore and notAfter, seconds since 1970.
     pub not_before: i64,
     pub not_after: i64,
-    /// The SubjectAltName entries as the log shows them.
+    /// The SubjectAltName entries as the log shows them (escaped).
     pub san: String,
     /// Identifies the certificate: a hash of issuer and serial.
     pub id: u64,
@@ -195,7 +198,7 @@ impl CertSummary {
         } else {
             serial
         };
-        let issuer = cert.issuer().to_string();
+        let issuer = crate::dn::rfc2253(cert.issuer());
         let id = {
             use std::hash::{Hash, Hasher};
             #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
@@ -208,7 +211,7 @@ impl CertSummary {
             common_name: info
                 .common_names
                 .iter()
-                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .map(|c| printable(&String::from_utf8_lossy(c)))
                 .collect::<Vec<_>>()
                 .join(", "),
             serial,
@@ -234,21 +237,21 @@ impl CertInfo {
             .map(|cn| cn.attr_value().data.to_vec())
             .collect();
         Ok(CertInfo {
-            subject: subject.to_string(),
+            subject: crate::dn::rfc2253(subject),
             common_names,
             san: san_of(cert)?,
             issuer: crate::dn::rfc2253(cert.issuer()),
         })
     }
 
-    /// The SubjectAltName entries, comma-separated, for the log.
+    /// The SubjectAltName entries, comma-separated, escaped ([`printable`]), for the log.
     pub fn san_text(&self) -> String {
         if self.san.is_empty() {
             return "none".into();
         }
         self.san
             .iter()
-            .map(|e| e.to_string())
+            .map(|e| printable(&e.to_string()))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -309,10 +312,11 @@ pub fn check_address(san: &[SanEntry], client: &ClientName<'_>) -> Result<bool, 
     }));
     match by_name {
         Tri::Yes => Ok(true),
-        Tri::Unknown(why) => Err(AddressFailure::Undecided(why)),
+        // (both texts may name what the client's reverse zone or certificate chose)
+        Tri::Unknown(why) => Err(AddressFailure::Undecided(printable(&why))),
         Tri::No => {
             let name = match client.looked_up_name() {
-                Some(n) => format!(" (reverse lookup: {n})"),
+                Some(n) => format!(" (reverse lookup: {})", printable(&n.to_string())),
                 None => String::new(),
             };
             Err(AddressFailure::Mismatch(format!(

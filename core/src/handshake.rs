@@ -15,6 +15,7 @@
 
 use crate::address::ClientName;
 use crate::cert::{self, AddressFailure, CertInfo};
+use crate::printable::printable;
 
 /// The reason under which the statistics count a refused handshake, and the dry run shows it.
 pub const REASON: &str =
@@ -79,38 +80,22 @@ impl HandshakeRefusal {
         )
     }
 
-    /// The log line's DETAIL: the certificate's names (escaped: a certificate's text is the
-    /// client's choice), the cause, and what did not happen.
+    /// The log line's DETAIL: the certificate's names (escaped where they are read, in
+    /// [`CertInfo`]: a certificate's text is the client's choice), the cause, and what did not
+    /// happen.
     pub fn detail(&self) -> String {
         let names = match &self.certificate {
             Some(c) => format!(
                 "Certificate subject \"{}\"; issuer \"{}\"; SubjectAltName: {}. ",
-                printable(&c.subject),
-                printable(&c.issuer),
-                printable(&c.san)
+                c.subject, c.issuer, c.san
             ),
             None => String::new(),
         };
         format!(
             "{names}{} The client was refused before its startup packet: no login was attempted and no password exchanged.",
-            crate::decision::sentence(&printable(&self.cause.to_string()))
+            crate::decision::sentence(&self.cause.to_string())
         )
     }
-}
-
-/// Text a client chose (a certificate's names, its reverse DNS name) as one log line: control
-/// characters, `"` and `\` escaped as Rust does; everything else, non-ASCII letters included,
-/// kept.
-fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() || c == '"' || c == '\\' {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 /// The handshake's verdict on the verified certificate `der` for the client `client` (`None`:
@@ -120,7 +105,7 @@ pub fn check(der: &[u8], client: Option<&ClientName<'_>>) -> HandshakeVerdict {
     // for a refusal alone
     let san = match cert::san_entries(der) {
         Ok(san) => san,
-        Err(e) => return refused(der, RefusalCause::Unreadable(e.to_string())),
+        Err(e) => return refused(der, RefusalCause::Unreadable(printable(&e.to_string()))),
     };
     if !cert::has_address_entries(&san) {
         return HandshakeVerdict::Unbound;
@@ -296,9 +281,8 @@ mod tests {
         let detail = r.detail();
         assert!(!detail.contains('\n'), "{detail}");
         assert!(detail.contains("SubjectAltName: IP:10.9.9.9."), "{detail}");
-        assert!(detail.contains("evil\\nLOG:  forged"), "{detail}");
+        assert!(detail.contains("CN=evil\\0ALOG:  forged"), "{detail}");
         assert!(detail.contains("certificate's SubjectAltName"), "{detail}");
-        assert_eq!(printable("Иван \"x\"\\"), "Иван \\\"x\\\"\\\\");
         assert!(
             detail.ends_with("no login was attempted and no password exchanged."),
             "{detail}"

@@ -13,6 +13,7 @@
 //! - [`decision`]: one login's verdict and its reason;
 //! - [`handshake`]: the check of a certificate's address binding during the TLS handshake,
 //!   before any login or password;
+//! - [`printable`]: text a client chose (certificate names), escaped for logs and terminals;
 //! - [`dn`]: distinguished names in the RFC 2253 form PostgreSQL and OpenSSL print;
 //! - [`decision_log`]: the decision-log line as a value, formatted by the hook and read back
 //!   by the test harness;
@@ -23,7 +24,8 @@
 //! - [`arena`]: the memory the rules in force are frozen into, outside `malloc`'s heap;
 //! - [`system_network`]: the system resolver (bounded by a deadline during a login) and the
 //!   machine's interfaces, the real [`address::Network`];
-//! - [`stats`]: the statistics tables kept in shared memory (plain data, no pointers).
+//! - [`stats`]: the statistics tables kept in shared memory (plain data, no pointers);
+//! - [`digests`]: the digests of the rules files and of the settings that decide a login.
 
 pub mod address;
 pub mod arena;
@@ -31,11 +33,13 @@ pub mod cert;
 pub mod config_check;
 pub mod decision;
 pub mod decision_log;
+pub mod digests;
 pub mod dn;
 pub mod dry_run;
 pub mod expiry;
 pub mod handshake;
 pub mod methods;
+pub mod printable;
 pub mod rules;
 pub mod stats;
 pub mod system_network;

@@ -238,6 +238,8 @@ fn a_dba_goes_from_a_ca_to_subnet_bound_logins() {
                 addr,
                 "--cert",
                 s(&v4.cert),
+                "--ca-file",
+                s(&dba.ca_cert),
                 "--major",
                 &major,
             ],
@@ -283,6 +285,8 @@ fn a_signed_request_keeps_the_clients_key_on_the_client() {
         &[
             "--csr",
             s(&csr),
+            "--login",
+            "alice",
             "--san",
             "127.0.0.1",
             "--out-cert",
@@ -306,11 +310,40 @@ fn a_signed_request_keeps_the_clients_key_on_the_client() {
             s(&csr),
             "--login",
             "bob",
+            "--san",
+            "127.0.0.1",
             "--out-cert",
             s(&dba.dir.join("bob.crt")),
         ],
     );
     fails(&out, 2, "has CN \"alice\", not the login \"bob\"");
+    // the login is the CA's choice, never taken from the request
+    let out = dba.with_ca(
+        "sign",
+        &[
+            "--csr",
+            s(&csr),
+            "--san",
+            "127.0.0.1",
+            "--out-cert",
+            s(&dba.dir.join("a2.crt")),
+        ],
+    );
+    fails(&out, 2, "--login is required");
+    // and where it may be used from is chosen explicitly
+    let out = dba.with_ca(
+        "sign",
+        &[
+            "--csr",
+            s(&csr),
+            "--login",
+            "alice",
+            "--out-cert",
+            s(&dba.dir.join("a3.crt")),
+        ],
+    );
+    fails(&out, 2, "give --san ENTRY");
+    assert!(!dba.dir.join("a2.crt").exists() && !dba.dir.join("a3.crt").exists());
 }
 
 #[test]
@@ -365,6 +398,7 @@ fn bad_input_is_refused_with_its_reason() {
         &[
             "--login",
             "app",
+            "--no-san",
             "--out-cert",
             s(&dba.dir.join("x.crt")),
             "--out-key",
@@ -372,6 +406,48 @@ fn bad_input_is_refused_with_its_reason() {
         ],
     );
     fails(&out, 2, "File exists");
+    // a symbolic link planted where the key goes is never written through
+    let target = dba.dir.join("victim");
+    std::fs::write(&target, "untouched").unwrap();
+    let planted = dba.dir.join("planted.key");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    let planted_cert = dba.dir.join("planted.crt");
+    let with_link = |force: bool| {
+        let mut args = vec![
+            "--login",
+            "app",
+            "--no-san",
+            "--out-cert",
+            s(&planted_cert),
+            "--out-key",
+            s(&planted),
+        ];
+        if force {
+            args.push("--force");
+        }
+        dba.with_ca("issue", &args)
+    };
+    fails(&with_link(false), 2, "File exists");
+    std::fs::remove_file(&planted_cert).ok();
+    ok(&with_link(true));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+    let meta = std::fs::symlink_metadata(&planted).unwrap();
+    assert!(
+        meta.is_file(),
+        "--force replaced the link with the key file"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // issue, like sign, wants --san or --no-san
+    let out = dba.with_ca(
+        "issue",
+        &["--login", "app", "--out-cert", s(&dba.dir.join("y.crt"))],
+    );
+    fails(
+        &out,
+        2,
+        "or --no-san for a certificate usable from any address",
+    );
     // --help says how, with examples
     let help = ok(&run(t, &["--help"]));
     assert!(
@@ -456,6 +532,8 @@ fn issuer_pins_a_rule_to_one_of_the_trusted_cas() {
             "127.0.0.1",
             "--cert",
             s(&users.cert),
+            "--ca-file",
+            s(&c.data.join("root.crt")),
             "--major",
             &major_of_bindir(&c.bin).to_string(),
         ],
@@ -466,4 +544,189 @@ fn issuer_pins_a_rule_to_one_of_the_trusted_cas() {
             .contains("reason:  certificate issuer does not match the rule"),
         "{out:?}"
     );
+}
+
+/// A certificate for `cn` signed by `ca` that expired yesterday (the tool never makes one).
+fn expired(ca: &pg_twofactor_cert::ca::Ca, cn: &str, path: &Path) {
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::x509::X509;
+    let key = pg_twofactor_cert::ca::new_key(pg_twofactor_cert::ca::KeyKind::EcP256).unwrap();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&pg_twofactor_cert::ca::login_subject(cn).unwrap())
+        .unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    b.set_not_before(&Asn1Time::from_unix(now - 10 * 86_400).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now - 86_400).unwrap())
+        .unwrap();
+    b.sign(ca.key(), MessageDigest::sha256()).unwrap();
+    std::fs::write(path, b.build().to_pem().unwrap()).unwrap();
+}
+
+/// `check --cert` verifies the certificate as the server's TLS layer would before any rule: a
+/// certificate of a CA that `ssl_ca_file` does not hold, or one past its dates, is refused there
+/// (the server refuses it in the handshake, so "accepted" would be wrong); without the CA file
+/// it cannot say, and says so.
+#[test]
+fn check_verifies_the_chain_and_the_dates_as_tls_does() {
+    use pg_twofactor_cert::ca::{Ca, KeyKind};
+    let (c, dba) = cluster(false, false);
+    let rules = c.data.join("pg_twofactor_hba.conf");
+    let check = |cert: &Path, ca: Option<&Path>| {
+        let mut args = vec![
+            "check",
+            "--rules",
+            s(&rules),
+            "--user",
+            "app",
+            "--database",
+            "postgres",
+            "--address",
+            "127.0.0.1",
+            "--cert",
+            s(cert),
+        ];
+        if let Some(ca) = ca {
+            args.extend(["--ca-file", s(ca)]);
+        }
+        run(&dba.tool, &args)
+    };
+    let good = dba.issue("app", "app-good", &["127.0.0.1"]);
+    let out = check(&good.cert, Some(&dba.ca_cert));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verdict: accepted"),
+        "{out:?}"
+    );
+    // another CA's certificate, right in every other way
+    let other = Ca::create("Someone else's CA", 30, KeyKind::EcP256).unwrap();
+    let stranger = dba.dir.join("stranger.crt");
+    let (cert, _) = other
+        .issue(
+            &pg_twofactor_cert::ca::login_subject("app").unwrap(),
+            Some(&[pg_twofactor_e2e::San::Ip("127.0.0.1".parse().unwrap())]),
+            30,
+            KeyKind::EcP256,
+            pg_twofactor_cert::ca::Profile::Client,
+        )
+        .unwrap();
+    std::fs::write(&stranger, cert.to_pem().unwrap()).unwrap();
+    let out = check(&stranger, Some(&dba.ca_cert));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("verdict: refused")
+            && stdout.contains("reason:  certificate refused by TLS")
+            && stdout.contains("unable to get local issuer certificate"),
+        "{stdout}"
+    );
+    // the CA's own certificate, expired
+    let ca = Ca::load(&dba.ca_cert, &dba.ca_key).unwrap();
+    let old = dba.dir.join("expired.crt");
+    expired(&ca, "app", &old);
+    let out = check(&old, Some(&dba.ca_cert));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout.contains("certificate has expired"), "{stdout}");
+    fails(&check(&good.cert, None), 2, "--cert needs --ca-file FILE");
+}
+
+/// `inspect` prints the issuer exactly as the rule option `issuer=` takes it: OpenSSL's
+/// `-nameopt RFC2253` form, which is PostgreSQL's.
+#[test]
+fn inspect_prints_the_issuer_as_issuer_takes_it() {
+    let (_c, dba) = cluster(false, false);
+    let cert = dba.issue("app", "app-issuer", &["127.0.0.1"]);
+    let openssl = ok(&run(
+        Path::new("openssl"),
+        &[
+            "x509",
+            "-noout",
+            "-issuer",
+            "-nameopt",
+            "RFC2253",
+            "-in",
+            s(&cert.cert),
+        ],
+    ));
+    let want = openssl.trim().trim_start_matches("issuer=").trim();
+    let text = ok(&run(&dba.tool, &["inspect", s(&cert.cert)]));
+    assert!(
+        text.contains(&format!("issuer:           {want}\n")),
+        "{want}\n{text}"
+    );
+    let json = ok(&run(&dba.tool, &["inspect", "--json", s(&cert.cert)]));
+    assert!(
+        json.contains(&format!("\"issuer\":\"{want}\"")),
+        "{want}\n{json}"
+    );
+}
+
+/// A certificate's text is the client's choice (any CA-issued name will do): a CN and a DNS
+/// SubjectAltName carrying a newline and a terminal escape sequence never reach the server log
+/// or the tool's output as such, in the login hook's refusal, the handshake check's refusal and
+/// `inspect`.
+#[test]
+fn certificate_text_is_escaped_in_the_log_and_the_tool_output() {
+    use pg_twofactor_e2e::San;
+    let (c, dba) = cluster(false, false);
+    let cn: &[u8] = b"app\nLOG:  forged line\x1b[2J";
+    let evil = c.pki.client_raw_cn(
+        "evil",
+        cn,
+        Some(&[
+            San::Dns("x\n\x1b[31m.example".into()),
+            San::Ip("127.0.0.1".parse().unwrap()),
+        ]),
+    );
+    let clean = |text: &str, what: &str| {
+        assert!(
+            !text.contains('\x1b'),
+            "{what} holds a raw escape:\n{text:?}"
+        );
+        assert!(
+            !text.contains("\nLOG:  forged"),
+            "{what} holds a forged line:\n{text}"
+        );
+        assert!(
+            text.contains("\\x1b[2J") || text.contains("\\1B[2J"),
+            "{what}:\n{text}"
+        );
+    };
+    // the login hook: the CN is not the login
+    let mark = c.log_mark();
+    rust_login(&c, &Login::new("app", PASSWORD).cert(&evil)).assert_refused(&two_factor(
+        "app",
+        "certificate CN does not match the user name",
+    ));
+    let log = c.log_since(mark);
+    clean(&log, "the login hook's refusal");
+    assert!(log.contains("DNS:x\\x0a\\x1b[31m.example"), "{log}");
+    // the handshake check: the SubjectAltName does not name 127.0.0.2
+    c.append_settings(&["pg_twofactor.handshake_check = on"]);
+    c.reload();
+    let mark = c.log_mark();
+    let _ = rust_login(
+        &c,
+        &Login::new("app", PASSWORD).cert(&evil).from("127.0.0.2"),
+    );
+    let log = c.log_since_when(mark, |l| l.contains("refused the TLS handshake"));
+    assert!(log.contains("refused the TLS handshake"), "{log}");
+    clean(&log, "the handshake check's refusal");
+    // the tool, for people and for scripts
+    let text = ok(&run(&dba.tool, &["inspect", s(&evil.cert)]));
+    clean(&text, "inspect");
+    assert!(
+        text.contains("CN:               app\\x0aLOG:  forged line\\x1b[2J"),
+        "{text}"
+    );
+    let json = ok(&run(&dba.tool, &["inspect", "--json", s(&evil.cert)]));
+    clean(&json, "inspect --json");
 }

@@ -117,6 +117,95 @@ fn each_predefined_role_reads_what_postgresql_would_let_it() {
     );
 }
 
+/// Nothing a monitoring role reads tells whether a password was right, or quotes the rules:
+/// a refusal is counted, and a certificate's use recorded, whether or not the password was right
+/// (the certificates and statistics views of `pg_read_all_stats`), and the rules file's errors,
+/// which quote its lines, reach `pg_read_all_settings` as a count only.
+#[test]
+fn no_non_superuser_surface_tells_a_right_password_or_quotes_the_rules() {
+    use pg_twofactor_e2e::San;
+    let c = scenario::start(scenario::builder());
+    c.psql_admin("CREATE EXTENSION pg_twofactor");
+    c.psql_admin("CREATE ROLE stats LOGIN; GRANT pg_read_all_stats TO stats");
+    c.psql_admin("CREATE ROLE settings LOGIN; GRANT pg_read_all_settings TO settings");
+    let here = [San::Ip("127.0.0.1".parse().unwrap())];
+    // two certificates for someone else, each tried for test1: one with test1's password,
+    // one with a wrong one; both are refused
+    let right = c.pki.client("right-pw", &["mallory-right"], Some(&here));
+    let wrong = c.pki.client("wrong-pw", &["mallory-wrong"], Some(&here));
+    c.psql_admin("SELECT pg_twofactor_stats_reset()");
+    rust_login(&c, &Login::new("test1", PASSWORD).cert(&right)).assert_refused(&two_factor(
+        "test1",
+        "certificate CN does not match the user name",
+    ));
+    rust_login(&c, &Login::new("test1", "not-the-password").cert(&wrong))
+        .assert_refused_with("28P01", "password authentication failed for user \"test1\"");
+    let seen = |cn: &str| {
+        let out = c.psql_admin_raw(
+            "stats",
+            &format!(
+                "SELECT last_user, last_client_addr, last_accepted IS NULL, logins \
+                 FROM pg_twofactor_certificates WHERE common_name = '{cn}'"
+            ),
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        seen("mallory-right"),
+        "test1|127.0.0.1|t|1",
+        "{}\n{}",
+        c.psql_admin("SELECT * FROM pg_twofactor_certificates"),
+        c.log()
+    );
+    assert_eq!(
+        seen("mallory-wrong"),
+        seen("mallory-right"),
+        "{}\n{}",
+        c.psql_admin("SELECT * FROM pg_twofactor_certificates"),
+        c.log()
+    );
+    let refused = c.psql_admin_raw(
+        "stats",
+        "SELECT refused, accepted FROM pg_twofactor_stats \
+         WHERE reason = 'certificate CN does not match the user name'",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout).trim(),
+        "2|0",
+        "{refused:?}"
+    );
+
+    // a rules file that fails to reload: its error quotes a line
+    c.write_rules(
+        "hostssl all test1 all 2f-scram-sha-256\nhostssl secret_db_name all all 2f-nonsense\n",
+    );
+    c.reload();
+    let status = |role: &str| {
+        let out = c.psql_admin_raw(
+            role,
+            "SELECT coalesce(file_error, '') || ' | ' || coalesce(last_reload_error, '') FROM pg_twofactor_status()",
+        );
+        assert!(out.status.success(), "{role}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let superuser = status("postgres");
+    assert!(superuser.contains("2f-nonsense"), "{superuser}");
+    let monitor = status("settings");
+    assert!(
+        !monitor.contains("secret_db_name") && !monitor.contains("2f-nonsense"),
+        "{monitor}"
+    );
+    assert_eq!(
+        monitor,
+        "1 error in the rules file (their text quotes the rules: pg_twofactor_rules shows it to roles allowed to read the rules) | \
+         1 error in the rules file (their text quotes the rules: pg_twofactor_rules shows it to roles allowed to read the rules)"
+    );
+    // a role the DBA lets read the rules reads their errors too
+    c.psql_admin("GRANT EXECUTE ON FUNCTION pg_twofactor_rules() TO settings");
+    assert_eq!(status("settings"), superuser);
+}
+
 /// Runs `sql` as the superuser; the ERROR it must end with.
 fn error_of(c: &Cluster, sql: &str) -> String {
     let out = c.psql_admin_raw("postgres", sql);

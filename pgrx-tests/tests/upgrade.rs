@@ -33,22 +33,7 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
     let c = scenario::start(scenario::builder());
     // the released 0.1.0 install script, beside the current version's (installing it needs
     // write access to PostgreSQL's extension directory, as installing the extension does)
-    let released = sharedir(&c.bin).join("extension/pg_twofactor--0.1.0.sql");
-    assert!(
-        is_root()
-            || std::fs::metadata(released.parent().unwrap())
-                .is_ok_and(|m| !m.permissions().readonly()),
-        "the upgrade test writes {} and must run as root",
-        released.display()
-    );
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/fixtures/pg_twofactor--0.1.0.sql"
-        ),
-        &released,
-    )
-    .unwrap();
+    install_released_scripts(&c);
     c.psql_admin("CREATE DATABASE fresh");
     c.psql_admin("CREATE DATABASE upgraded");
     c.psql_in("fresh", "CREATE EXTENSION pg_twofactor");
@@ -122,4 +107,126 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
         "upgraded",
         "SELECT count(*) FROM pg_twofactor_config_problems",
     );
+}
+
+/// Installs the install scripts of the released versions (fixtures) beside the current one,
+/// each written beside its place and renamed into it: the tests of this file run at once, and a
+/// server reading a script must never see one half written.
+fn install_released_scripts(c: &pg_twofactor_e2e::cluster::Cluster) {
+    let dir = sharedir(&c.bin).join("extension");
+    assert!(
+        is_root() || std::fs::metadata(&dir).is_ok_and(|m| !m.permissions().readonly()),
+        "the upgrade test writes into {} and must run as root",
+        dir.display()
+    );
+    for version in RELEASED {
+        let name = format!("pg_twofactor--{version}.sql");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(&name);
+        let temporary = dir.join(format!(".{name}.{:?}", std::thread::current().id()));
+        std::fs::copy(&fixture, &temporary)
+            .and_then(|_| std::fs::rename(&temporary, dir.join(&name)))
+            .unwrap_or_else(|e| panic!("installing {name}: {e}"));
+    }
+}
+
+/// The released versions whose install scripts are kept in `fixtures/`.
+const RELEASED: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
+
+/// A call of every function and view of the extension in the current database, one per line,
+/// each reading every column of every row (`t::text`).
+const CALLS: &str = "
+SELECT CASE
+         WHEN p.proname = 'pg_twofactor_check'
+           THEN 'SELECT count(*) FROM pg_twofactor_check(''test1'', ''test'', ''127.0.0.1'', NULL) t WHERE t::text IS NOT NULL'
+         WHEN p.prorettype = 'void'::regtype THEN 'SELECT ' || p.proname || '() IS NULL'
+         ELSE 'SELECT count(*) FROM ' || p.proname || '() t WHERE t::text IS NOT NULL'
+       END
+FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_twofactor')
+UNION ALL
+SELECT 'SELECT count(*) FROM ' || c.relname || ' t WHERE t::text IS NOT NULL'
+FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND c.relkind = 'v'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_twofactor')
+ORDER BY 1";
+
+/// The upgrade window: the new library loaded, a database still holding an earlier version's
+/// SQL objects. Every object of every released version, called: rows, or an ERROR that names
+/// `ALTER EXTENSION pg_twofactor UPDATE`; never a crash (a crashed backend restarts every
+/// process of the server).
+#[test]
+fn every_released_versions_objects_answer_or_name_the_update() {
+    let c = scenario::start(scenario::builder());
+    install_released_scripts(&c);
+    let postmaster = c.postmaster_pid();
+    let mut outcomes = Vec::new();
+    for version in RELEASED {
+        let db = format!("v{}", version.replace('.', "_"));
+        c.psql_admin(&format!("CREATE DATABASE {db}"));
+        c.psql_in(
+            &db,
+            &format!("CREATE EXTENSION pg_twofactor VERSION '{version}'"),
+        );
+        for call in c.psql_in(&db, CALLS).lines() {
+            let mark = c.log_mark();
+            let out = c.psql_admin_raw_in(&db, call);
+            let answered = out.trim().parse::<u64>().is_ok() || out.trim() == "f";
+            let named_the_update = out.contains("ERROR:")
+                && out.contains("HINT:  Run ALTER EXTENSION pg_twofactor UPDATE in this database.");
+            assert!(
+                answered || named_the_update,
+                "{version}: {call}: neither rows nor the update's ERROR:\n{out}\nserver log:\n{}",
+                c.log_since(mark)
+            );
+            assert_eq!(
+                c.postmaster_pid(),
+                postmaster,
+                "{version}: {call} restarted the server:\n{out}"
+            );
+            outcomes.push(format!(
+                "{version} {call} -> {}",
+                if answered { "rows" } else { "error" }
+            ));
+        }
+    }
+    let outcomes = outcomes.join("\n");
+    eprintln!("{outcomes}");
+    // the shapes that differ (these crashed the server in 0.3)
+    for crashed in [
+        "0.1.0 SELECT count(*) FROM pg_twofactor_rules() t WHERE t::text IS NOT NULL -> error",
+        "0.1.0 SELECT count(*) FROM pg_twofactor_rules t WHERE t::text IS NOT NULL -> error",
+        "0.2.0 SELECT count(*) FROM pg_twofactor_status() t WHERE t::text IS NOT NULL -> error",
+    ] {
+        assert!(outcomes.contains(crashed), "{crashed}:\n{outcomes}");
+    }
+    // 0.3.0's status declares a prefix of 0.4.0's columns: it keeps answering
+    assert!(
+        outcomes.contains(
+            "0.3.0 SELECT count(*) FROM pg_twofactor_status() t WHERE t::text IS NOT NULL -> rows"
+        ),
+        "{outcomes}"
+    );
+    assert!(
+        !c.log().contains("terminated by signal"),
+        "a backend crashed:\n{}",
+        c.log()
+    );
+    // and each database gets the current objects by the update the ERROR names
+    for version in RELEASED {
+        let db = format!("v{}", version.replace('.', "_"));
+        c.psql_in(&db, "ALTER EXTENSION pg_twofactor UPDATE");
+        assert_eq!(
+            c.psql_in(&db, "SELECT handshake_check FROM pg_twofactor_status()"),
+            "off",
+            "{version}"
+        );
+        assert_eq!(
+            c.psql_in(&db, "SELECT count(*) > 0 FROM pg_twofactor_rules"),
+            "t",
+            "{version}"
+        );
+    }
 }

@@ -187,6 +187,8 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
                 &network,
                 &ServerCatalog::new(),
             );
+            // counted whether or not the password was right (see shared_memory::record)
+            let cert = record(&attempt, &d, applies);
             if !applies {
                 return (d.verdict, None, None);
             }
@@ -194,7 +196,6 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
                 log_decision(&attempt, observed, "");
             }
             log_decision(&attempt, &d.verdict, &d.undecided_text());
-            let cert = record(&attempt, &d);
             (d.verdict, d.report.map(|(v, _)| v), cert)
         })
         .ok_or_else(|| "No pg_twofactor rules are loaded.".to_string())?;
@@ -230,7 +231,11 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
             detail,
             hba_method: Some(attempt.hba_method),
         }),
-        Ok(Err(_)) | Err(_) if !applies => None,
+        Ok(Err(_)) | Err(_) if !applies => {
+            // counted like any refusal, whatever the password (see shared_memory::record)
+            let _ = catch_unwind(shared_memory::record_internal);
+            None
+        }
         Ok(Err(why)) => {
             // SAFETY: per the function contract.
             Some(unsafe { internal(port, &why) })
@@ -258,12 +263,16 @@ fn handshake_check_ran(attempt: &LoginAttempt) -> Result<(), String> {
 }
 
 /// Counts the decision and remembers the certificate (statistics only: a failure here is
-/// logged and changes nothing about the login, which is already decided).
+/// logged and changes nothing about the login, which is already decided). `logged_in`:
+/// PostgreSQL accepted the password.
 fn record(
     attempt: &LoginAttempt,
     d: &decision::Decision<'_>,
+    logged_in: bool,
 ) -> Option<pg_twofactor_core::cert::CertSummary> {
-    match catch_unwind(AssertUnwindSafe(|| shared_memory::record(attempt, d))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        shared_memory::record(attempt, d, logged_in)
+    })) {
         Ok(cert) => cert,
         Err(_) => {
             report::log_info("pg_twofactor: could not update the statistics in shared memory; the decision stands");

@@ -8,6 +8,7 @@ use crate::postgres::catalog::PgRegexCheck;
 use crate::postgres::report;
 use crate::settings;
 use pg_twofactor_core::arena::Frozen;
+use pg_twofactor_core::rules::token::FilesDigest;
 use pg_twofactor_core::rules::{self, RuleError, RuleSet};
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -44,8 +45,8 @@ struct Published {
     rules: AtomicUsize,
     /// [`digest`] of the rules in force.
     digest: AtomicU64,
-    /// The digest over the bytes of the files they were read from (`token::load_digest`).
-    bytes_digest: AtomicU64,
+    /// The SHA-256 over the bytes of the files they were read from (`token::load_digest`).
+    bytes_digest: [AtomicU8; 32],
     /// The last reload that failed since the last one that worked: when, and its messages.
     error_at: AtomicI64,
     error_len: AtomicUsize,
@@ -105,7 +106,7 @@ pub struct ServerState {
     pub loaded_at: i64,
     pub rules: usize,
     pub digest: u64,
-    pub bytes_digest: u64,
+    pub bytes_digest: FilesDigest,
     /// When and why the last reload failed, if the rules were not replaced since.
     pub error: Option<(i64, String)>,
 }
@@ -130,7 +131,7 @@ pub fn server_state() -> Option<ServerState> {
             loaded_at: p.loaded_at.load(Ordering::Relaxed),
             rules: p.rules.load(Ordering::Relaxed),
             digest: p.digest.load(Ordering::Relaxed),
-            bytes_digest: p.bytes_digest.load(Ordering::Relaxed),
+            bytes_digest: p.bytes_digest.each_ref().map(|b| b.load(Ordering::Relaxed)),
             error: (len > 0).then(|| {
                 (
                     p.error_at.load(Ordering::Relaxed),
@@ -221,7 +222,9 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
         p.loaded_at.store(loaded_at, Ordering::Relaxed);
         p.rules.store(rules, Ordering::Relaxed);
         p.digest.store(digest, Ordering::Relaxed);
-        p.bytes_digest.store(bytes_digest, Ordering::Relaxed);
+        for (slot, b) in p.bytes_digest.iter().zip(bytes_digest) {
+            slot.store(b, Ordering::Relaxed);
+        }
         p.error_len.store(0, Ordering::Relaxed);
     });
     LOCAL_GENERATION.store(generation, Ordering::Release);

@@ -1,13 +1,31 @@
 //! `pg_twofactor_certificates`: the client certificates seen since the server started, with
 //! their expiry (kept in [`crate::shared_memory`]).
 
+use super::row_shape::{self, Column, BIGINT, INT, TEXT, TIMESTAMPTZ};
 use super::timestamp;
 use crate::shared_memory;
 use pgrx::prelude::*;
 
+/// The columns built, as `row_shape` checks them against the SQL definition.
+const COLUMNS: &[Column] = &[
+    ("common_name", TEXT),
+    ("serial", TEXT),
+    ("issuer", TEXT),
+    ("not_after", TIMESTAMPTZ),
+    ("days_left", INT),
+    ("subject_alt_name", TEXT),
+    ("last_user", TEXT),
+    ("last_client_addr", TEXT),
+    ("last_seen", TIMESTAMPTZ),
+    ("last_accepted", TIMESTAMPTZ),
+    ("logins", BIGINT),
+];
+
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_safe)]
-fn pg_twofactor_certificates() -> TableIterator<
+fn pg_twofactor_certificates(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
     'static,
     (
         name!(common_name, String),
@@ -23,6 +41,7 @@ fn pg_twofactor_certificates() -> TableIterator<
         name!(logins, i64),
     ),
 > {
+    row_shape::require(fcinfo, "pg_twofactor_certificates()", COLUMNS);
     let rows = shared_memory::certificate_rows();
     let now = shared_memory::now();
     TableIterator::new(rows.into_iter().map(move |r| {

@@ -1,6 +1,7 @@
 //! `pg_twofactor_config_problems`: the [`config_check`] findings for the rules file and
 //! `pg_hba.conf` as they are on disk now, with the server's settings.
 
+use super::row_shape::{self, Column, INT, TEXT};
 use crate::postgres::setting;
 use crate::{rules_in_force, settings};
 use pg_twofactor_core::config_check::{self, HbaFileRule, ServerSettings};
@@ -34,9 +35,20 @@ fn hba_lines() -> Vec<HbaFileRule> {
     .unwrap_or_else(|e| panic!("could not read pg_hba_file_rules: {e}"))
 }
 
+/// The columns built, as `row_shape` checks them against the SQL definition.
+const COLUMNS: &[Column] = &[
+    ("severity", TEXT),
+    ("file_name", TEXT),
+    ("line_number", INT),
+    ("problem", TEXT),
+    ("detail", TEXT),
+];
+
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_restricted)]
-fn pg_twofactor_config_problems() -> TableIterator<
+fn pg_twofactor_config_problems(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
     'static,
     (
         name!(severity, String),
@@ -46,6 +58,7 @@ fn pg_twofactor_config_problems() -> TableIterator<
         name!(detail, String),
     ),
 > {
+    row_shape::require(fcinfo, "pg_twofactor_config_problems()", COLUMNS);
     let disk = rules_in_force::read_disk();
     let data_directory = setting(c"data_directory").filter(|v| !v.is_empty());
     let ssl_ca_file = setting(c"ssl_ca_file").filter(|v| !v.is_empty());

@@ -9,6 +9,7 @@
 //! (and its CRL); a certificate outside its validity dates gets a WARNING, since the TLS layer
 //! refuses it before the hook runs.
 
+use super::row_shape::{self, Column, INT, TEXT};
 use crate::postgres::catalog::ServerCatalog;
 use crate::{postgres, rules_in_force, settings};
 use pg_twofactor_core::cert::{der_from_pem, CertSummary};
@@ -53,7 +54,19 @@ fn warn_if_not_valid_now(pem: &str) {
     }
 }
 
-#[allow(clippy::type_complexity)] // the column list is the SQL signature
+/// The columns built, as `row_shape` checks them against the SQL definition.
+const COLUMNS: &[Column] = &[
+    ("rule_file", TEXT),
+    ("rule_line", INT),
+    ("rule_method", TEXT),
+    ("rule_mode", TEXT),
+    ("verdict", TEXT),
+    ("reason", TEXT),
+    ("message", TEXT),
+    ("detail", TEXT),
+];
+
+#[allow(clippy::type_complexity, clippy::too_many_arguments)] // the SQL signature (and fcinfo)
 #[pg_extern(volatile, parallel_restricted)]
 fn pg_twofactor_check(
     user_name: &str,
@@ -63,6 +76,7 @@ fn pg_twofactor_check(
     hba_method: default!(&str, "'scram-sha-256'"),
     ssl: default!(bool, true),
     replication: default!(bool, false),
+    fcinfo: pg_sys::FunctionCallInfo,
 ) -> TableIterator<
     'static,
     (
@@ -76,6 +90,7 @@ fn pg_twofactor_check(
         name!(detail, Option<String>),
     ),
 > {
+    row_shape::require(fcinfo, "pg_twofactor_check()", COLUMNS);
     if let Err(e) = pg_twofactor_core::rules::token::memory_available(DRY_RUN_MEMORY) {
         error(
             PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,

@@ -7,13 +7,16 @@
 //! - [`status`]: `pg_twofactor_status()`, the rules in force and the settings they depend on;
 //! - [`config_problems`]: `pg_twofactor_config_problems`, what the configuration check finds;
 //! - [`statistics`]: `pg_twofactor_stats` and `pg_twofactor_stats_reset()`;
-//! - [`certificates`]: `pg_twofactor_certificates`, the client certificates seen.
+//! - [`certificates`]: `pg_twofactor_certificates`, the client certificates seen;
+//! - [`row_shape`]: each function's check that the SQL definition calling it declares the
+//!   columns it builds (the upgrade window: a new library, an old definition).
 
 use pgrx::prelude::*;
 
 pub mod certificates;
 pub mod config_problems;
 pub mod dry_run;
+pub mod row_shape;
 pub mod rules_view;
 pub mod statistics;
 pub mod status;

@@ -3,6 +3,7 @@
 //! DBA can check an edit before reloading. Rules pulled in by `include*` (16+) carry their own
 //! file name and line number.
 
+use super::row_shape::{self, Column, INT, TEXT, TEXT_ARRAY};
 use crate::postgres::catalog::PgRegexCheck;
 use crate::settings;
 use pg_twofactor_core::rules::{self, Action};
@@ -87,9 +88,27 @@ fn rows() -> Vec<Row> {
     out
 }
 
+/// The columns built, as `row_shape` checks them against the SQL definition.
+const COLUMNS: &[Column] = &[
+    ("rule_number", INT),
+    ("file_name", TEXT),
+    ("line_number", INT),
+    ("type", TEXT),
+    ("database", TEXT_ARRAY),
+    ("user_name", TEXT_ARRAY),
+    ("address", TEXT),
+    ("netmask", TEXT),
+    ("auth_method", TEXT),
+    ("options", TEXT_ARRAY),
+    ("mode", TEXT),
+    ("error", TEXT),
+];
+
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_safe)]
-fn pg_twofactor_rules() -> TableIterator<
+fn pg_twofactor_rules(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
     'static,
     (
         name!(rule_number, Option<i32>),
@@ -106,5 +125,6 @@ fn pg_twofactor_rules() -> TableIterator<
         name!(error, Option<String>),
     ),
 > {
+    row_shape::require(fcinfo, "pg_twofactor_rules()", COLUMNS);
     TableIterator::new(rows())
 }

@@ -2,13 +2,34 @@
 //! reason since the server started or the statistics were reset (kept in
 //! [`crate::shared_memory`]).
 
+use super::row_shape::{self, Column, BIGINT, INT, TEXT, TIMESTAMPTZ};
 use super::timestamp;
 use crate::shared_memory;
 use pgrx::prelude::*;
 
+/// The columns built, as `row_shape` checks them against the SQL definition.
+const COLUMNS: &[Column] = &[
+    ("rule_file", TEXT),
+    ("rule_line", INT),
+    ("reason", TEXT),
+    ("checked", BIGINT),
+    ("accepted", BIGINT),
+    ("refused", BIGINT),
+    ("reported", BIGINT),
+    ("exempted", BIGINT),
+    ("not_covered", BIGINT),
+    ("last_checked", TIMESTAMPTZ),
+    ("last_accepted", TIMESTAMPTZ),
+    ("last_refused", TIMESTAMPTZ),
+    ("last_reported", TIMESTAMPTZ),
+    ("stats_reset", TIMESTAMPTZ),
+];
+
 #[allow(clippy::type_complexity)] // the column list is the SQL signature
 #[pg_extern(volatile, parallel_safe)]
-fn pg_twofactor_stats() -> TableIterator<
+fn pg_twofactor_stats(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
     'static,
     (
         name!(rule_file, Option<String>),
@@ -27,6 +48,7 @@ fn pg_twofactor_stats() -> TableIterator<
         name!(stats_reset, Option<TimestampWithTimeZone>),
     ),
 > {
+    row_shape::require(fcinfo, "pg_twofactor_stats()", COLUMNS);
     let (rows, reset_at) = shared_memory::stats_rows();
     let handshake = handshake_row(reset_at);
     TableIterator::new(rows.into_iter().map(move |r| {

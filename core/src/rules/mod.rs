@@ -166,8 +166,8 @@ pub struct ParsedFile {
     pub lines: Vec<(Arc<PathBuf>, usize, Result<Rule, RuleError>)>,
     /// The main file does not end with a newline (perhaps cut short).
     pub unterminated: bool,
-    /// [`token::load_digest`] of the files read (0 for text parsed without reading files).
-    pub bytes_digest: u64,
+    /// [`token::load_digest`] of the files read (zeros for text parsed without reading files).
+    pub bytes_digest: token::FilesDigest,
 }
 
 /// A valid rules file, ready for lookups.
@@ -181,8 +181,8 @@ pub struct RuleSet {
     any_user: Vec<usize>,
     /// The main file as read does not end with a newline (perhaps cut short).
     pub unterminated: bool,
-    /// A digest over the bytes of the files it was read from ([`token::load_digest`]).
-    pub bytes_digest: u64,
+    /// A SHA-256 over the bytes of the files it was read from ([`token::load_digest`]).
+    pub bytes_digest: token::FilesDigest,
 }
 
 /// Accepts every regular expression (for callers that only display rules, and tests).
@@ -232,7 +232,7 @@ fn parse_lines(
         file_error: None,
         lines,
         unterminated: false,
-        bytes_digest: 0,
+        bytes_digest: [0; 32],
     }
 }
 
@@ -268,7 +268,7 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
             }),
             lines: Vec::new(),
             unterminated: false,
-            bytes_digest: 0,
+            bytes_digest: [0; 32],
         },
     }
 }
@@ -357,7 +357,7 @@ impl RuleSet {
             by_user,
             any_user,
             unterminated: false,
-            bytes_digest: 0,
+            bytes_digest: [0; 32],
         }
     }
 

@@ -25,6 +25,7 @@
 //! Files are read as bytes with [`read_limited`]: regular files only, at most
 //! [`MAX_FILE_BYTES`], never blocking on a FIFO or device.
 
+use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -210,14 +211,14 @@ thread_local! {
     /// frozen, so the memory a load needs grows with their sum.
     static LOAD_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// The digest of everything the load running on this thread has read so far
-    /// ([`load_digest`]): each file's path and bytes, in the order they were read.
-    static LOAD_DIGEST: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// ([`load_digest`]): each file's length and bytes, in the order they were read.
+    static LOAD_DIGEST: std::cell::RefCell<Sha256> = std::cell::RefCell::new(Sha256::new());
 }
 
 /// Starts counting a new load for [`memory_headroom`].
 pub fn start_load() {
     LOAD_BYTES.set(0);
-    LOAD_DIGEST.set(0);
+    LOAD_DIGEST.with_borrow_mut(|d| *d = Sha256::new());
 }
 
 /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
@@ -225,26 +226,30 @@ pub fn start_load() {
 /// waited on).
 pub fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
     let bytes = read_limited_uncounted(path)?;
-    LOAD_DIGEST.set(digest_step(LOAD_DIGEST.get(), &bytes));
+    LOAD_DIGEST.with_borrow_mut(|d| digest_step(d, &bytes));
     Ok(bytes)
 }
 
-/// A digest over the bytes of every file a load read (the rules file and everything it
-/// includes, each time it is read, in that order; not their paths, which may differ between
-/// nodes), so nodes can tell whether they enforce files that are byte for byte the same:
-/// SipHash with fixed keys, the same in every process and on every machine.
-pub fn load_digest() -> u64 {
-    LOAD_DIGEST.get()
+/// A SHA-256 over the bytes of the files in force.
+pub type FilesDigest = [u8; 32];
+
+/// A SHA-256 over the bytes of every file a load read (the rules file and everything it
+/// includes, each time it is read, in that order, each preceded by its length as 8 bytes
+/// big-endian; not their paths, which may differ between nodes), so nodes can tell whether
+/// they enforce files that are byte for byte the same.
+pub fn load_digest() -> FilesDigest {
+    LOAD_DIGEST.with_borrow(|d| d.clone().finalize().into())
 }
 
-fn digest_step(before: u64, bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    #[allow(deprecated)] // SipHasher: fixed keys on purpose
-    let mut h = std::hash::SipHasher::new();
-    before.hash(&mut h);
-    // (with its length: the files' boundaries count)
-    bytes.hash(&mut h);
-    h.finish()
+fn digest_step(digest: &mut Sha256, bytes: &[u8]) {
+    // with its length: the files' boundaries count
+    digest.update((bytes.len() as u64).to_be_bytes());
+    digest.update(bytes);
+}
+
+/// Lower-case hexadecimal, as `sha256sum` prints a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, ReadError> {
