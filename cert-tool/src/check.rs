@@ -26,6 +26,9 @@ pub struct Login<'a> {
     pub hba_method: &'a str,
     pub ssl: bool,
     pub replication: bool,
+    /// The key `issuer_key=` compares ([`pg_twofactor_core::cert::spki_sha256`] of the
+    /// certificate's issuer in its verified chain, [`verify_chain`]), when known.
+    pub issuer_key: Option<[u8; 32]>,
 }
 
 /// What the server would know besides the files.
@@ -84,7 +87,7 @@ pub fn check(
                     .join("\n"),
             )
         })?;
-    let attempt = dry_run::attempt(
+    let mut attempt = dry_run::attempt(
         server.major,
         login.user,
         login.database,
@@ -94,6 +97,7 @@ pub fn check(
         login.ssl,
         login.replication,
     )?;
+    attempt.issuer_key = login.issuer_key;
     let enabled = MethodSet::parse_extra(&server.enabled_extra)?;
     let d = decision::decide_all(&set, &attempt, enabled, &SystemNetwork::unbounded(), server);
     Ok(dry_run::rows(&attempt, &d, server.client_reason))
@@ -119,12 +123,13 @@ pub enum TlsRefusal {
 /// layer does: the signatures up to a trusted CA, every certificate's validity dates at this
 /// moment, and the purpose `sslclient` OpenSSL checks for a server verifying its client.
 /// (`ssl_crl_file` and `ssl_crl_dir` are not consulted: a revoked certificate passes here.)
+/// Returns the DER of the verified chain, the client's certificate first.
 pub fn verify_chain(
     ca_path: &str,
     ca_pem: &[u8],
     cert_path: &str,
     cert_pem: &[u8],
-) -> Result<(), TlsRefusal> {
+) -> Result<Vec<Vec<u8>>, TlsRefusal> {
     use openssl::stack::Stack;
     use openssl::x509::store::X509StoreBuilder;
     use openssl::x509::{X509PurposeId, X509StoreContext, X509};
@@ -149,9 +154,15 @@ pub fn verify_chain(
         chain.push(intermediate)?;
     }
     let mut ctx = X509StoreContext::new()?;
-    let failure = ctx.init(&store, &leaf, &chain, |c| {
+    let outcome = ctx.init(&store, &leaf, &chain, |c| {
         Ok(if c.verify_cert()? {
-            None
+            let verified = c.chain().map(|chain| {
+                chain
+                    .iter()
+                    .filter_map(|x| x.to_der().ok())
+                    .collect::<Vec<_>>()
+            });
+            Ok(verified.unwrap_or_default())
         } else {
             // as PostgreSQL prints a DN (escaped): the certificate's text is the client's choice
             let subject = c
@@ -160,15 +171,12 @@ pub fn verify_chain(
                 .and_then(|der| pg_twofactor_core::cert::CertInfo::from_der(&der).ok())
                 .map(|info| info.subject)
                 .unwrap_or_default();
-            Some((c.error().error_string(), c.error_depth(), subject))
+            Err((c.error().error_string(), c.error_depth(), subject))
         })
     })?;
-    match failure {
-        None => Ok(()),
-        Some((why, depth, subject)) => Err(TlsRefusal::Verify {
-            why,
-            depth,
-            subject,
-        }),
-    }
+    outcome.map_err(|(why, depth, subject)| TlsRefusal::Verify {
+        why,
+        depth,
+        subject,
+    })
 }

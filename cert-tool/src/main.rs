@@ -5,6 +5,7 @@ use pg_twofactor_cert::ca::{login_subject, write_cert, write_key, Ca, KeyKind, P
 use pg_twofactor_cert::check::{check, verify_chain, Login, Server, TlsRefusal};
 use pg_twofactor_cert::inspect::{json_string, Inspection};
 use pg_twofactor_cert::san::San;
+use pg_twofactor_core::cert::spki_sha256;
 use pg_twofactor_core::dry_run::DryRun;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -282,10 +283,19 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
         hba_method: &hba_method,
         ssl,
         replication,
+        issuer_key: None,
     };
-    let rows = match tls_refusal(cert_path.as_deref(), ca_path.as_deref(), cert.as_deref())? {
-        Some(refused) => vec![refused],
-        None => check(Path::new(&rules), &login, &server)?,
+    let rows = match verified(cert_path.as_deref(), ca_path.as_deref(), cert.as_deref())? {
+        Verified::Refused(refused) => vec![refused],
+        Verified::Chain(chain) => {
+            let issuer = chain.get(1).or(chain.first());
+            let login = Login {
+                issuer_key: issuer.and_then(|der| spki_sha256(der).ok()),
+                ..login
+            };
+            check(Path::new(&rules), &login, &server)?
+        }
+        Verified::NoCertificate => check(Path::new(&rules), &login, &server)?,
     };
     let refused = rows.last().is_some_and(|r| r.verdict == "refused");
     for row in &rows {
@@ -330,15 +340,24 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
     })
 }
 
-/// With a certificate, the row of a certificate the server's TLS layer refuses before
-/// pg_twofactor sees it (chain, validity dates: [`verify_chain`]), if it does.
-fn tls_refusal(
+/// What the server's TLS layer makes of the client's certificate.
+enum Verified {
+    /// None was given.
+    NoCertificate,
+    /// Verified: the chain, the client's certificate first.
+    Chain(Vec<Vec<u8>>),
+    /// Refused before pg_twofactor sees it: the row that says so.
+    Refused(DryRun),
+}
+
+/// Verifies a given certificate as the server's TLS layer would ([`verify_chain`]).
+fn verified(
     cert_path: Option<&str>,
     ca_path: Option<&str>,
     cert: Option<&str>,
-) -> Result<Option<DryRun>, Fail> {
+) -> Result<Verified, Fail> {
     let (Some(cert_path), Some(cert)) = (cert_path, cert) else {
-        return Ok(None);
+        return Ok(Verified::NoCertificate);
     };
     let Some(ca_path) = ca_path else {
         return Err(Fail(
@@ -348,8 +367,8 @@ fn tls_refusal(
     };
     Ok(
         match verify_chain(ca_path, &read_file(ca_path)?, cert_path, cert.as_bytes()) {
-            Ok(()) => None,
-            Err(e @ TlsRefusal::Verify { .. }) => Some(DryRun {
+            Ok(chain) => Verified::Chain(chain),
+            Err(e @ TlsRefusal::Verify { .. }) => Verified::Refused(DryRun {
                 rule_file: None,
                 rule_line: None,
                 rule_method: None,

@@ -95,6 +95,37 @@ pub fn der_from_pem(pem: &str) -> Result<Vec<u8>, PemError> {
     Ok(block.contents)
 }
 
+/// Every CERTIFICATE block of a PEM text, in order (other blocks skipped).
+pub fn certificates_from_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem)
+        .map_while(Result::ok)
+        .filter(|block| block.label == "CERTIFICATE")
+        .map(|block| block.contents)
+        .collect()
+}
+
+/// For a dry run without a TLS handshake: the [`spki_sha256`] of the certificate that issued
+/// `chain[0]`: `chain[1]` when the client's chain names it, else the one CA of `cas` whose
+/// subject is the issuer's name (when several have that name with different keys, the issuer
+/// cannot be known without verifying signatures, and `None` says so).
+pub fn issuer_key_of(chain: &[Vec<u8>], cas: &[Vec<u8>]) -> Option<[u8; 32]> {
+    if let Some(issuer) = chain.get(1) {
+        return spki_sha256(issuer).ok();
+    }
+    let leaf = parse(chain.first()?).ok()?;
+    let wanted = leaf.issuer().as_raw();
+    let mut keys: Vec<[u8; 32]> = cas
+        .iter()
+        .filter(|der| parse(der).is_ok_and(|ca| ca.subject().as_raw() == wanted))
+        .filter_map(|der| spki_sha256(der).ok())
+        .collect();
+    keys.dedup();
+    match keys.as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
 fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?))),
@@ -157,6 +188,15 @@ fn san_of(cert: &X509Certificate<'_>) -> Result<Vec<SanEntry>, CertError> {
         }
     }
     Ok(san)
+}
+
+/// The SHA-256 of a DER certificate's SubjectPublicKeyInfo, as
+/// `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum` prints it: what
+/// the rule option `issuer_key=` pins, taken of the issuing CA's certificate.
+pub fn spki_sha256(der: &[u8]) -> Result<[u8; 32], CertError> {
+    use sha2::{Digest, Sha256};
+    let cert = parse(der)?;
+    Ok(Sha256::digest(cert.tbs_certificate.subject_pki.raw).into())
 }
 
 /// Only the SubjectAltName entries of a DER certificate: what the TLS handshake check reads

@@ -70,6 +70,9 @@ pub struct ServerSettings {
     /// The subjects (RFC 2253, [`crate::dn`]) of the certificates in `ssl_ca_file`; `None`
     /// when it is not set or could not be read.
     pub ca_names: Option<Vec<String>>,
+    /// The SubjectPublicKeyInfo SHA-256s ([`crate::cert::spki_sha256`]) of the certificates in
+    /// `ssl_ca_file`; `None` when it is not set or could not be read.
+    pub ca_keys: Option<Vec<[u8; 32]>>,
     pub enabled: MethodSet,
     /// `pg_twofactor.handshake_check`.
     pub handshake_check: bool,
@@ -352,6 +355,27 @@ fn requires_certificate(h: &HbaFileRule) -> bool {
 
 /// The findings about each rule: shadowed by an earlier rule, or at odds with the `pg_hba.conf`
 /// lines that can cover the same logins, or with the methods enabled.
+/// `issuer_key=` that no certificate of `ssl_ca_file` has: right only when clients send the
+/// issuing intermediate themselves; otherwise every login the rule covers is refused.
+fn issuer_key_finding(rule: &Rule, settings: &ServerSettings) -> Option<Finding> {
+    let (want, keys) = (
+        rule.options.issuer_key.as_ref()?,
+        settings.ca_keys.as_ref()?,
+    );
+    if keys.contains(want) {
+        return None;
+    }
+    Some(finding(
+        Severity::Warning,
+        rule,
+        "issuer_key= matches no CA of ssl_ca_file",
+        format!(
+            "No certificate in ssl_ca_file has the key sha256:{}, so unless clients send an intermediate CA certificate with that key, every login this rule covers is refused (\"certificate issuer key does not match the rule\"). The pin of a CA certificate is what `openssl x509 -in CA.crt -pubkey -noout | openssl pkey -pubin -outform der | sha256sum` prints.",
+            crate::rules::token::hex(want)
+        ),
+    ))
+}
+
 fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings) -> Vec<Finding> {
     let mut out = Vec::new();
     let hba: Vec<HbaLine<'_>> = hba
@@ -369,6 +393,7 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
     let mut clear_text_lines = Vec::new();
     let mut no_clientcert_lines = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
+        out.extend(issuer_key_finding(rule, settings));
         if let (Some(issuer), Some(names)) = (&rule.options.issuer, &settings.ca_names) {
             if !names.contains(issuer) {
                 out.push(finding(
@@ -650,6 +675,7 @@ mod tests {
             data_directory: None,
             ssl_ca_file: Some("root.crt".into()),
             ca_names: None,
+            ca_keys: None,
             enabled: MethodSet::defaults(),
             handshake_check: true,
             preload_libraries: vec!["pg_twofactor".into()],
@@ -682,6 +708,7 @@ mod tests {
             data_directory: None,
             ssl_ca_file: None,
             ca_names: None,
+            ca_keys: None,
             enabled: MethodSet::defaults(),
             handshake_check: true,
             preload_libraries: vec![],
@@ -988,6 +1015,26 @@ mod tests {
             ),
             vec!["warning :0 credcheck is loaded after pg_twofactor"]
         );
+    }
+
+    #[test]
+    fn issuer_key_should_be_a_key_of_ssl_ca_file() {
+        let h = hba(&[("hostssl", "all", "all", NET, SCRAM_CA)]);
+        let pin = [7u8; 32];
+        let rule = format!(
+            "hostssl all alice 10.1.0.0/16 2f-scram-sha-256 issuer_key=sha256:{}\n",
+            crate::rules::token::hex(&pin)
+        );
+        let with = |keys: &[[u8; 32]]| ServerSettings {
+            ca_keys: Some(keys.to_vec()),
+            ..good()
+        };
+        assert_eq!(
+            run(&rule, &h, &with(&[[8u8; 32]])),
+            vec!["warning /d/r.conf:1 issuer_key= matches no CA of ssl_ca_file"]
+        );
+        assert!(run(&rule, &h, &with(&[[8u8; 32], pin])).is_empty());
+        assert!(run(&rule, &h, &good()).is_empty());
     }
 
     #[test]

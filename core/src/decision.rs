@@ -6,6 +6,7 @@
 use crate::address::{ClientName, KnownHost, Network};
 use crate::cert::{AddressFailure, CertInfo};
 use crate::methods::{BaseMethod, Method, MethodSet};
+use crate::rules::token::hex;
 use crate::rules::{Action, Catalog, Connection, Found, Mode, Rule, RuleSet, SanPolicy};
 use std::fmt;
 use std::net::IpAddr;
@@ -40,6 +41,10 @@ pub struct LoginAttempt {
     pub hba_method: BaseMethod,
     pub hba_line: i32,
     pub hba_file: Option<String>,
+    /// The SHA-256 of the SubjectPublicKeyInfo of the certificate that issued the client's
+    /// certificate in the chain TLS verified ([`crate::cert::spki_sha256`]), for `issuer_key=`;
+    /// `None` when it was not read (no rule in force asks for it) or could not be.
+    pub issuer_key: Option<[u8; 32]>,
 }
 
 impl LoginAttempt {
@@ -65,10 +70,11 @@ pub enum Reason {
     AddressMismatch,
     Internal,
     IssuerMismatch,
+    IssuerKeyMismatch,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::NoCertificate,
         Reason::MethodNotEnabled,
         Reason::BaseMethodMismatch,
@@ -76,6 +82,7 @@ impl Reason {
         Reason::AddressMismatch,
         Reason::Internal,
         Reason::IssuerMismatch,
+        Reason::IssuerKeyMismatch,
     ];
 }
 
@@ -89,6 +96,7 @@ impl fmt::Display for Reason {
             Reason::AddressMismatch => "client address does not match the certificate",
             Reason::Internal => "internal error",
             Reason::IssuerMismatch => "certificate issuer does not match the rule",
+            Reason::IssuerKeyMismatch => "certificate issuer key does not match the rule",
         })
     }
 }
@@ -645,6 +653,25 @@ fn check_rule(
         }
     }
 
+    // 3c. The key of the certificate's issuer is the one the rule pins (option issuer_key=):
+    // any CA ssl_ca_file trusts can sign an intermediate with a given name, not with this key.
+    if let Some(want) = &rule.options.issuer_key {
+        if attempt.issuer_key.as_ref() != Some(want) {
+            let got = match &attempt.issuer_key {
+                Some(k) => format!("sha256:{}", hex(k)),
+                None => "unknown (the verified chain could not be read)".into(),
+            };
+            return refuse(
+                Reason::IssuerKeyMismatch,
+                detail,
+                &format!(
+                    "the key of the certificate's issuer is {got}, and the rule requires issuer_key=sha256:{}",
+                    hex(want)
+                ),
+            );
+        }
+    }
+
     // 4. CN equals the login.
     if let Err(why) = cert.check_cn(&attempt.user) {
         return refuse(Reason::CnMismatch, detail, &why.to_string());
@@ -693,6 +720,7 @@ mod tests {
             hba_method: method,
             hba_line: 7,
             hba_file: None,
+            issuer_key: None,
         }
     }
 
@@ -1060,6 +1088,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
                 "two-factor authentication failed for user \"u\": client address does not match the certificate",
                 "two-factor authentication failed for user \"u\": internal error",
                 "two-factor authentication failed for user \"u\": certificate issuer does not match the rule",
+                "two-factor authentication failed for user \"u\": certificate issuer key does not match the rule",
             ]
         );
     }
@@ -1124,5 +1153,65 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             e[0].message,
             "invalid value for authentication option \"issuer\": \"\" (an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\")"
         );
+    }
+
+    #[test]
+    fn issuer_key_pins_the_rule_to_one_key() {
+        // alice.der is self-signed: its issuer's key is its own
+        let alice = include_bytes!("testdata/alice.der").to_vec();
+        let key = crate::cert::spki_sha256(&alice).unwrap();
+        let other = [0x5a; 32];
+        let rules = parse_text(
+            Path::new("/d/r.conf"),
+            format!(
+                "hostssl all alice 10.0.0.0/8 2f-scram-sha-256 issuer_key=sha256:{}\nhostssl all alice all 2f-scram-sha-256 issuer_key=sha256:{}\n",
+                hex(&key),
+                hex(&other)
+            )
+            .as_bytes(),
+            Syntax::Pg15,
+            &AnyRegex,
+        )
+        .into_rule_set()
+        .unwrap();
+        assert!(rules.pins_issuer_key);
+        let mut a = attempt(PeerCert::Verified(alice), BaseMethod::ScramSha256);
+        a.user = b"alice".to_vec();
+        a.client_addr = Some("10.1.2.3".parse().unwrap());
+        let net = StaticNetwork::default();
+        let decide = |a: &LoginAttempt| {
+            decide_all(&rules, a, MethodSet::defaults(), &net, &NoCatalog).verdict
+        };
+        // the key not read: refused, never taken as a match
+        assert_eq!(decide(&a).reason(), Some(Reason::IssuerKeyMismatch));
+        assert!(
+            decide(&a).detail().unwrap().contains("is unknown"),
+            "{:?}",
+            decide(&a)
+        );
+        a.issuer_key = Some(key);
+        assert!(
+            matches!(decide(&a), Verdict::Accepted { .. }),
+            "{:?}",
+            decide(&a)
+        );
+        // the second rule pins another key
+        a.client_addr = Some("192.0.2.1".parse().unwrap());
+        let v = decide(&a);
+        assert_eq!(
+            (v.reason(), v.rule_position().as_str()),
+            (Some(Reason::IssuerKeyMismatch), "/d/r.conf:2")
+        );
+        assert!(
+            v.detail().unwrap().ends_with(&format!(
+                "The key of the certificate's issuer is sha256:{}, and the rule requires issuer_key=sha256:{}.",
+                hex(&key),
+                hex(&other)
+            )),
+            "{v:?}"
+        );
+        // a rule set without the option never reads the chain
+        let plain = RuleSet::new("/d/r.conf".into(), Vec::new());
+        assert!(!plain.pins_issuer_key);
     }
 }

@@ -143,6 +143,7 @@ pub fn attempt(
         hba_method,
         hba_line: 0,
         hba_file: None,
+        issuer_key: None,
     })
 }
 

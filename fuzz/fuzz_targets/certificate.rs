@@ -39,6 +39,7 @@ fn verdict(der: &[u8], user: &[u8], addr: &str) -> Verdict {
         hba_method: BaseMethod::ScramSha256,
         hba_line: 1,
         hba_file: None,
+        issuer_key: None,
     };
     decide(
         &rules,

@@ -151,6 +151,7 @@ fn bench(c: &mut Criterion) {
             hba_method: BaseMethod::ScramSha256,
             hba_line: 1,
             hba_file: None,
+            issuer_key: None,
         };
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
             b.iter(|| {

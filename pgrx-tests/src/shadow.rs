@@ -196,6 +196,16 @@ fn offline(c: &Cluster, login: &Login<'_>, client: &str, method: &str, tls: bool
         hba_method: method,
         ssl: tls,
         replication: false,
+        // as the server's dry run finds it: the chain's second certificate, or the CA of
+        // ssl_ca_file with the issuer's name
+        issuer_key: pem.as_deref().and_then(|p| {
+            use pg_twofactor_core::cert::{certificates_from_pem, issuer_key_of};
+            let cas = std::fs::read(c.data.join("root.crt")).unwrap_or_default();
+            issuer_key_of(
+                &certificates_from_pem(p.as_bytes()),
+                &certificates_from_pem(&cas),
+            )
+        }),
     };
     let server = pg_twofactor_cert::check::Server {
         major: crate::cluster::major_of_bindir(&c.bin),

@@ -730,3 +730,189 @@ fn certificate_text_is_escaped_in_the_log_and_the_tool_output() {
     let json = ok(&run(&dba.tool, &["inspect", "--json", s(&evil.cert)]));
     clean(&json, "inspect --json");
 }
+
+/// An intermediate CA named exactly like `name` (an existing CA's subject), signed by `root`:
+/// what any CA that `ssl_ca_file` trusts can mint.
+fn same_named_intermediate(
+    root: &pg_twofactor_cert::ca::Ca,
+    name: &openssl::x509::X509NameRef,
+    dir: &Path,
+) -> pg_twofactor_cert::ca::Ca {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::hash::MessageDigest;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+    use openssl::x509::X509;
+    use pg_twofactor_cert::ca::{new_key, write_cert, write_key, Ca, KeyKind};
+    let key = new_key(KeyKind::EcP256).unwrap();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::ONE, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(name).unwrap();
+    b.set_issuer_name(root.cert.subject_name()).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .crl_sign()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let ski = SubjectKeyIdentifier::new()
+        .build(&b.x509v3_context(Some(&root.cert), None))
+        .unwrap();
+    b.append_extension(ski).unwrap();
+    b.sign(root.key(), MessageDigest::sha256()).unwrap();
+    let (cert_path, key_path) = (dir.join("twin-ca.crt"), dir.join("twin-ca.key"));
+    write_cert(&cert_path, &b.build(), true).unwrap();
+    write_key(&key_path, &key, true).unwrap();
+    Ca::load(&cert_path, &key_path).unwrap()
+}
+
+/// `issuer_key=` pins a rule to the issuing CA's key, where `issuer=` pins only a name: a second
+/// CA that `ssl_ca_file` trusts mints an intermediate bearing the pinned CA's exact name, and
+/// its client certificate (sent with that intermediate, as libpq sends a chain) passes the name
+/// pin and is refused by the key pin, with its own reason, in the log, the statistics, the dry
+/// run, the offline check, and the configuration check.
+#[test]
+fn issuer_key_pins_the_cas_key_where_issuer_pins_only_its_name() {
+    use pg_twofactor_cert::ca::{login_subject, Ca, KeyKind, Profile};
+    use pg_twofactor_e2e::{psql_run, San};
+    use std::io::Write;
+    let (c, dba) = cluster(false, false);
+    c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
+    // the pin, computed as the documentation says
+    let pin = ok(&run(
+        Path::new("sh"),
+        &[
+            "-c",
+            &format!(
+                "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | sha256sum",
+                s(&dba.ca_cert)
+            ),
+        ],
+    ));
+    let pin = pin.split_whitespace().next().unwrap().to_string();
+    assert_eq!(pin.len(), 64, "{pin}");
+    // a second root, trusted too; it mints a twin of the pinned CA's name
+    let other_root = Ca::create("Another trusted root", 30, KeyKind::EcP256).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(c.data.join("root.crt"))
+        .unwrap()
+        .write_all(&other_root.cert.to_pem().unwrap())
+        .unwrap();
+    let pinned = Ca::load(&dba.ca_cert, &dba.ca_key).unwrap();
+    let twin = same_named_intermediate(&other_root, pinned.cert.subject_name(), &dba.dir);
+    let (leaf, leaf_key) = twin
+        .issue(
+            &login_subject("app").unwrap(),
+            Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+            30,
+            KeyKind::EcP256,
+            Profile::Client,
+        )
+        .unwrap();
+    let forged = CertFiles {
+        cert: dba.dir.join("app-twin.crt"),
+        key: dba.dir.join("app-twin.key"),
+    };
+    // the client's certificate, then the intermediate it sends
+    let chain = [leaf.to_pem().unwrap(), twin.cert.to_pem().unwrap()].concat();
+    std::fs::write(&forged.cert, &chain).unwrap();
+    pg_twofactor_cert::ca::write_key(&forged.key, &leaf_key, true).unwrap();
+    let genuine = dba.issue("app", "app-genuine", &["127.0.0.1"]);
+    let login = |files: &CertFiles| psql_run(&c, &Login::new("app", PASSWORD).cert(files));
+
+    // the name pin lets the twin's certificate in: that is the gap
+    c.write_rules("hostssl all app all 2f-scram-sha-256 issuer=\"CN=pg_twofactor test CA\"\n");
+    c.reload();
+    let run_twin = login(&forged);
+    assert!(
+        run_twin.success && run_twin.stdout.starts_with("app|"),
+        "{run_twin:?}"
+    );
+
+    // the key pin refuses it, and still lets the genuine certificate in
+    c.write_rules(&format!(
+        "hostssl all app all 2f-scram-sha-256 issuer=\"CN=pg_twofactor test CA\" issuer_key=sha256:{pin}\n"
+    ));
+    c.reload();
+    let run_genuine = login(&genuine);
+    assert!(
+        run_genuine.success && run_genuine.stdout.starts_with("app|"),
+        "{run_genuine:?}"
+    );
+    c.psql_admin("SELECT pg_twofactor_stats_reset()");
+    let mark = c.log_mark();
+    let run_twin = login(&forged);
+    assert!(!run_twin.success, "{run_twin:?}");
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("certificate issuer key does not match the rule")
+            && log.contains(&format!("and the rule requires issuer_key=sha256:{pin}")),
+        "{log}"
+    );
+    assert_eq!(
+        c.psql_admin("SELECT sum(refused) FROM pg_twofactor_stats WHERE reason = 'certificate issuer key does not match the rule'"),
+        "1"
+    );
+    assert!(c
+        .psql_admin("SELECT options FROM pg_twofactor_rules")
+        .contains(&format!("issuer_key=sha256:{pin}")),);
+    // the dry run, given the chain the client sends
+    let chain_text = String::from_utf8(chain.clone()).unwrap();
+    assert_eq!(
+        c.psql_admin(&format!(
+            "SELECT verdict || ' ' || reason FROM pg_twofactor_check('app', 'postgres', '127.0.0.1', '{chain_text}')"
+        )),
+        "refused certificate issuer key does not match the rule"
+    );
+    // the offline check, verifying the chain against ssl_ca_file
+    let out = run(
+        &dba.tool,
+        &[
+            "check",
+            "--rules",
+            s(&c.data.join("pg_twofactor_hba.conf")),
+            "--user",
+            "app",
+            "--database",
+            "postgres",
+            "--address",
+            "127.0.0.1",
+            "--cert",
+            s(&forged.cert),
+            "--ca-file",
+            s(&c.data.join("root.crt")),
+            "--major",
+            &major_of_bindir(&c.bin).to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("reason:  certificate issuer key does not match the rule"),
+        "{out:?}"
+    );
+    // a pin of no CA of ssl_ca_file is a configuration problem
+    c.write_rules(&format!(
+        "hostssl all app all 2f-scram-sha-256 issuer_key=sha256:{}\n",
+        "ab".repeat(32)
+    ));
+    assert_eq!(
+        c.psql_admin("SELECT severity || ' ' || problem FROM pg_twofactor_config_problems WHERE problem LIKE 'issuer_key=%'"),
+        "warning issuer_key= matches no CA of ssl_ca_file"
+    );
+}

@@ -291,11 +291,18 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
         &Login::new("test1", PASSWORD).from("127.0.0.7"),
     ));
     silent.assert_asked();
-    // the wrong password was not counted or logged as a pg_twofactor decision
+    // both refusals are counted (the statistics must not tell a right password from a wrong
+    // one), but only the right password's is logged as a pg_twofactor decision
     c.psql_admin("CREATE EXTENSION IF NOT EXISTS pg_twofactor");
     assert_eq!(
         c.psql_admin("SELECT sum(checked), sum(refused) FROM pg_twofactor_stats WHERE rule_line IS NOT NULL AND reason IS NULL"),
-        "1|1"
+        "2|2"
+    );
+    assert_eq!(
+        c.log().matches("pg_twofactor refused the login").count(),
+        1,
+        "{}",
+        c.log()
     );
     // and the right password with the certificate logs in
     let cert = cert_at_7(&c, "test1");

@@ -108,7 +108,7 @@ fn refusal_is_sqlstate_28000_with_log_detail() {
     let log = c.log_since(mark);
     let rules = c.data.join("pg_twofactor_hba.conf");
     let want = format!(
-        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf {} (scram-sha-256); client address 127.0.0.1; certificate subject \"O=pg_twofactor tests, CN=nobody\"; SubjectAltName: none. Certificate CN \"nobody\" is not the login \"test1\".",
+        "DETAIL:  Rule {}:6 (2f-scram-sha-256); pg_hba.conf {} (scram-sha-256); client address 127.0.0.1; certificate subject \"CN=nobody,O=pg_twofactor tests\"; SubjectAltName: none. Certificate CN \"nobody\" is not the login \"test1\".",
         rules.display(),
         c.hba_position(5)
     );

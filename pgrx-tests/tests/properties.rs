@@ -267,6 +267,7 @@ fn decide_with(der: Vec<u8>) -> Verdict {
         hba_method: BaseMethod::ScramSha256,
         hba_line: 1,
         hba_file: None,
+        issuer_key: None,
     };
     decide(
         rules,

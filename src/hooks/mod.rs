@@ -175,11 +175,15 @@ fn logs_authenticated_connections() -> bool {
 unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: per the function contract.
-        let attempt = unsafe { login_attempt(port) }?;
+        let mut attempt = unsafe { login_attempt(port) }?;
         handshake_check_ran(&attempt)?;
         // the deadline is read only if a lookup is needed (most logins make none)
         let network = SystemNetwork::bounded_by(connection::authentication_deadline);
         let (verdict, report, cert) = rules_in_force::with_current(|rules| {
+            if rules.pins_issuer_key {
+                // SAFETY: per the function contract.
+                attempt.issuer_key = unsafe { issuer_key(port) };
+            }
             let d = decision::decide_all(
                 rules,
                 &attempt,
@@ -353,6 +357,19 @@ fn base_method(m: ffi::UserAuth::Type) -> BaseMethod {
     }
 }
 
+/// The SHA-256 of the SubjectPublicKeyInfo of the certificate that issued the client's
+/// certificate, in the chain OpenSSL verified (for `issuer_key=`); `None` when there is no
+/// verified chain or it cannot be read (a rule that pins a key then refuses).
+///
+/// # Safety
+/// As for [`decide`].
+unsafe fn issuer_key(port: *mut ffi::Port) -> Option<[u8; 32]> {
+    // SAFETY: per the function contract; `ssl` is the connection's SSL object or null, and
+    // the chain is owned by it for the life of the connection.
+    let der = unsafe { connection::verified_issuer_der((*port).ssl) }?;
+    pg_twofactor_core::cert::spki_sha256(&der).ok()
+}
+
 /// Reads what the decision needs out of the Port. Names stay bytes in the server encoding.
 ///
 /// # Safety
@@ -398,6 +415,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
             hba_method: base_method(hba.auth_method),
             hba_line: hba.linenumber,
             hba_file,
+            issuer_key: None,
         })
     }
 }

@@ -78,3 +78,35 @@ pub unsafe fn peer_der(peer: *mut ffi::X509) -> Result<Vec<u8>, String> {
     }
     Ok(buf)
 }
+
+/// The DER of the certificate that issued the client's certificate in the chain OpenSSL
+/// verified for this connection (`SSL_get0_verified_chain`: the client's certificate first,
+/// then each issuer; a client certificate that is itself a trusted CA is its own issuer).
+/// `None` without TLS or without a verified chain.
+///
+/// # Safety
+/// `ssl` is null or the connection's live SSL object.
+pub unsafe fn verified_issuer_der(ssl: *mut ffi::SSL) -> Option<Vec<u8>> {
+    if ssl.is_null() {
+        return None;
+    }
+    // SAFETY: a live SSL object; the stack it returns is owned by it (no reference taken).
+    let chain = unsafe { ffi::SSL_get0_verified_chain(ssl) };
+    if chain.is_null() {
+        return None;
+    }
+    // SAFETY: `chain` is a valid STACK_OF(X509) for the life of `ssl`.
+    let count = unsafe { ffi::OPENSSL_sk_num(chain) };
+    let index = match count {
+        1 => 0,
+        n if n >= 2 => 1,
+        _ => return None,
+    };
+    // SAFETY: `index` < count; the element is an X509 owned by the stack.
+    let issuer = unsafe { ffi::OPENSSL_sk_value(chain, index) }.cast::<ffi::X509>();
+    if issuer.is_null() {
+        return None;
+    }
+    // SAFETY: a valid X509, alive as long as `ssl`.
+    unsafe { peer_der(issuer) }.ok()
+}

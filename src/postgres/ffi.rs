@@ -48,4 +48,20 @@ unsafe extern "C" {
     pub fn X509_STORE_CTX_get0_cert(ctx: *mut X509_STORE_CTX) -> *mut X509;
     /// libcrypto: the verification error the handshake reports.
     pub fn X509_STORE_CTX_set_error(ctx: *mut X509_STORE_CTX, err: core::ffi::c_int);
+    /// libssl (1.1.0+): the peer's chain as verified, the peer's certificate first; owned by
+    /// the SSL object.
+    pub fn SSL_get0_verified_chain(ssl: *const SSL) -> *mut OPENSSL_STACK;
+    /// libcrypto: the number of elements of a stack.
+    pub fn OPENSSL_sk_num(stack: *const OPENSSL_STACK) -> core::ffi::c_int;
+    /// libcrypto: the element at `i` of a stack, owned by the stack.
+    pub fn OPENSSL_sk_value(
+        stack: *const OPENSSL_STACK,
+        i: core::ffi::c_int,
+    ) -> *mut core::ffi::c_void;
+}
+
+/// An OpenSSL stack (`STACK_OF(...)`, only ever handled through pointers).
+#[repr(C)]
+pub struct OPENSSL_STACK {
+    _opaque: [u8; 0],
 }

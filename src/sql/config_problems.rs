@@ -63,15 +63,22 @@ fn pg_twofactor_config_problems(
     let data_directory = setting(c"data_directory").filter(|v| !v.is_empty());
     let ssl_ca_file = setting(c"ssl_ca_file").filter(|v| !v.is_empty());
     // the CA file as the server reads it: a relative path is in the data directory
-    let ca_names = ssl_ca_file.as_ref().and_then(|f| {
+    let ca_pem = ssl_ca_file.as_ref().and_then(|f| {
         let path = match &data_directory {
             Some(d) => std::path::Path::new(d).join(f),
             None => std::path::PathBuf::from(f),
         };
         // as the rules files are read: a regular file of bounded size, never blocking on a FIFO
-        pg_twofactor_core::rules::token::read_limited(&path)
-            .ok()
-            .map(|pem| pg_twofactor_core::dn::pem_subjects(&pem))
+        pg_twofactor_core::rules::token::read_limited(&path).ok()
+    });
+    let ca_names = ca_pem
+        .as_ref()
+        .map(|pem| pg_twofactor_core::dn::pem_subjects(pem));
+    let ca_keys = ca_pem.as_ref().map(|pem| {
+        pg_twofactor_core::cert::certificates_from_pem(pem)
+            .iter()
+            .filter_map(|der| pg_twofactor_core::cert::spki_sha256(der).ok())
+            .collect()
     });
     let server = ServerSettings {
         ssl: setting(c"ssl").as_deref() == Some("on"),
@@ -79,6 +86,7 @@ fn pg_twofactor_config_problems(
         data_directory,
         ssl_ca_file,
         ca_names,
+        ca_keys,
         enabled: settings::enabled_methods(),
         handshake_check: settings::handshake_check(),
         preload_libraries: setting(c"shared_preload_libraries")

@@ -103,7 +103,7 @@ fn pg_twofactor_check(
         );
     }
     let addr = client_addr.map(|a| a.0);
-    let attempt = attempt(
+    let mut attempt = attempt(
         postgres::MAJOR,
         user_name,
         database,
@@ -122,6 +122,7 @@ fn pg_twofactor_check(
     });
     if let (Some(pem), true) = (client_cert, ssl) {
         warn_if_not_valid_now(pem);
+        attempt.issuer_key = issuer_key(pem);
     }
     if let Some(server) = rules_in_force::server_state() {
         if server.generation != rules_in_force::local_state().0 {
@@ -153,6 +154,19 @@ fn pg_twofactor_check(
             row.detail,
         )
     }))
+}
+
+/// The key `issuer_key=` compares for `pem` (the client's certificate, then any intermediates
+/// it would send): the second certificate's, or that of the CA of `ssl_ca_file` that bears the
+/// issuer's name ([`pg_twofactor_core::cert::issuer_key_of`]).
+fn issuer_key(pem: &str) -> Option<[u8; 32]> {
+    use pg_twofactor_core::cert::{certificates_from_pem, issuer_key_of};
+    let cas = postgres::setting(c"ssl_ca_file")
+        .filter(|f| !f.is_empty())
+        .and_then(|f| std::fs::read(f).ok())
+        .map(|bytes| certificates_from_pem(&bytes))
+        .unwrap_or_default();
+    issuer_key_of(&certificates_from_pem(pem.as_bytes()), &cas)
 }
 
 /// The dry run's rows from the rules in force (an ERROR when none are loaded).

@@ -183,6 +183,8 @@ pub struct RuleSet {
     pub unterminated: bool,
     /// A SHA-256 over the bytes of the files it was read from ([`token::load_digest`]).
     pub bytes_digest: token::FilesDigest,
+    /// Some rule has `issuer_key=`: only then does a login read its verified chain's issuer.
+    pub pins_issuer_key: bool,
 }
 
 /// Accepts every regular expression (for callers that only display rules, and tests).
@@ -351,6 +353,7 @@ impl RuleSet {
                 any_user.push(i);
             }
         }
+        let pins_issuer_key = rules.iter().any(|r| r.options.issuer_key.is_some());
         RuleSet {
             path,
             rules,
@@ -358,6 +361,7 @@ impl RuleSet {
             any_user,
             unterminated: false,
             bytes_digest: [0; 32],
+            pins_issuer_key,
         }
     }
 
@@ -402,6 +406,7 @@ impl RuleSet {
             any_user: self.any_user.clone(),
             unterminated: self.unterminated,
             bytes_digest: self.bytes_digest,
+            pins_issuer_key: self.pins_issuer_key,
         }
     }
 }

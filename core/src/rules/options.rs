@@ -16,6 +16,11 @@ pub struct RuleOptions {
     /// `issuer=`: the distinguished name the certificate's issuer must have, in the RFC 2253
     /// form PostgreSQL and `openssl x509 -issuer -nameopt RFC2253` print ([`crate::dn`]).
     pub issuer: Option<String>,
+    /// `issuer_key=sha256:HEX`: the SHA-256 of the SubjectPublicKeyInfo of the certificate that
+    /// issued the client's certificate in the chain TLS verified (a key pin beside the name
+    /// pin: any CA `ssl_ca_file` trusts can sign an intermediate with a given name, not with a
+    /// given key).
+    pub issuer_key: Option<[u8; 32]>,
 }
 
 impl Default for RuleOptions {
@@ -24,6 +29,7 @@ impl Default for RuleOptions {
             mode: Mode::Enforce,
             san: SanPolicy::Optional,
             issuer: None,
+            issuer_key: None,
         }
     }
 }
@@ -75,7 +81,31 @@ pub const OPTIONS: &[RuleOption] = &[
             Ok(())
         },
     },
+    RuleOption {
+        name: "issuer_key",
+        values: &[],
+        set: |o, v| {
+            o.issuer_key = Some(parse_key_pin(v).ok_or_else(|| {
+                "\"sha256:\" and the 64 hexadecimal digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo".to_string()
+            })?);
+            Ok(())
+        },
+    },
 ];
+
+/// `sha256:` and 64 hexadecimal digits (either case), as `sha256sum` prints a digest.
+pub fn parse_key_pin(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
 
 /// Applies the `name=value` options of a rule in order; the error is the sentence the view
 /// and the server log show.
@@ -109,4 +139,42 @@ pub fn apply<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<RuleOptions
         })?;
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_pin_is_sha256_and_64_hex_digits() {
+        let hex = "00ff".repeat(16);
+        let pin = parse_key_pin(&format!("sha256:{hex}")).unwrap();
+        assert_eq!(pin[0], 0x00);
+        assert_eq!(pin[1], 0xff);
+        assert_eq!(
+            parse_key_pin(&format!("sha256:{}", hex.to_uppercase())),
+            Some(pin)
+        );
+        for bad in [
+            hex.clone(),
+            format!("sha1:{hex}"),
+            format!("sha256:{}", &hex[1..]),
+            format!("sha256:{hex}0"),
+            format!("sha256:{}g", &hex[1..]),
+            "sha256:".into(),
+        ] {
+            assert_eq!(parse_key_pin(&bad), None, "{bad}");
+        }
+        let err = apply(["issuer_key=sha256:abc"]).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid value for authentication option \"issuer_key\": \"sha256:abc\" (\"sha256:\" and the 64 hexadecimal digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo)"
+        );
+        assert_eq!(
+            apply([format!("issuer_key=sha256:{hex}").as_str()])
+                .unwrap()
+                .issuer_key,
+            Some(pin)
+        );
+    }
 }
