@@ -18,6 +18,30 @@ pub const RECIPE: &str = include_str!("../../docs/patroni.yml");
 pub const SCOPE: &str = "pg2f";
 pub const SUPERUSER_PASSWORD: &str = "patroni-superuser-pw";
 pub const REPLICATION_PASSWORD: &str = "patroni-replication-pw";
+/// The REST API's password (the user is the recipe's, `patroni`).
+pub const RESTAPI_PASSWORD: &str = "patroni-restapi-pw";
+
+/// Standard base64 with padding (for an HTTP basic-authentication header).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
 
 /// A command run as the cluster's OS user, directly (`setpriv` execs it: its pid is the
 /// command's, so killing it kills the command), with Patroni's environment.
@@ -59,6 +83,12 @@ pub struct PatroniCluster {
 
 /// The HTTP status of `GET path` on the Patroni REST API at `port` (0: no answer).
 pub fn rest_status(port: u16, path: &str) -> u16 {
+    rest_request(port, "GET", path, None)
+}
+
+/// The HTTP status of `method path` on the Patroni REST API at `port`, with basic
+/// authentication when `credentials` (`user:password`) are given (0: no answer).
+pub fn rest_request(port: u16, method: &str, path: &str, credentials: Option<&str>) -> u16 {
     let Ok(mut s) = std::net::TcpStream::connect_timeout(
         &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(2),
@@ -66,9 +96,13 @@ pub fn rest_status(port: u16, path: &str) -> u16 {
         return 0;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .is_err()
-    {
+    let authorization = credentials
+        .map(|c| format!("Authorization: Basic {}\r\n", base64(c.as_bytes())))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{authorization}Content-Length: 0\r\n\r\n"
+    );
+    if s.write_all(request.as_bytes()).is_err() {
         return 0;
     }
     let mut answer = String::new();
@@ -215,7 +249,8 @@ impl PatroniCluster {
                 format!("127.0.0.1:{}", self.etcd_port),
             )
             .env("PATRONI_SUPERUSER_PASSWORD", SUPERUSER_PASSWORD)
-            .env("PATRONI_REPLICATION_PASSWORD", REPLICATION_PASSWORD);
+            .env("PATRONI_REPLICATION_PASSWORD", REPLICATION_PASSWORD)
+            .env("PATRONI_RESTAPI_PASSWORD", RESTAPI_PASSWORD);
     }
 
     /// Starts node `i`'s Patroni.

@@ -6,7 +6,7 @@
 //! tells whether the nodes enforce the same rules files.
 
 use pg_twofactor_e2e::cluster::can_run_as_root;
-use pg_twofactor_e2e::patroni::{wait_for, PatroniCluster, SCOPE};
+use pg_twofactor_e2e::patroni::{rest_request, wait_for, PatroniCluster, RESTAPI_PASSWORD, SCOPE};
 use pg_twofactor_e2e::{rust_login, Cluster, Login, Outcome, San};
 
 const PASSWORD: &str = "first-factor-pw";
@@ -83,7 +83,11 @@ fn patroni_nodes_enforce_the_second_factor_whichever_leads() {
     enforces(&c, 1, &s1);
     // the same rules files on both nodes, outside the data directory
     assert_eq!(digest(&c, 0), digest(&c, 1));
-    assert_eq!(digest(&c, 0).len(), 16);
+    assert_eq!(digest(&c, 0).len(), 64, "a SHA-256 in hex");
+    // and the same settings that decide a login (methods, handshake check, CA file's bytes)
+    let settings = |i| c.sql(i, "SELECT settings_digest FROM pg_twofactor_status()");
+    assert_eq!(settings(0), settings(1));
+    assert_eq!(settings(0).len(), 64);
     for i in 0..2 {
         assert_eq!(
             c.sql(i, "SELECT count(*) FROM pg_twofactor_config_problems WHERE problem = 'rules file inside the data directory'"),
@@ -113,7 +117,26 @@ fn patroni_nodes_enforce_the_second_factor_whichever_leads() {
     c.wait_until_replica(0, 120);
     enforces(&c, 0, &s0);
 
-    // a rules change copied to every node and applied with patronictl reload: in force on all
+    // the REST API's unsafe endpoints need the recipe's credentials; its health checks do not
+    let port = c.nodes[0].rest_port;
+    assert_eq!(rest_request(port, "POST", "/reload", None), 401);
+    assert_eq!(
+        rest_request(port, "POST", "/reload", Some("patroni:wrong-password")),
+        401
+    );
+    assert_eq!(
+        rest_request(
+            port,
+            "POST",
+            "/reload",
+            Some(&format!("patroni:{RESTAPI_PASSWORD}"))
+        ),
+        202
+    );
+    assert_eq!(rest_request(port, "GET", "/replica", None), 200);
+
+    // a rules change copied to every node and applied with patronictl reload (which
+    // authenticates with the same credentials): in force on all
     let both = format!("{RULES}hostssl all other all 2f-scram-sha-256\n");
     let before = digest(&c, 0);
     for i in 0..2 {

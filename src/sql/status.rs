@@ -114,8 +114,17 @@ fn may_read_rules() -> bool {
         JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid \
         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.deptype = 'e' \
         AND e.extname = 'pg_twofactor' AND p.proname = 'pg_twofactor_rules'";
-    // any failure reads as "may not": the text is then withheld
-    Spi::get_one::<bool>(QUERY).ok().flatten().unwrap_or(false)
+    // a read-only SPI connection (Spi::get_one would assign a transaction id, which a hot
+    // standby refuses); any failure reads as "may not": the text is then withheld
+    Spi::connect(|client| {
+        client
+            .select(QUERY, Some(1), &[])?
+            .first()
+            .get_one::<bool>()
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// The rules file's errors quote its lines: shown as they are to a caller who may read the
