@@ -234,6 +234,27 @@ async fn rust_query_async(cluster: &Cluster, login: &Login, sql: &str) -> Result
         .password(&login.password)
         .dbname(&login.dbname)
         .ssl_mode(tokio_postgres::config::SslMode::Require);
+    // a hung server or hook is a named failure within minutes, not a stalled CI run
+    let limit = std::time::Duration::from_secs(LOGIN_LIMIT_SECS);
+    tokio::time::timeout(limit, login_and_query(config, stream, tls, sql))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the login of {:?} to {server} did not finish within {LOGIN_LIMIT_SECS} s",
+                login.user
+            )
+        })
+}
+
+/// How long a Rust-client login and its query may take before the test fails.
+const LOGIN_LIMIT_SECS: u64 = 120;
+
+async fn login_and_query(
+    config: tokio_postgres::Config,
+    stream: tokio::net::TcpStream,
+    tls: postgres_openssl::TlsConnector,
+    sql: &str,
+) -> Result<String, Outcome> {
     match config.connect_raw(stream, tls).await {
         Ok((client, connection)) => {
             let conn = tokio::spawn(connection);

@@ -754,6 +754,9 @@ impl Cluster {
             .args(["-p", &self.port.to_string(), "-U", user, "-d", db, "-c"])
             .arg(sql)
             .env("PGCLIENTENCODING", &self.encoding)
+            // a hung server is a failure within minutes, never a stalled CI run
+            .env("PGCONNECT_TIMEOUT", "30")
+            .env("PGOPTIONS", "-c statement_timeout=300s")
             .output()
             .unwrap()
     }

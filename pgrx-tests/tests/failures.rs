@@ -513,3 +513,83 @@ fn a_rules_file_cut_short_on_a_full_disk_is_not_loaded() {
         c.log_since(mark)
     );
 }
+
+/// A hosts file that names 127.0.0.8 (forward and reverse) and nothing else but localhost:
+/// every other name is asked of DNS, which fails at once ("temporary failure").
+const HOSTS_WITH_APP8: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n127.0.0.8 app8.oracle.test\n";
+
+/// A DNS SubjectAltName the server cannot check (the reverse lookup of the client fails) refuses
+/// the login as an internal error, never accepts it; an IP entry for the same client needs no
+/// lookup and lets the login in.
+#[test]
+fn a_dns_subjectaltname_that_cannot_be_checked_refuses_the_login() {
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
+        return;
+    }
+    let c = scenario::builder()
+        .rules("hostssl all test1 all 2f-scram-sha-256\n")
+        .name_service(HOSTS_WITH_APP8)
+        .start();
+    c.create_user("test1", PASSWORD);
+    let by_name = c.client_cert(
+        "test1-dns7",
+        &["test1"],
+        Some(&[San::Dns("app7.oracle.test".into())]),
+    );
+    let mark = c.log_mark();
+    rust_login(
+        &c,
+        &Login::new("test1", PASSWORD)
+            .from("127.0.0.7")
+            .cert(&by_name),
+    )
+    .assert_refused(&two_factor("test1", "internal error"));
+    let log = c.log_since(mark);
+    assert!(
+        log.contains("SubjectAltName: DNS:app7.oracle.test"),
+        "{log}"
+    );
+    assert!(log.contains("127.0.0.7"), "{log}");
+    // the positive control: the same client with an IP entry
+    let by_address = cert_at_7(&c, "test1");
+    rust_login(
+        &c,
+        &Login::new("test1", PASSWORD)
+            .from("127.0.0.7")
+            .cert(&by_address),
+    )
+    .assert_accepted_as("test1");
+}
+
+/// A DNS SubjectAltName names one host, exactly (or one label under `*.`): a certificate for
+/// `oracle.test` does not match the client `app8.oracle.test`, one for `app8.oracle.test` or
+/// `*.oracle.test` does.
+#[test]
+fn a_dns_subjectaltname_matches_exactly_not_as_a_suffix() {
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
+        return;
+    }
+    let c = scenario::builder()
+        .rules("hostssl all test1 all 2f-scram-sha-256\n")
+        .name_service(HOSTS_WITH_APP8)
+        .start();
+    c.create_user("test1", PASSWORD);
+    let cert =
+        |stem: &str, name: &str| c.client_cert(stem, &["test1"], Some(&[San::Dns(name.into())]));
+    let login = |files: &pg_twofactor_e2e::CertFiles| {
+        rust_login(
+            &c,
+            &Login::new("test1", PASSWORD).from("127.0.0.8").cert(files),
+        )
+    };
+    login(&cert("parent", "oracle.test")).assert_refused(&two_factor(
+        "test1",
+        "client address does not match the certificate",
+    ));
+    login(&cert("sibling", "pp8.oracle.test")).assert_refused(&two_factor(
+        "test1",
+        "client address does not match the certificate",
+    ));
+    login(&cert("exact", "app8.oracle.test")).assert_accepted_as("test1");
+    login(&cert("wildcard", "*.oracle.test")).assert_accepted_as("test1");
+}

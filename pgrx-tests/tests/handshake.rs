@@ -422,7 +422,7 @@ fn a_stolen_verify_callback_refuses_instead_of_passing_unchecked() {
         );
         assert!(
             matches!(&p.result, Ok(RawOutcome::Error { sqlstate, .. }) if sqlstate == "28P01"),
-            "{user}: {p:?}"
+            "{user}: expected PostgreSQL's password failure (28P01), got {p:?}"
         );
     }
     let log = c.log_since(mark);
