@@ -570,4 +570,59 @@ mod tests {
             Err(CertError::Parse(_))
         ));
     }
+
+    const ALICE: &[u8] = include_bytes!("testdata/alice.der");
+    /// Named CN=alice like [`ALICE`], with another key.
+    const ALICE_TWIN: &[u8] = include_bytes!("testdata/handshake-dns.der");
+    const EVIL: &[u8] = include_bytes!("testdata/handshake-evil.der");
+
+    #[test]
+    fn the_key_pin_is_the_sha256_of_the_subject_public_key_info() {
+        // as `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`
+        assert_eq!(
+            crate::rules::token::hex(&spki_sha256(ALICE).unwrap()),
+            "d4bb3458a35b1ec8b8aa3c68e22d720fe9fdde50de884aa59d78312d66960eac"
+        );
+        assert_ne!(spki_sha256(ALICE).unwrap(), spki_sha256(ALICE_TWIN).unwrap());
+        assert!(spki_sha256(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn every_certificate_block_of_a_pem_text_is_read_in_order() {
+        let text = [
+            include_str!("testdata/alice.pem"),
+            "-----BEGIN EXTRA-----\nAAAA\n-----END EXTRA-----\n",
+            include_str!("testdata/handshake-dns.pem"),
+        ]
+        .concat();
+        assert_eq!(
+            certificates_from_pem(text.as_bytes()),
+            vec![ALICE.to_vec(), ALICE_TWIN.to_vec()]
+        );
+        assert!(certificates_from_pem(b"no PEM here").is_empty());
+    }
+
+    #[test]
+    fn the_issuer_key_comes_from_the_chain_or_the_one_ca_of_that_name() {
+        let key = |der: &[u8]| Some(spki_sha256(der).unwrap());
+        // the chain names the issuer: its second certificate, whatever the CAs
+        assert_eq!(
+            issuer_key_of(&[ALICE.to_vec(), EVIL.to_vec()], &[]),
+            key(EVIL)
+        );
+        // else the CA whose subject is the issuer's name (alice.der is self-signed)
+        assert_eq!(issuer_key_of(&[ALICE.to_vec()], &[ALICE.to_vec()]), key(ALICE));
+        assert_eq!(
+            issuer_key_of(&[ALICE.to_vec()], &[EVIL.to_vec(), ALICE.to_vec(), ALICE.to_vec()]),
+            key(ALICE)
+        );
+        // no CA of that name, or two of that name with different keys: unknown
+        assert_eq!(issuer_key_of(&[ALICE.to_vec()], &[EVIL.to_vec()]), None);
+        assert_eq!(issuer_key_of(&[ALICE.to_vec()], &[]), None);
+        assert_eq!(
+            issuer_key_of(&[ALICE.to_vec()], &[ALICE.to_vec(), ALICE_TWIN.to_vec()]),
+            None
+        );
+        assert_eq!(issuer_key_of(&[], &[ALICE.to_vec()]), None);
+    }
 }

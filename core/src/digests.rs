@@ -128,6 +128,12 @@ mod tests {
             <[u8; 32]>::from(Sha256::digest(b"abc")),
             "the length counts"
         );
+        // a new load starts a new digest
+        let one_file = load_digest();
+        read_limited(&dir.join("b")).unwrap();
+        start_load();
+        read_limited(&dir.join("a")).unwrap();
+        assert_eq!(load_digest(), one_file);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
