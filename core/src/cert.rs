@@ -583,7 +583,10 @@ mod tests {
             crate::rules::token::hex(&spki_sha256(ALICE).unwrap()),
             "d4bb3458a35b1ec8b8aa3c68e22d720fe9fdde50de884aa59d78312d66960eac"
         );
-        assert_ne!(spki_sha256(ALICE).unwrap(), spki_sha256(ALICE_TWIN).unwrap());
+        assert_ne!(
+            spki_sha256(ALICE).unwrap(),
+            spki_sha256(ALICE_TWIN).unwrap()
+        );
         assert!(spki_sha256(b"not a certificate").is_err());
     }
 
@@ -611,9 +614,15 @@ mod tests {
             key(EVIL)
         );
         // else the CA whose subject is the issuer's name (alice.der is self-signed)
-        assert_eq!(issuer_key_of(&[ALICE.to_vec()], &[ALICE.to_vec()]), key(ALICE));
         assert_eq!(
-            issuer_key_of(&[ALICE.to_vec()], &[EVIL.to_vec(), ALICE.to_vec(), ALICE.to_vec()]),
+            issuer_key_of(&[ALICE.to_vec()], &[ALICE.to_vec()]),
+            key(ALICE)
+        );
+        assert_eq!(
+            issuer_key_of(
+                &[ALICE.to_vec()],
+                &[EVIL.to_vec(), ALICE.to_vec(), ALICE.to_vec()]
+            ),
             key(ALICE)
         );
         // no CA of that name, or two of that name with different keys: unknown

@@ -139,6 +139,32 @@ impl Dba {
 /// unknown to its DNS, [`NxDomainDns`]).
 const HOSTS: &[u8] = b"127.0.0.1 app1.pg2f.test localhost\n::1 localhost\n";
 
+/// `pg_twofactor-cert check` of `app` to `postgres` from 127.0.0.1 under the cluster's rules
+/// file, with `cert` verified against `ca` when given.
+fn offline_check(c: &Cluster, dba: &Dba, cert: &Path, ca: Option<&Path>) -> Output {
+    let rules = c.data.join("pg_twofactor_hba.conf");
+    let major = major_of_bindir(&c.bin).to_string();
+    let mut args = vec![
+        "check",
+        "--rules",
+        s(&rules),
+        "--user",
+        "app",
+        "--database",
+        "postgres",
+        "--address",
+        "127.0.0.1",
+        "--cert",
+        s(cert),
+        "--major",
+        &major,
+    ];
+    if let Some(ca) = ca {
+        args.extend(["--ca-file", s(ca)]);
+    }
+    run(&dba.tool, &args)
+}
+
 fn cluster(netns: bool, names: bool) -> (Cluster, Dba) {
     let mut builder = scenario::builder().rules("hostssl all app all 2f-scram-sha-256\n");
     if netns {
@@ -518,26 +544,7 @@ fn issuer_pins_a_rule_to_one_of_the_trusted_cas() {
         "1"
     );
     // the offline check knows the option too
-    let out = run(
-        &dba.tool,
-        &[
-            "check",
-            "--rules",
-            s(&c.data.join("pg_twofactor_hba.conf")),
-            "--user",
-            "app",
-            "--database",
-            "postgres",
-            "--address",
-            "127.0.0.1",
-            "--cert",
-            s(&users.cert),
-            "--ca-file",
-            s(&c.data.join("root.crt")),
-            "--major",
-            &major_of_bindir(&c.bin).to_string(),
-        ],
-    );
+    let out = offline_check(&c, &dba, &users.cert, Some(&c.data.join("root.crt")));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -578,26 +585,7 @@ fn expired(ca: &pg_twofactor_cert::ca::Ca, cn: &str, path: &Path) {
 fn check_verifies_the_chain_and_the_dates_as_tls_does() {
     use pg_twofactor_cert::ca::{Ca, KeyKind};
     let (c, dba) = cluster(false, false);
-    let rules = c.data.join("pg_twofactor_hba.conf");
-    let check = |cert: &Path, ca: Option<&Path>| {
-        let mut args = vec![
-            "check",
-            "--rules",
-            s(&rules),
-            "--user",
-            "app",
-            "--database",
-            "postgres",
-            "--address",
-            "127.0.0.1",
-            "--cert",
-            s(cert),
-        ];
-        if let Some(ca) = ca {
-            args.extend(["--ca-file", s(ca)]);
-        }
-        run(&dba.tool, &args)
-    };
+    let check = |cert: &Path, ca: Option<&Path>| offline_check(&c, &dba, cert, ca);
     let good = dba.issue("app", "app-good", &["127.0.0.1"]);
     let out = check(&good.cert, Some(&dba.ca_cert));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -880,26 +868,7 @@ fn issuer_key_pins_the_cas_key_where_issuer_pins_only_its_name() {
         "refused certificate issuer key does not match the rule"
     );
     // the offline check, verifying the chain against ssl_ca_file
-    let out = run(
-        &dba.tool,
-        &[
-            "check",
-            "--rules",
-            s(&c.data.join("pg_twofactor_hba.conf")),
-            "--user",
-            "app",
-            "--database",
-            "postgres",
-            "--address",
-            "127.0.0.1",
-            "--cert",
-            s(&forged.cert),
-            "--ca-file",
-            s(&c.data.join("root.crt")),
-            "--major",
-            &major_of_bindir(&c.bin).to_string(),
-        ],
-    );
+    let out = offline_check(&c, &dba, &forged.cert, Some(&c.data.join("root.crt")));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout)

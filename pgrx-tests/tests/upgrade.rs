@@ -109,9 +109,12 @@ fn upgrade_from_0_1_0_equals_a_fresh_install() {
     );
 }
 
-/// Installs the install scripts of the released versions (fixtures) beside the current one,
-/// each written beside its place and renamed into it: the tests of this file run at once, and a
-/// server reading a script must never see one half written.
+/// Installs the released 0.1.0's install script (a fixture) beside the current version's, each
+/// written beside its place and renamed into it: the tests of this file run at once, and a
+/// server reading a script must never see one half written. The later released versions need
+/// no script of their own: `CREATE EXTENSION pg_twofactor VERSION '0.3.0'` runs 0.1.0's and
+/// then the update scripts of `sql/` (which never change once released), as PostgreSQL does
+/// for a version without an install script.
 fn install_released_scripts(c: &pg_twofactor_e2e::cluster::Cluster) {
     let dir = sharedir(&c.bin).join("extension");
     assert!(
@@ -119,19 +122,17 @@ fn install_released_scripts(c: &pg_twofactor_e2e::cluster::Cluster) {
         "the upgrade test writes into {} and must run as root",
         dir.display()
     );
-    for version in RELEASED {
-        let name = format!("pg_twofactor--{version}.sql");
-        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(&name);
-        let temporary = dir.join(format!(".{name}.{:?}", std::thread::current().id()));
-        std::fs::copy(&fixture, &temporary)
-            .and_then(|_| std::fs::rename(&temporary, dir.join(&name)))
-            .unwrap_or_else(|e| panic!("installing {name}: {e}"));
-    }
+    let name = "pg_twofactor--0.1.0.sql";
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    let temporary = dir.join(format!(".{name}.{:?}", std::thread::current().id()));
+    std::fs::copy(&fixture, &temporary)
+        .and_then(|_| std::fs::rename(&temporary, dir.join(name)))
+        .unwrap_or_else(|e| panic!("installing {name}: {e}"));
 }
 
-/// The released versions whose install scripts are kept in `fixtures/`.
+/// The released versions, whose SQL objects the new library must survive.
 const RELEASED: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// A call of every function and view of the extension in the current database, one per line,
