@@ -328,47 +328,25 @@ fn a_signed_request_keeps_the_clients_key_on_the_client() {
         &Login::new("alice", PASSWORD).cert(&files).from("127.0.0.2"),
     )
     .assert_refused(&two_factor("alice", ADDR_REASON));
+    // `sign` of alice's request with `args`, into OUT.crt
+    let sign = |args: &[&str], out: &str| {
+        let out = dba.dir.join(format!("{out}.crt"));
+        let mut all = vec!["--csr", s(&csr)];
+        all.extend_from_slice(args);
+        all.extend(["--out-cert", s(&out)]);
+        dba.with_ca("sign", &all)
+    };
     // a request for someone else is not signed for alice
-    let out = dba.with_ca(
-        "sign",
-        &[
-            "--csr",
-            s(&csr),
-            "--login",
-            "bob",
-            "--san",
-            "127.0.0.1",
-            "--out-cert",
-            s(&dba.dir.join("bob.crt")),
-        ],
-    );
+    let out = sign(&["--login", "bob", "--san", "127.0.0.1"], "bob");
     fails(&out, 2, "has CN \"alice\", not the login \"bob\"");
     // the login is the CA's choice, never taken from the request
-    let out = dba.with_ca(
-        "sign",
-        &[
-            "--csr",
-            s(&csr),
-            "--san",
-            "127.0.0.1",
-            "--out-cert",
-            s(&dba.dir.join("a2.crt")),
-        ],
+    fails(
+        &sign(&["--san", "127.0.0.1"], "a2"),
+        2,
+        "--login is required",
     );
-    fails(&out, 2, "--login is required");
     // and where it may be used from is chosen explicitly
-    let out = dba.with_ca(
-        "sign",
-        &[
-            "--csr",
-            s(&csr),
-            "--login",
-            "alice",
-            "--out-cert",
-            s(&dba.dir.join("a3.crt")),
-        ],
-    );
-    fails(&out, 2, "give --san ENTRY");
+    fails(&sign(&["--login", "alice"], "a3"), 2, "give --san ENTRY");
     assert!(!dba.dir.join("a2.crt").exists() && !dba.dir.join("a3.crt").exists());
 }
 

@@ -518,19 +518,26 @@ fn a_rules_file_cut_short_on_a_full_disk_is_not_loaded() {
 /// every other name is asked of DNS, which fails at once ("temporary failure").
 const HOSTS_WITH_APP8: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n127.0.0.8 app8.oracle.test\n";
 
-/// A DNS SubjectAltName the server cannot check (the reverse lookup of the client fails) refuses
-/// the login as an internal error, never accepts it; an IP entry for the same client needs no
-/// lookup and lets the login in.
-#[test]
-fn a_dns_subjectaltname_that_cannot_be_checked_refuses_the_login() {
+/// A cluster whose rule covers `test1` from anywhere, with [`HOSTS_WITH_APP8`] as its name
+/// service (`None` when not root: a private name service needs root).
+fn app8_cluster() -> Option<pg_twofactor_e2e::Cluster> {
     if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
-        return;
+        return None;
     }
     let c = scenario::builder()
         .rules("hostssl all test1 all 2f-scram-sha-256\n")
         .name_service(HOSTS_WITH_APP8)
         .start();
     c.create_user("test1", PASSWORD);
+    Some(c)
+}
+
+/// A DNS SubjectAltName the server cannot check (the reverse lookup of the client fails) refuses
+/// the login as an internal error, never accepts it; an IP entry for the same client needs no
+/// lookup and lets the login in.
+#[test]
+fn a_dns_subjectaltname_that_cannot_be_checked_refuses_the_login() {
+    let Some(c) = app8_cluster() else { return };
     let by_name = c.client_cert(
         "test1-dns7",
         &["test1"],
@@ -566,14 +573,7 @@ fn a_dns_subjectaltname_that_cannot_be_checked_refuses_the_login() {
 /// `*.oracle.test` does.
 #[test]
 fn a_dns_subjectaltname_matches_exactly_not_as_a_suffix() {
-    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
-        return;
-    }
-    let c = scenario::builder()
-        .rules("hostssl all test1 all 2f-scram-sha-256\n")
-        .name_service(HOSTS_WITH_APP8)
-        .start();
-    c.create_user("test1", PASSWORD);
+    let Some(c) = app8_cluster() else { return };
     let cert =
         |stem: &str, name: &str| c.client_cert(stem, &["test1"], Some(&[San::Dns(name.into())]));
     let login = |files: &pg_twofactor_e2e::CertFiles| {
