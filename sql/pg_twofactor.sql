@@ -47,3 +47,6 @@ COMMENT ON VIEW pg_twofactor_config_problems IS
 -- it reads pg_hba_file_rules, which only superusers (and roles granted it) may read
 REVOKE ALL ON FUNCTION pg_twofactor_config_problems() FROM PUBLIC;
 REVOKE ALL ON pg_twofactor_config_problems FROM PUBLIC;
+
+COMMENT ON FUNCTION pg_twofactor_library_version() IS
+    'The version of the pg_twofactor library this server loaded (at its start); the SQL objects'' version is pg_extension.extversion';

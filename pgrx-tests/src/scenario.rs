@@ -77,3 +77,47 @@ pub fn synthetic_rules(n: usize, user: &str) -> String {
     ));
     rules
 }
+
+/// A call of every function and view of the extension in the current database, one per line,
+/// each reading every column of every row (`t::text`).
+const EVERY_OBJECT_CALL: &str = "
+SELECT CASE
+         WHEN p.proname = 'pg_twofactor_check'
+           THEN 'SELECT count(*) FROM pg_twofactor_check(''test1'', ''test'', ''127.0.0.1'', NULL) t WHERE t::text IS NOT NULL'
+         WHEN p.prorettype = 'void'::regtype THEN 'SELECT ' || p.proname || '() IS NULL'
+         ELSE 'SELECT count(*) FROM ' || p.proname || '() t WHERE t::text IS NOT NULL'
+       END
+FROM pg_depend d JOIN pg_proc p ON d.classid = 'pg_proc'::regclass AND p.oid = d.objid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_twofactor')
+UNION ALL
+SELECT 'SELECT count(*) FROM ' || c.relname || ' t WHERE t::text IS NOT NULL'
+FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND c.relkind = 'v'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_twofactor')
+ORDER BY 1";
+
+/// Calls every function and view of the extension in database `db` ([`EVERY_OBJECT_CALL`]) as
+/// the superuser: each must give rows, or the ERROR that names `ALTER EXTENSION pg_twofactor
+/// UPDATE` (an earlier version's SQL objects under this library); panics otherwise, with the
+/// server's log. Returns `"CALL -> rows"` or `"CALL -> error"` per call.
+pub fn call_every_object(c: &Cluster, db: &str) -> Vec<String> {
+    let mut outcomes = Vec::new();
+    for call in c.psql_in(db, EVERY_OBJECT_CALL).lines() {
+        let mark = c.log_mark();
+        let out = c.psql_admin_raw_in(db, call);
+        let answered = out.trim().parse::<u64>().is_ok() || out.trim() == "f";
+        let named_the_update = out.contains("ERROR:")
+            && out.contains("HINT:  Run ALTER EXTENSION pg_twofactor UPDATE in this database.");
+        assert!(
+            answered || named_the_update,
+            "{db}: {call}: neither rows nor the update's ERROR:\n{out}\nserver log:\n{}",
+            c.log_since(mark)
+        );
+        outcomes.push(format!(
+            "{call} -> {}",
+            if answered { "rows" } else { "error" }
+        ));
+    }
+    outcomes
+}

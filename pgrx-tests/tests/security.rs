@@ -25,6 +25,7 @@ const OBJECTS: &[(&str, &str)] = &[
         "SELECT count(*) FROM pg_twofactor_config_problems",
     ),
     ("stats_reset", "SELECT pg_twofactor_stats_reset()"),
+    ("library_version", "SELECT pg_twofactor_library_version()"),
     // PostgreSQL's own, for comparison
     (
         "pg_hba_file_rules",
@@ -79,13 +80,20 @@ fn each_predefined_role_reads_what_postgresql_would_let_it() {
     };
     // The rules (where the second factor is not needed, above all) and the dry run are
     // superuser-only like pg_hba_file_rules; the status and the statistics name no rule's
-    // content; resetting the statistics and the configuration check are the superuser's.
-    assert_eq!(readable(&c, "plain"), expect(&[]));
-    assert_eq!(readable(&c, "settings"), expect(&["status"]));
-    assert_eq!(readable(&c, "stats"), expect(&["stats", "certificates"]));
+    // content; resetting the statistics and the configuration check are the superuser's; the
+    // library's version is everyone's, as version() is.
+    assert_eq!(readable(&c, "plain"), expect(&["library_version"]));
+    assert_eq!(
+        readable(&c, "settings"),
+        expect(&["status", "library_version"])
+    );
+    assert_eq!(
+        readable(&c, "stats"),
+        expect(&["stats", "certificates", "library_version"])
+    );
     assert_eq!(
         readable(&c, "monitor"),
-        expect(&["status", "stats", "certificates"])
+        expect(&["status", "stats", "certificates", "library_version"])
     );
     assert_eq!(
         readable(&c, "postgres"),
@@ -102,7 +110,14 @@ fn each_predefined_role_reads_what_postgresql_would_let_it() {
     );
     assert_eq!(
         readable(&c, "monitor"),
-        expect(&["rules", "check", "status", "stats", "certificates"])
+        expect(&[
+            "rules",
+            "check",
+            "status",
+            "stats",
+            "certificates",
+            "library_version"
+        ])
     );
 
     // parallel labels: what reads this session's rules in force runs in the leader only, and
@@ -113,7 +128,7 @@ fn each_predefined_role_reads_what_postgresql_would_let_it() {
              WHERE proname LIKE 'pg\\_twofactor\\_%'"
         ),
         "pg_twofactor_certificates=s pg_twofactor_check=r pg_twofactor_config_problems=r \
-         pg_twofactor_rules=s pg_twofactor_stats=s pg_twofactor_stats_reset=u pg_twofactor_status=r"
+         pg_twofactor_library_version=s pg_twofactor_rules=s pg_twofactor_stats=s pg_twofactor_stats_reset=u pg_twofactor_status=r"
     );
 }
 

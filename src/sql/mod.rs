@@ -8,6 +8,7 @@
 //! - [`config_problems`]: `pg_twofactor_config_problems`, what the configuration check finds;
 //! - [`statistics`]: `pg_twofactor_stats` and `pg_twofactor_stats_reset()`;
 //! - [`certificates`]: `pg_twofactor_certificates`, the client certificates seen;
+//! - [`library_version`]: `pg_twofactor_library_version()`, the library this server loaded;
 //! - [`row_shape`]: each function's check that the SQL definition calling it declares the
 //!   columns it builds (the upgrade window: a new library, an old definition).
 
@@ -16,6 +17,7 @@ use pgrx::prelude::*;
 pub mod certificates;
 pub mod config_problems;
 pub mod dry_run;
+pub mod library_version;
 pub mod row_shape;
 pub mod rules_view;
 pub mod statistics;
