@@ -214,6 +214,7 @@ pub struct ClusterBuilder {
     listen: String,
     hosts: Option<Vec<u8>>,
     resolver: String,
+    host_conf: &'static str,
     at: Option<PathBuf>,
     port: Option<u16>,
 }
@@ -232,6 +233,7 @@ impl Default for ClusterBuilder {
             listen: "127.0.0.1,::1".into(),
             hosts: None,
             resolver: "options timeout:1 attempts:1".into(),
+            host_conf: "multi on\n",
             at: None,
             port: None,
         }
@@ -287,6 +289,16 @@ impl ClusterBuilder {
     /// at once with "temporary failure"), in a private mount namespace. Needs root.
     pub fn name_service(mut self, hosts: &[u8]) -> Self {
         self.hosts = Some(hosts.to_vec());
+        self
+    }
+
+    /// With [`ClusterBuilder::name_service`]: a name's forward lookup gives only the first line
+    /// of the hosts file that names it (`host.conf`: `multi off`; Debian's is `multi on`), while
+    /// an address's reverse lookup still finds its own line. Two lines naming one host then make
+    /// a hosts file that lies one way, like a reverse zone whose owner names a host that does
+    /// not resolve back to it.
+    pub fn first_hosts_line_only(mut self) -> Self {
+        self.host_conf = "multi off\n";
         self
     }
 
@@ -473,6 +485,7 @@ impl ClusterBuilder {
             )
             .unwrap();
             std::fs::write(dir.join("nsswitch.conf"), "hosts: files dns\n").unwrap();
+            std::fs::write(dir.join("host.conf"), self.host_conf).unwrap();
             dir
         });
         chown_to_cluster_user(&root);
@@ -594,7 +607,7 @@ impl Cluster {
                 assert!(is_root(), "a private name service needs root");
                 let mut c = Command::new("unshare");
                 c.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
-                    "for f in hosts resolv.conf nsswitch.conf; do mount --bind {}/$f /etc/$f || exit 1; done; exec runuser -u {} -- \"$0\" \"$@\"",
+                    "for f in hosts resolv.conf nsswitch.conf host.conf; do mount --bind {}/$f /etc/$f || exit 1; done; exec runuser -u {} -- \"$0\" \"$@\"",
                     etc.display(),
                     CLUSTER_OS_USER
                 ));

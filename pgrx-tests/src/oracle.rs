@@ -12,7 +12,9 @@
 //! The world: login roles with and without group memberships (nested, quoted names with
 //! blanks, a name starting with `+`, LATIN1 names that are not UTF-8), a role that does not
 //! exist, several databases, physical and logical replication connections, source addresses
-//! 127.0.0.1, 127.0.0.2, 127.1.2.3, 127.0.0.11, ::1 and (as root) a host in a network
+//! 127.0.0.1, 127.0.0.2, 127.1.2.3, 127.0.0.11, ::1, addresses in the upper half of the
+//! networks the rules write and at their ends (127.255.255.254, 127.0.255.255,
+//! 127.1.255.255, 127.1.200.1) and (as root) a host in a network
 //! namespace; host names come from the server's own hosts file (see
 //! [`crate::cluster::ClusterBuilder::name_service`]).
 
@@ -94,7 +96,20 @@ pub const PASSWORD: &[u8] = b"oracle-pw";
 pub const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost ip6-localhost\n127.0.0.2 two.oracle.test\n127.1.2.3 three.oracle.test\n127.0.0.11 caf\xe9.oracle.test\n10.213.7.2 ns.oracle.test\n10.213.7.1 gw.oracle.test\n";
 
 /// Client source addresses on loopback.
-pub const SOURCES: &[&str] = &["127.0.0.1", "127.0.0.2", "127.1.2.3", "127.0.0.11", "::1"];
+pub const SOURCES: &[&str] = &[
+    "127.0.0.1",
+    "127.0.0.2",
+    "127.1.2.3",
+    "127.0.0.11",
+    "::1",
+    // the upper half of the networks the rules write, and their last addresses: a matcher that
+    // narrows a network by one bit (or compares one bit short) differs here. 127.255.255.255
+    // itself is the loopback network's broadcast address, which Linux will not send from.
+    "127.255.255.254",
+    "127.0.255.255",
+    "127.1.255.255",
+    "127.1.200.1",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Major {
@@ -236,6 +251,8 @@ fn address(rng: &mut Rng) -> Vec<u8> {
         "127.0.0.0 255.255.0.0",
         "127.1.0.0/16",
         "127.0.0.11/32",
+        "127.0.0.10/31",
+        "127.0.128.0 255.255.128.0",
         "::1/128",
         "::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         "0.0.0.0/0",

@@ -301,7 +301,7 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
     assert_eq!(
         c.log().matches("pg_twofactor refused the login").count(),
         1,
-        "{}",
+        "only the right password's refusal is logged as a pg_twofactor decision:\n{}",
         c.log()
     );
     // and the right password with the certificate logs in
@@ -592,4 +592,48 @@ fn a_dns_subjectaltname_matches_exactly_not_as_a_suffix() {
     ));
     login(&cert("exact", "app8.oracle.test")).assert_accepted_as("test1");
     login(&cert("wildcard", "*.oracle.test")).assert_accepted_as("test1");
+}
+
+/// A hosts file that lies one way: the reverse lookup of 127.0.0.5 says `trusted.oracle.test`,
+/// whose forward lookup (the first line only, see `first_hosts_line_only`) is 127.0.0.6.
+const HOSTS_LYING_ABOUT_5: &[u8] = b"127.0.0.1 localhost\n::1 localhost\n\
+127.0.0.6 trusted.oracle.test\n127.0.0.5 trusted.oracle.test\n";
+
+/// A reverse name proves nothing until it resolves back to the client (PostgreSQL's
+/// `check_hostname`): whoever owns the reverse zone of 127.0.0.5 can make it say
+/// `trusted.oracle.test`. An exemption for that name must not apply to 127.0.0.5, whether
+/// PostgreSQL already looked the name up for its log (`log_hostname = on`: the name it keeps is
+/// unconfirmed) or not; it applies to 127.0.0.6, the host the name really is.
+#[test]
+fn a_reverse_name_that_does_not_resolve_back_exempts_nobody() {
+    if !pg_twofactor_e2e::cluster::can_run_as_root("a private name service needs root") {
+        return;
+    }
+    for log_hostname in ["off", "on"] {
+        let c = scenario::builder()
+            .rules(
+                "hostssl all test1 trusted.oracle.test 2f-exempt\n\
+                 hostssl all test1 all 2f-scram-sha-256\n",
+            )
+            .name_service(HOSTS_LYING_ABOUT_5)
+            .first_hosts_line_only()
+            .setting(&format!("log_hostname = {log_hostname}"))
+            .setting("log_connections = on")
+            .start();
+        c.create_user("test1", PASSWORD);
+        let mark = c.log_mark();
+        rust_login(&c, &Login::new("test1", PASSWORD).from("127.0.0.5"))
+            .assert_refused(&two_factor("test1", "no client certificate"));
+        if log_hostname == "on" {
+            // PostgreSQL did look the name up (its connection line names it)
+            let log = c.log_since(mark);
+            assert!(
+                log.contains("trusted.oracle.test"),
+                "log_hostname = on: {log}"
+            );
+        }
+        // the positive control: the host the name really is
+        rust_login(&c, &Login::new("test1", PASSWORD).from("127.0.0.6"))
+            .assert_accepted_as("test1");
+    }
 }
