@@ -93,7 +93,7 @@ pub const DATABASES: &[&[u8]] = &[
 pub const PASSWORD: &[u8] = b"oracle-pw";
 
 /// The server's hosts file: every client address has a name, so no lookup reaches DNS.
-pub const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost ip6-localhost\n127.0.0.2 two.oracle.test\n127.1.2.3 three.oracle.test\n127.0.0.11 caf\xe9.oracle.test\n10.213.7.2 ns.oracle.test\n10.213.7.1 gw.oracle.test\n";
+pub const HOSTS: &[u8] = b"127.0.0.1 localhost\n::1 localhost ip6-localhost\n127.0.0.2 two.oracle.test\n127.1.2.3 three.oracle.test\n127.0.0.11 caf\xe9.oracle.test\n10.213.7.2 ns.oracle.test\n10.213.7.1 gw.oracle.test\n127.255.255.254 top.oracle.test\n127.0.255.255 edge.oracle.test\n127.1.255.255 edge.other.test\n";
 
 /// Client source addresses on loopback.
 pub const SOURCES: &[&str] = &[
@@ -105,6 +105,8 @@ pub const SOURCES: &[&str] = &[
     // the upper half of the networks the rules write, and their last addresses: a matcher that
     // narrows a network by one bit (or compares one bit short) differs here. 127.255.255.255
     // itself is the loopback network's broadcast address, which Linux will not send from.
+    // 127.1.200.1 has no name: its reverse lookup is answered "no such name" (the oracle's DNS
+    // server, crate::dns); the others are in HOSTS.
     "127.255.255.254",
     "127.0.255.255",
     "127.1.255.255",

@@ -47,6 +47,10 @@ fn pg_twofactor_chooses_the_line_postgresql_chooses() {
         .listen("*")
         .setting("log_min_messages = log")
         .setting(oracle::LOG_LINE_PREFIX);
+    // a source without a name in HOSTS gets "no such name" from DNS, as PostgreSQL and
+    // pg_twofactor both must read it (without the server, the lookup fails, which pg_twofactor
+    // decides in both worlds and PostgreSQL reads as no match)
+    let _dns = root.then(pg_twofactor_e2e::dns::NxDomainDns::start);
     if root {
         builder = builder.name_service(HOSTS);
     }
