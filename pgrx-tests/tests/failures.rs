@@ -268,6 +268,8 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
         .default_client_reason()
         // the dry run would make lookups of its own after each login
         .without_dry_run_shadow()
+        // every decision the hook acts on is logged: a wrong password's must not be
+        .setting("pg_twofactor.log_decisions = all")
         .start();
     c.create_user("test1", PASSWORD);
     let refused = |outcome: Outcome| match outcome {
@@ -299,8 +301,11 @@ fn a_wrong_password_makes_the_same_host_name_lookup_as_a_right_one() {
         "2|2"
     );
     assert_eq!(
-        c.log().matches("pg_twofactor refused the login").count(),
-        1,
+        (
+            c.log().matches("pg_twofactor refused the login").count(),
+            c.log().matches("pg_twofactor decision: ").count()
+        ),
+        (1, 1),
         "only the right password's refusal is logged as a pg_twofactor decision:\n{}",
         c.log()
     );
