@@ -495,6 +495,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cidr_suffix_has_one_sign_at_most() {
+        // strtol takes one sign: "++5" and "-+0" are no numbers (Rust's parse would take "+5")
+        assert_eq!(cidr_mask(true, b"++5"), None);
+        assert_eq!(cidr_mask(true, b"-+0"), None);
+        assert_eq!(cidr_mask(true, b"+5"), mask_from_prefix(true, 5));
+        assert_eq!(cidr_mask(true, b"-0"), mask_from_prefix(true, 0));
+        assert_eq!(cidr_mask(true, b""), None);
+    }
+
+    #[test]
+    fn a_wildcard_dns_name_needs_a_first_label() {
+        assert!(dns_name_matches("*.example.com", b"a.example.com"));
+        assert!(!dns_name_matches("*.example.com", b".example.com"));
+        assert!(!dns_name_matches("*.example.com", b"example.com"));
+        assert!(!dns_name_matches("*.example.com", b"a.b.example.com"));
+    }
+
+    #[test]
     fn cidr_masks() {
         assert_eq!(mask_from_prefix(true, 24), Some(ip("255.255.255.0")));
         assert_eq!(mask_from_prefix(true, 0), Some(ip("0.0.0.0")));
@@ -598,6 +616,60 @@ mod tests {
         assert_eq!(AddrSpec::SameNet.matches(&c("192.168.5.2")), Tri::Yes);
         assert_eq!(AddrSpec::SameNet.matches(&c("192.168.6.2")), Tri::No);
         assert_eq!(AddrSpec::All.matches(&c("::1")), Tri::Yes);
+    }
+
+    /// A network answering every reverse lookup with `reverse` and every forward lookup with
+    /// `forward`, counting the questions.
+    struct Scripted {
+        reverse: Lookup<Vec<u8>>,
+        forward: Lookup<Vec<IpAddr>>,
+        asked: std::cell::Cell<usize>,
+    }
+
+    impl Network for Scripted {
+        fn reverse(&self, _: IpAddr) -> Lookup<Vec<u8>> {
+            self.asked.set(self.asked.get() + 1);
+            self.reverse.clone()
+        }
+        fn forward(&self, _: &[u8]) -> Lookup<Vec<IpAddr>> {
+            self.asked.set(self.asked.get() + 1);
+            self.forward.clone()
+        }
+        fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_lookup_that_found_nothing_or_failed_is_never_asked_again() {
+        let found = |n: &str| Lookup::Found(n.as_bytes().to_vec());
+        for (reverse, forward, outcome) in [
+            (Lookup::NotFound, Lookup::NotFound, Tri::No),
+            (
+                Lookup::Failed("SERVFAIL".into()),
+                Lookup::NotFound,
+                Tri::Unknown("reverse lookup of 10.0.0.9 failed: SERVFAIL".into()),
+            ),
+            (found("h.example.com"), Lookup::NotFound, Tri::No),
+            (
+                found("h.example.com"),
+                Lookup::Failed("SERVFAIL".into()),
+                Tri::Unknown("forward lookup of \"h.example.com\" failed: SERVFAIL".into()),
+            ),
+        ] {
+            let net = Scripted {
+                reverse,
+                forward,
+                asked: std::cell::Cell::new(0),
+            };
+            let client = ClientName::new(&net, ip("10.0.0.9"));
+            let rule = AddrSpec::Host(b".example.com".to_vec());
+            assert_eq!(rule.matches(&client), outcome);
+            let asked = net.asked.get();
+            // a second host-name rule reads what the first found (PostgreSQL's check_hostname)
+            assert_eq!(rule.matches(&client), outcome);
+            assert_eq!(net.asked.get(), asked, "{outcome:?}: asked again");
+        }
     }
 
     #[test]

@@ -577,6 +577,15 @@ mod tests {
     const EVIL: &[u8] = include_bytes!("testdata/handshake-evil.der");
 
     #[test]
+    fn the_serial_in_hex_as_openssl_prints_it() {
+        // as `openssl x509 -noout -serial` prints each (README of testdata/)
+        let serial = |der: &[u8]| CertSummary::from_der(der).unwrap().serial;
+        assert_eq!(serial(ALICE), "60DA647C9CAD4FF58300AA543F80A5CAF77A24E1");
+        // DER INTEGER 00 FF: the sign byte is not part of the number
+        assert_eq!(serial(include_bytes!("testdata/serial-255.der")), "FF");
+    }
+
+    #[test]
     fn the_key_pin_is_the_sha256_of_the_subject_public_key_info() {
         // as `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`
         assert_eq!(

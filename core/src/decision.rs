@@ -746,6 +746,29 @@ mod tests {
         }
     }
 
+    fn detail(v: &Verdict) -> &str {
+        match v {
+            Verdict::Refused { detail, .. } => detail,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_certificate_is_refused_with_the_reason_in_the_detail() {
+        let enabled = MethodSet::defaults();
+        let a = attempt(PeerCert::Unverified, BaseMethod::Md5);
+        assert!(
+            detail(&run(&a, enabled)).ends_with("The client certificate was not verified."),
+            "{:?}",
+            run(&a, enabled)
+        );
+        let mut a = attempt(PeerCert::None, BaseMethod::Md5);
+        a.ssl_in_use = false;
+        assert!(detail(&run(&a, enabled)).ends_with("The connection does not use TLS."));
+        let a = attempt(PeerCert::None, BaseMethod::Md5);
+        assert!(detail(&run(&a, enabled)).ends_with("The client sent no certificate."));
+    }
+
     #[test]
     fn checks_run_in_order() {
         // no certificate comes before "method not enabled" (rule 1 is 2f-md5, not enabled)

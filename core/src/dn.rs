@@ -59,23 +59,23 @@ fn chars(any: &Any<'_>) -> Option<Vec<char>> {
         // (T61String as ISO 8859-1, as OpenSSL converts it)
         18 | 19 | 20 | 22 | 26 => data.iter().map(|b| char::from(*b)).collect(),
         // BMPString: UCS-2, big-endian
-        30 => data
-            .chunks(2)
-            .map(|c| {
-                let u = u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
-                char::from_u32(u).unwrap_or('\u{fffd}')
-            })
-            .collect(),
+        30 => code_points::<2>(data),
         // UniversalString: UCS-4, big-endian
-        28 => data
-            .chunks(4)
-            .map(|c| {
-                let u = c.iter().fold(0u32, |acc, b| acc << 8 | u32::from(*b));
-                char::from_u32(u).unwrap_or('\u{fffd}')
-            })
-            .collect(),
+        28 => code_points::<4>(data),
         _ => return None,
     })
+}
+
+/// The characters of big-endian code units of `N` bytes (a short last unit padded with zero
+/// bytes); a unit that is no character (a surrogate, beyond U+10FFFF) as U+FFFD.
+fn code_points<const N: usize>(data: &[u8]) -> Vec<char> {
+    data.chunks(N)
+        .map(|unit| {
+            let mut be = [0u8; 4];
+            be[4 - N..4 - N + unit.len()].copy_from_slice(unit);
+            char::from_u32(u32::from_be_bytes(be)).unwrap_or('\u{fffd}')
+        })
+        .collect()
 }
 
 /// `#` and the hex of the value's DER (tag, length, contents).
@@ -181,4 +181,200 @@ pub fn pem_subjects(pem: &[u8]) -> Vec<String> {
                 .map(|(_, c)| rfc2253(c.subject()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::FromDer;
+
+    /// DER: a tag, its length (short or long form), the contents.
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = contents.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(contents);
+        out
+    }
+
+    fn oid(dotted: &str) -> Vec<u8> {
+        let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().unwrap()).collect();
+        let mut out = vec![(arcs[0] * 40 + arcs[1]) as u8];
+        for &arc in &arcs[2..] {
+            let mut groups = vec![(arc & 0x7f) as u8];
+            let mut rest = arc >> 7;
+            while rest > 0 {
+                groups.push((rest & 0x7f) as u8 | 0x80);
+                rest >>= 7;
+            }
+            out.extend(groups.into_iter().rev());
+        }
+        tlv(0x06, &out)
+    }
+
+    /// One attribute: its OID and its value's DER.
+    fn atv(dotted: &str, value: Vec<u8>) -> Vec<u8> {
+        tlv(0x30, &[oid(dotted), value].concat())
+    }
+
+    /// A name of RDNs, each a set of attributes, in certificate order.
+    fn name(rdns: &[&[Vec<u8>]]) -> String {
+        let der = tlv(
+            0x30,
+            &rdns
+                .iter()
+                .map(|r| tlv(0x31, &r.concat()))
+                .collect::<Vec<_>>()
+                .concat(),
+        );
+        let (rest, name) = X509Name::from_der(&der).unwrap();
+        assert!(rest.is_empty());
+        rfc2253(&name)
+    }
+
+    /// A name of one attribute whose value is `value` (DER).
+    fn one(dotted: &str, value: Vec<u8>) -> String {
+        name(&[&[atv(dotted, value)]])
+    }
+
+    const CN: &str = "2.5.4.3";
+
+    #[test]
+    fn every_short_name_openssl_prints() {
+        for (dotted, short) in [
+            ("2.5.4.3", "CN"),
+            ("2.5.4.4", "SN"),
+            ("2.5.4.5", "serialNumber"),
+            ("2.5.4.6", "C"),
+            ("2.5.4.7", "L"),
+            ("2.5.4.8", "ST"),
+            ("2.5.4.9", "street"),
+            ("2.5.4.10", "O"),
+            ("2.5.4.11", "OU"),
+            ("2.5.4.12", "title"),
+            ("2.5.4.13", "description"),
+            ("2.5.4.15", "businessCategory"),
+            ("2.5.4.17", "postalCode"),
+            ("2.5.4.41", "name"),
+            ("2.5.4.42", "GN"),
+            ("2.5.4.43", "initials"),
+            ("2.5.4.44", "generationQualifier"),
+            ("2.5.4.46", "dnQualifier"),
+            ("2.5.4.65", "pseudonym"),
+            ("2.5.4.97", "organizationIdentifier"),
+            ("0.9.2342.19200300.100.1.1", "UID"),
+            ("0.9.2342.19200300.100.1.25", "DC"),
+            ("1.2.840.113549.1.9.1", "emailAddress"),
+            ("1.3.6.1.4.1.311.60.2.1.1", "jurisdictionL"),
+            ("1.3.6.1.4.1.311.60.2.1.2", "jurisdictionST"),
+            ("1.3.6.1.4.1.311.60.2.1.3", "jurisdictionC"),
+        ] {
+            assert_eq!(
+                one(dotted, tlv(0x13, b"v")),
+                format!("{short}=v"),
+                "{dotted}"
+            );
+        }
+        // no short name: the dotted OID and the value's DER
+        assert_eq!(one("1.2.3.4", tlv(0x13, b"v")), "1.2.3.4=#130176");
+    }
+
+    #[test]
+    fn every_string_type_as_utf8() {
+        let e_acute = r"CN=\C3\A9";
+        assert_eq!(one(CN, tlv(0x0c, "é".as_bytes())), e_acute); // UTF8String
+        assert_eq!(one(CN, tlv(0x12, b"0 1")), "CN=0 1"); // NumericString
+        assert_eq!(one(CN, tlv(0x13, b"ab")), "CN=ab"); // PrintableString
+        assert_eq!(one(CN, tlv(0x14, &[0xe9])), e_acute); // T61String, as ISO 8859-1
+        assert_eq!(one(CN, tlv(0x16, b"a@b")), "CN=a@b"); // IA5String
+        assert_eq!(one(CN, tlv(0x1a, b"ab")), "CN=ab"); // VisibleString
+                                                        // BMPString and UniversalString, big-endian, beyond one byte (U+0410) and ASCII
+        assert_eq!(one(CN, tlv(0x1e, &[0x04, 0x10, 0x00, 0x41])), r"CN=\D0\90A");
+        assert_eq!(
+            one(CN, tlv(0x1c, &[0, 0, 0x04, 0x10, 0, 0, 0, 0x41])),
+            r"CN=\D0\90A"
+        );
+        // a surrogate is no character
+        assert_eq!(one(CN, tlv(0x1e, &[0xd8, 0x00])), r"CN=\EF\BF\BD");
+    }
+
+    #[test]
+    fn values_that_are_not_strings_as_their_der() {
+        assert_eq!(one(CN, tlv(0x02, &[0x01])), "CN=#020101"); // INTEGER
+                                                               // a string type's tag in another class, or constructed, is no string
+        assert_eq!(one(CN, tlv(0x8c, b"v")), "CN=#8C0176"); // [12], context-specific
+        assert_eq!(one(CN, tlv(0x4c, b"v")), "CN=#4C0176"); // [APPLICATION 12]
+        assert_eq!(one(CN, tlv(0xcc, b"v")), "CN=#CC0176"); // [PRIVATE 12]
+        assert_eq!(one(CN, tlv(0x2c, &tlv(0x0c, b"v"))), "CN=#2C030C0176"); // constructed UTF8String
+        assert_eq!(one(CN, tlv(0xa0, &tlv(0x0c, b"v"))), "CN=#A0030C0176");
+        // lengths in short and long form
+        let short = vec![0x41u8; 0x7f];
+        assert_eq!(
+            one(CN, tlv(0x04, &short)),
+            format!("CN=#047F{}", "41".repeat(0x7f))
+        );
+        let long = vec![0x41u8; 0x80];
+        assert_eq!(
+            one(CN, tlv(0x04, &long)),
+            format!("CN=#048180{}", "41".repeat(0x80))
+        );
+        let longer = vec![0x41u8; 0x123];
+        assert_eq!(
+            one(CN, tlv(0x04, &longer)),
+            format!("CN=#04820123{}", "41".repeat(0x123))
+        );
+    }
+
+    #[test]
+    fn values_escaped_as_rfc_2253_says() {
+        let utf8 = |s: &str| one(CN, tlv(0x0c, s.as_bytes()));
+        assert_eq!(utf8(r#"a,b+c"d<e>f;g\h"#), r#"CN=a\,b\+c\"d\<e\>f\;g\\h"#);
+        assert_eq!(utf8("#a#"), r"CN=\#a#");
+        assert_eq!(utf8(" a b "), r"CN=\ a b\ ");
+        assert_eq!(utf8(" "), r"CN=\ ");
+        assert_eq!(utf8("a\u{1}\u{1f}\u{7f}~"), r"CN=a\01\1F\7F~");
+    }
+
+    #[test]
+    fn rdns_last_to_first_and_the_values_of_one_rdn_joined_by_plus() {
+        let printable = |s: &str| tlv(0x13, s.as_bytes());
+        assert_eq!(
+            name(&[
+                &[atv("2.5.4.6", printable("RU"))],
+                &[atv("2.5.4.10", printable("Org"))],
+                &[
+                    atv(CN, printable("a")),
+                    atv("0.9.2342.19200300.100.1.1", printable("b"))
+                ],
+            ]),
+            "UID=b+CN=a,O=Org,C=RU"
+        );
+        assert_eq!(name(&[]), "");
+    }
+
+    #[test]
+    fn the_subjects_of_the_certificates_of_a_bundle() {
+        let alice = include_str!("testdata/alice.pem");
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(include_bytes!("testdata/alice.der")).unwrap();
+        let subject = rfc2253(cert.subject());
+        assert!(subject.contains("CN=alice"), "{subject}");
+        // a key block and a block that is no certificate are left out
+        let bundle = format!(
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n{alice}\n\
+             -----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(pem_subjects(bundle.as_bytes()), vec![subject]);
+        assert!(pem_subjects(b"").is_empty());
+    }
 }

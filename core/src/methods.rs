@@ -227,7 +227,8 @@ impl MethodSet {
         MethodSet(
             Method::all()
                 .filter(|m| m.enabled_by_default())
-                .fold(0, |acc, m| acc | m.bit()),
+                .map(Method::bit)
+                .fold(0, std::ops::BitOr::bitor),
         )
     }
 
@@ -267,6 +268,115 @@ impl MethodSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_methods_by_their_pg_hba_conf_names() {
+        use BaseMethod::*;
+        for major in [15, 16, 17, 18] {
+            for (name, method) in [
+                ("scram-sha-256", ScramSha256),
+                ("md5", Md5),
+                ("password", Password),
+                ("ldap", Ldap),
+                ("radius", Radius),
+            ] {
+                assert_eq!(BaseMethod::from_name(name, major), Some(method), "{name}");
+            }
+            for name in [
+                "trust", "reject", "gss", "sspi", "ident", "peer", "pam", "bsd", "cert",
+            ] {
+                assert_eq!(
+                    BaseMethod::from_name(name, major),
+                    Some(Other(name.into())),
+                    "{name}"
+                );
+            }
+            assert_eq!(BaseMethod::from_name("SCRAM-SHA-256", major), None);
+            assert_eq!(BaseMethod::from_name("crypt", major), None);
+        }
+        assert_eq!(BaseMethod::from_name("oauth", 17), None);
+        assert_eq!(
+            BaseMethod::from_name("oauth", 18),
+            Some(Other("oauth".into()))
+        );
+        assert_eq!(
+            BaseMethod::from_name("oauth", 19),
+            Some(Other("oauth".into()))
+        );
+    }
+
+    #[test]
+    fn each_method_fails_with_postgresqls_own_message() {
+        use BaseMethod::*;
+        use FailureCode::*;
+        let password = (
+            InvalidPassword,
+            "password authentication failed for user \"%s\"",
+        );
+        assert_eq!(ScramSha256.postgres_failure(), password);
+        assert_eq!(Md5.postgres_failure(), password);
+        assert_eq!(Password.postgres_failure(), password);
+        for (method, message) in [
+            (Ldap, "LDAP authentication failed for user \"%s\""),
+            (Radius, "RADIUS authentication failed for user \"%s\""),
+            (
+                Other("reject".into()),
+                "authentication failed for user \"%s\": host rejected",
+            ),
+            (
+                Other("trust".into()),
+                "\"trust\" authentication failed for user \"%s\"",
+            ),
+            (
+                Other("ident".into()),
+                "Ident authentication failed for user \"%s\"",
+            ),
+            (
+                Other("peer".into()),
+                "Peer authentication failed for user \"%s\"",
+            ),
+            (
+                Other("gss".into()),
+                "GSSAPI authentication failed for user \"%s\"",
+            ),
+            (
+                Other("sspi".into()),
+                "SSPI authentication failed for user \"%s\"",
+            ),
+            (
+                Other("pam".into()),
+                "PAM authentication failed for user \"%s\"",
+            ),
+            (
+                Other("bsd".into()),
+                "BSD authentication failed for user \"%s\"",
+            ),
+            (
+                Other("cert".into()),
+                "certificate authentication failed for user \"%s\"",
+            ),
+            (
+                Other("oauth".into()),
+                "OAuth bearer authentication failed for user \"%s\"",
+            ),
+            (
+                Other("bogus".into()),
+                "authentication failed for user \"%s\": invalid authentication method",
+            ),
+        ] {
+            assert_eq!(method.postgres_failure(), (InvalidAuthorization, message));
+        }
+    }
+
+    #[test]
+    fn a_method_set_as_bits_and_back() {
+        let d = MethodSet::defaults();
+        assert_eq!(d.bits(), Method::ScramSha256.bit() | Method::Ldap.bit());
+        assert_eq!(MethodSet::from_bits(d.bits()), d);
+        let all = Method::all().fold(0, |acc, m| acc | m.bit());
+        assert!(Method::all().all(|m| MethodSet::from_bits(all).contains(m)));
+        assert_eq!(MethodSet::from_bits(0).bits(), 0);
+    }
 
     #[test]
     fn defaults_are_scram_and_ldap() {

@@ -502,6 +502,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_loaded_file_carries_the_digest_of_its_bytes_into_the_rule_set() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile_dir();
+        let path = dir.join("digest.conf");
+        let text = b"hostssl all a all 2f-md5\nhostssl all b all 2f-scram-sha-256\n";
+        std::fs::write(&path, text).unwrap();
+        let mut expected = Sha256::new();
+        expected.update((text.len() as u64).to_be_bytes());
+        expected.update(text);
+        let expected: token::FilesDigest = expected.finalize().into();
+        let parsed = parse_file(&path, Syntax::Pg15, &AnyRegex);
+        assert_eq!(parsed.bytes_digest, expected);
+        let set = parsed.into_rule_set().unwrap();
+        assert_eq!(set.bytes_digest, expected);
+        // (file, line, fingerprint) of each rule, in order; a copy shares one path per file
+        let identity: Vec<(PathBuf, usize)> = set
+            .identity()
+            .into_iter()
+            .map(|(f, l, _)| (f.to_path_buf(), l))
+            .collect();
+        assert_eq!(identity, vec![(path.clone(), 1), (path.clone(), 2)]);
+        let copy = set.deep_clone();
+        assert!(Arc::ptr_eq(&copy.rules[0].file, &copy.rules[1].file));
+        assert!(!Arc::ptr_eq(&copy.rules[0].file, &set.rules[0].file));
+        assert_eq!(copy.identity(), set.identity());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn modes_by_name_and_the_catalog_without_a_server() {
+        assert_eq!(
+            (Mode::Enforce.name(), Mode::Report.name()),
+            ("enforce", "report")
+        );
+        assert!(!NoCatalog.is_member(b"alice", b"admins"));
+        assert_eq!(NoCatalog.regex_match(b"^a", b"alice"), Ok(false));
+    }
+
+    #[test]
     fn a_main_file_without_a_final_newline_is_noticed_from_the_bytes_read() {
         let dir = tempfile_dir();
         let path = dir.join("r.conf");
