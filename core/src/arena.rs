@@ -69,8 +69,8 @@ fn in_arena(p: usize) -> bool {
 fn new_chunk(id: usize, size: usize) -> Option<(usize, usize)> {
     let page = page_size();
     let len = size.div_ceil(page) * page;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choice; it aliases
-    // nothing.
+    // SAFETY: a new anonymous mapping (shared, see below) at an address of the kernel's
+    // choice; it aliases nothing.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
