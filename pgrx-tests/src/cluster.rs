@@ -36,29 +36,25 @@ pub fn can_run_as_root(why: &str) -> bool {
 }
 
 /// `.ci/majors`: the one place naming the PostgreSQL majors (Debian's own, which is also the
-/// default, and where the others are installed); the scripts source it, the harness reads it.
+/// default, and where the others are installed). A data file: a name and its value(s) per line,
+/// which `.ci/majors.sh` reads for the scripts and this for the harness.
 const MAJORS_FILE: &str = include_str!("../../.ci/majors");
 
-/// The value of `NAME=value` or `NAME=${NAME:-value}` in `.ci/majors`.
+/// The value(s) given for `name` in `.ci/majors` (the rest of its line).
 fn majors_setting(name: &str) -> String {
-    let line = MAJORS_FILE
+    MAJORS_FILE
         .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!(".ci/majors does not set {name}"));
-    let value = line.trim().trim_matches('"');
-    match value.strip_prefix("${") {
-        Some(rest) => rest
-            .split_once(":-")
-            .and_then(|(_, d)| d.strip_suffix('}'))
-            .unwrap_or_else(|| panic!("cannot read {name} in .ci/majors: {line}"))
-            .to_string(),
-        None => value.to_string(),
-    }
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let (n, value) = l.trim().split_once(char::is_whitespace)?;
+            (n == name).then(|| value.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!(".ci/majors does not give {name}"))
 }
 
 /// Debian's own PostgreSQL major, the default of `PG_MAJOR` (`.ci/majors`).
 pub fn debian_major() -> String {
-    majors_setting("DEBIAN_MAJOR")
+    majors_setting("debian")
 }
 
 /// The `pg_config` of PostgreSQL major `major` where `.ci/setup` puts it (`.ci/majors`):
@@ -69,7 +65,7 @@ pub fn pg_config_of(major: &str) -> String {
         format!("/usr/lib/postgresql/{major}/bin/pg_config")
     } else {
         let base =
-            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| majors_setting("PG_PREFIX_BASE"));
+            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| majors_setting("prefix"));
         format!("{base}/{major}/bin/pg_config")
     }
 }
