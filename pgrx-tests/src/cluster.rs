@@ -64,8 +64,7 @@ pub fn pg_config_of(major: &str) -> String {
     if major == debian_major() {
         format!("/usr/lib/postgresql/{major}/bin/pg_config")
     } else {
-        let base =
-            std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| majors_setting("prefix"));
+        let base = std::env::var("PG_PREFIX_BASE").unwrap_or_else(|_| majors_setting("prefix"));
         format!("{base}/{major}/bin/pg_config")
     }
 }

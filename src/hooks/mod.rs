@@ -20,7 +20,7 @@ use pg_twofactor_core::system_network::SystemNetwork;
 pub mod expiry;
 pub mod handshake;
 use pgrx::pg_sys;
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const STATUS_OK: c_int = 0;
@@ -151,16 +151,10 @@ impl Refusal {
 /// refusal then says that it overrules it, so nobody reading the log takes the session for
 /// established.
 fn logs_authenticated_connections() -> bool {
-    // SAFETY: GetConfigOption returns null (missing_ok) or a pointer to the setting's current
-    // value owned by guc.c, valid until the setting changes, which cannot happen while this
-    // backend authenticates; we copy it at once.
-    let value = unsafe {
-        let p = pg_sys::GetConfigOption(c"log_connections".as_ptr(), true, false);
-        if p.is_null() {
-            return false;
-        }
-        CStr::from_ptr(p).to_string_lossy().to_ascii_lowercase()
+    let Some(value) = crate::postgres::setting(c"log_connections") else {
+        return false;
     };
+    let value = value.to_ascii_lowercase();
     matches!(value.trim(), "on" | "true" | "yes" | "1" | "all")
         || value.split(',').any(|v| v.trim() == "authentication")
 }
@@ -392,7 +386,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
         let hba = &*p.hba;
         #[cfg(has_hba_sourcefile)]
         let hba_file = (!hba.sourcefile.is_null()).then(|| {
-            CStr::from_ptr(hba.sourcefile)
+            std::ffi::CStr::from_ptr(hba.sourcefile)
                 .to_string_lossy()
                 .into_owned()
         });

@@ -197,20 +197,9 @@ pub fn fatal_as_postgres(
 /// Other minor releases of a major are assumed to keep the line; an unknown major gets 0,
 /// and then the report carries no line field.
 fn auth_failed_line() -> c_int {
-    // SAFETY: GetConfigOption returns null (missing_ok) or a pointer to the setting's current
-    // value owned by guc.c; server_version_num is fixed for the life of the server.
-    let version = unsafe {
-        let p = pg_sys::GetConfigOption(c"server_version_num".as_ptr(), true, false);
-        if p.is_null() {
-            0
-        } else {
-            std::ffi::CStr::from_ptr(p)
-                .to_str()
-                .ok()
-                .and_then(|v| v.parse::<i32>().ok())
-                .unwrap_or(0)
-        }
-    };
+    let version = crate::postgres::setting(c"server_version_num")
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
     match version / 10000 {
         15 => AUTH_FAILED_LINE_15,
         16 => AUTH_FAILED_LINE_16,
