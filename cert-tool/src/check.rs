@@ -15,17 +15,11 @@ use pg_twofactor_core::rules::{self, AnyRegex, Catalog, Syntax};
 use pg_twofactor_core::system_network::SystemNetwork;
 use std::path::Path;
 
-/// The login to check, as `pg_twofactor_check(...)` takes it.
+/// The login to check: the arguments `pg_twofactor_check(...)` takes, and what the server's
+/// TLS would have verified.
 #[derive(Debug, Clone)]
 pub struct Login<'a> {
-    pub user: &'a str,
-    pub database: &'a str,
-    pub client_addr: Option<&'a str>,
-    /// The client certificate, PEM.
-    pub client_cert: Option<&'a str>,
-    pub hba_method: &'a str,
-    pub ssl: bool,
-    pub replication: bool,
+    pub args: dry_run::Arguments<'a>,
     /// The key `issuer_key=` compares ([`pg_twofactor_core::cert::spki_sha256`] of the
     /// certificate's issuer in its verified chain, [`verify_chain`]), when known.
     pub issuer_key: Option<[u8; 32]>,
@@ -87,16 +81,7 @@ pub fn check(
                     .join("\n"),
             )
         })?;
-    let mut attempt = dry_run::attempt(
-        server.major,
-        login.user,
-        login.database,
-        login.client_addr,
-        login.client_cert,
-        login.hba_method,
-        login.ssl,
-        login.replication,
-    )?;
+    let mut attempt = dry_run::attempt(server.major, &login.args)?;
     attempt.issuer_key = login.issuer_key;
     let enabled = MethodSet::parse_extra(&server.enabled_extra)?;
     let d = decision::decide_all(&set, &attempt, enabled, &SystemNetwork::unbounded(), server);

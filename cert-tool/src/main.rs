@@ -6,7 +6,7 @@ use pg_twofactor_cert::check::{check, verify_chain, Login, Server, TlsRefusal};
 use pg_twofactor_cert::inspect::{json_string, Inspection};
 use pg_twofactor_cert::san::San;
 use pg_twofactor_core::cert::spki_sha256;
-use pg_twofactor_core::dry_run::DryRun;
+use pg_twofactor_core::dry_run::{self, DryRun};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -276,13 +276,15 @@ fn run_check(mut args: Args) -> Result<ExitCode, Fail> {
     let json = args.flag("--json");
     none_if_empty(&args.rest()?)?;
     let login = Login {
-        user: &user,
-        database: &database,
-        client_addr: Some(&address),
-        client_cert: cert.as_deref(),
-        hba_method: &hba_method,
-        ssl,
-        replication,
+        args: dry_run::Arguments {
+            user: &user,
+            database: &database,
+            client_addr: Some(&address),
+            client_cert: cert.as_deref(),
+            hba_method: &hba_method,
+            ssl,
+            replication,
+        },
         issuer_key: None,
     };
     let rows = match verified(cert_path.as_deref(), ca_path.as_deref(), cert.as_deref())? {

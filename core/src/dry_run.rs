@@ -78,19 +78,50 @@ fn limited<'a>(
     Ok(value)
 }
 
+/// The login a dry run judges, as `pg_twofactor_check(...)` and `pg_twofactor-cert check` both
+/// take it: one field per argument of the SQL function.
+#[derive(Debug, Clone, Copy)]
+pub struct Arguments<'a> {
+    pub user: &'a str,
+    pub database: &'a str,
+    /// The client's address (`inet` text; a `/32` or `/128` suffix allowed).
+    pub client_addr: Option<&'a str>,
+    /// The client certificate, PEM.
+    pub client_cert: Option<&'a str>,
+    /// The `pg_hba.conf` method PostgreSQL would have used (its name, e.g. `scram-sha-256`).
+    pub hba_method: &'a str,
+    pub ssl: bool,
+    pub replication: bool,
+}
+
+impl<'a> Arguments<'a> {
+    /// `user` logging in to `database`, with the SQL function's defaults: `scram-sha-256`, over
+    /// TLS, no replication, no address, no certificate.
+    pub fn login(user: &'a str, database: &'a str) -> Arguments<'a> {
+        Arguments {
+            user,
+            database,
+            client_addr: None,
+            client_cert: None,
+            hba_method: "scram-sha-256",
+            ssl: true,
+            replication: false,
+        }
+    }
+}
+
 /// Builds the attempt; an argument that cannot be used is an ERROR naming it. Every argument
 /// is checked against its size limit before anything is copied or parsed.
-#[allow(clippy::too_many_arguments)] // the major and one per argument of pg_twofactor_check
-pub fn attempt(
-    major: u32,
-    user: &str,
-    database: &str,
-    client_addr: Option<&str>,
-    client_cert: Option<&str>,
-    hba_method: &str,
-    ssl: bool,
-    replication: bool,
-) -> Result<LoginAttempt, ArgumentError> {
+pub fn attempt(major: u32, args: &Arguments<'_>) -> Result<LoginAttempt, ArgumentError> {
+    let Arguments {
+        user,
+        database,
+        client_addr,
+        client_cert,
+        hba_method,
+        ssl,
+        replication,
+    } = *args;
     let user = limited(
         "user_name",
         user,
@@ -239,7 +270,14 @@ mod tests {
         let net = crate::address::StaticNetwork::default();
         let at = |addr: &str, cert: PeerCert| LoginAttempt {
             cert,
-            ..attempt(15, "u", "d", Some(addr), None, "scram-sha-256", true, false).unwrap()
+            ..attempt(
+                15,
+                &Arguments {
+                    client_addr: Some(addr),
+                    ..ud()
+                },
+            )
+            .unwrap()
         };
         // bound to 127.0.0.1 and ::1
         let der = include_bytes!("testdata/handshake-loopback.der").to_vec();
@@ -257,36 +295,59 @@ mod tests {
         assert!(row.message.unwrap().contains("of client 10.1.2.3"));
     }
 
+    /// user "u" to database "d", the SQL function's defaults otherwise
+    fn ud() -> Arguments<'static> {
+        Arguments::login("u", "d")
+    }
+
     #[test]
     fn arguments_are_checked() {
         assert_eq!(
-            attempt(15, "u", "d", Some("10.1.2.3/32"), None, "md5", true, false)
-                .unwrap()
-                .client_addr,
+            attempt(
+                15,
+                &Arguments {
+                    client_addr: Some("10.1.2.3/32"),
+                    hba_method: "md5",
+                    ..ud()
+                }
+            )
+            .unwrap()
+            .client_addr,
             Some("10.1.2.3".parse().unwrap())
-        );
-        assert_eq!(
-            attempt(15, "u", "d", None, None, "scram", true, false)
-                .unwrap_err()
-                .to_string(),
-            "unrecognized pg_hba.conf authentication method \"scram\""
-        );
-        assert!(
-            attempt(15, "u", "d", None, Some("junk"), "md5", true, false)
-                .unwrap_err()
-                .to_string()
-                .starts_with("client_cert is not a PEM certificate")
         );
         assert_eq!(
             attempt(
                 15,
-                "u",
-                "d",
-                None,
-                Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
-                "md5",
-                true,
-                false
+                &Arguments {
+                    hba_method: "scram",
+                    ..ud()
+                }
+            )
+            .unwrap_err()
+            .to_string(),
+            "unrecognized pg_hba.conf authentication method \"scram\""
+        );
+        assert!(attempt(
+            15,
+            &Arguments {
+                client_cert: Some("junk"),
+                hba_method: "md5",
+                ..ud()
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("client_cert is not a PEM certificate"));
+        assert_eq!(
+            attempt(
+                15,
+                &Arguments {
+                    client_cert: Some(
+                        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+                    ),
+                    hba_method: "md5",
+                    ..ud()
+                }
             )
             .unwrap_err()
             .to_string(),
@@ -295,21 +356,41 @@ mod tests {
         // every argument has a size limit, checked before it is copied or parsed
         let long = "x".repeat(MAX_NAME_BYTES + 1);
         assert_eq!(
-            attempt(15, &long, "d", None, None, "md5", true, false)
-                .unwrap_err()
-                .to_string(),
+            attempt(
+                15,
+                &Arguments {
+                    user: &long,
+                    hba_method: "md5",
+                    ..ud()
+                }
+            )
+            .unwrap_err()
+            .to_string(),
             "user_name is 64 bytes long, more than the 63 bytes PostgreSQL keeps of a user name"
         );
-        assert!(attempt(15, "u", &long, None, None, "md5", true, false)
-            .unwrap_err()
-            .to_string()
-            .starts_with("database is 64 bytes long"));
-        assert!(attempt(15, "u", "d", None, None, &long, true, false)
-            .unwrap_err()
-            .to_string()
-            .starts_with("hba_method is 64 bytes long"));
+        assert!(attempt(
+            15,
+            &Arguments {
+                database: &long,
+                hba_method: "md5",
+                ..ud()
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("database is 64 bytes long"));
+        assert!(attempt(
+            15,
+            &Arguments {
+                hba_method: &long,
+                ..ud()
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .starts_with("hba_method is 64 bytes long"));
         let huge = "A".repeat(MAX_CERT_PEM_BYTES + 1);
-        assert!(attempt(15, "u", "d", None, Some(&huge), "md5", true, false)
+        assert!(attempt(15, &Arguments { client_cert: Some(&huge), hba_method: "md5", ..ud() })
             .unwrap_err()
             .to_string()
             .starts_with(&format!("client_cert is {} bytes long, more than the {MAX_CERT_PEM_BYTES} bytes of a certificate a TLS client can send", MAX_CERT_PEM_BYTES + 1)));
@@ -317,9 +398,16 @@ mod tests {
         let b64 = "QUFB".repeat(MAX_CERT_DER_BYTES / 3 + 1);
         let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
         assert!(pem.len() <= MAX_CERT_PEM_BYTES);
-        let e = attempt(15, "u", "d", None, Some(&pem), "md5", true, false)
-            .unwrap_err()
-            .to_string();
+        let e = attempt(
+            15,
+            &Arguments {
+                client_cert: Some(&pem),
+                hba_method: "md5",
+                ..ud()
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.starts_with("client_cert is 102402 bytes long in DER"),
             "{e}"
@@ -327,9 +415,17 @@ mod tests {
         assert_eq!(MAX_CERT_PEM_BYTES, 138_797);
         // without TLS no certificate reaches the server
         assert!(matches!(
-            attempt(15, "u", "d", None, Some("ignored"), "md5", false, false)
-                .unwrap()
-                .cert,
+            attempt(
+                15,
+                &Arguments {
+                    client_cert: Some("ignored"),
+                    hba_method: "md5",
+                    ssl: false,
+                    ..ud()
+                }
+            )
+            .unwrap()
+            .cert,
             PeerCert::None
         ));
     }

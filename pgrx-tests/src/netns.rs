@@ -30,6 +30,33 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Deletes every `pg2f-*` namespace and every link that holds [`HOST_ADDR`] (what a run that was
+/// killed before its `Drop` left behind).
+fn remove_leftovers() {
+    let listed = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    for line in listed(&["netns", "list"]).lines() {
+        if let Some(name) = line
+            .split_whitespace()
+            .next()
+            .filter(|n| n.starts_with("pg2f-"))
+        {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+    for line in listed(&["-o", "addr", "show", "to", HOST_ADDR]).lines() {
+        // "7: p2foracle@if6    inet 10.213.7.1/24 ..."
+        if let Some(link) = line.split_whitespace().nth(1) {
+            let _ = ip(&["link", "del", link.split('@').next().unwrap_or(link)]);
+        }
+    }
+}
+
 impl NetnsHost {
     /// The second host for a scenario that can run with loopback clients alone: created as
     /// root; `None` when not root or when it cannot be made, said on stderr, except under CI
@@ -58,8 +85,9 @@ impl NetnsHost {
         let name = format!("pg2f-{tag}");
         let link = format!("p2f{}", &tag[..tag.len().min(8)]);
         let peer = format!("{link}n");
-        // leftovers of an interrupted run
-        let _ = ip(&["netns", "del", &name]);
+        // leftovers of an interrupted run, of this scenario or another (they all use the same
+        // addresses: a link left holding HOST_ADDR would take this one's traffic)
+        remove_leftovers();
         let _ = ip(&["link", "del", &link]);
         ip(&["netns", "add", &name])?;
         let host = NetnsHost {

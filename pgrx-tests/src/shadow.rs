@@ -189,13 +189,15 @@ fn offline(c: &Cluster, login: &Login<'_>, client: &str, method: &str, tls: bool
         _ => None,
     };
     let attempt = pg_twofactor_cert::check::Login {
-        user: login.user,
-        database: login.dbname,
-        client_addr: Some(client),
-        client_cert: pem.as_deref(),
-        hba_method: method,
-        ssl: tls,
-        replication: false,
+        args: pg_twofactor_core::dry_run::Arguments {
+            user: login.user,
+            database: login.dbname,
+            client_addr: Some(client),
+            client_cert: pem.as_deref(),
+            hba_method: method,
+            ssl: tls,
+            replication: false,
+        },
         // as the server's dry run finds it: the chain's second certificate, or the CA of
         // ssl_ca_file with the issuer's name
         issuer_key: pem.as_deref().and_then(|p| {

@@ -14,7 +14,7 @@ use crate::postgres::catalog::ServerCatalog;
 use crate::{postgres, rules_in_force, settings};
 use pg_twofactor_core::cert::{der_from_pem, CertSummary};
 use pg_twofactor_core::decision;
-use pg_twofactor_core::dry_run::{attempt, handshake_refusal, handshake_row, rows};
+use pg_twofactor_core::dry_run::{attempt, handshake_refusal, handshake_row, rows, Arguments};
 use pg_twofactor_core::system_network::SystemNetwork;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -103,17 +103,16 @@ fn pg_twofactor_check(
         );
     }
     let addr = client_addr.map(|a| a.0);
-    let mut attempt = attempt(
-        postgres::MAJOR,
-        user_name,
+    let args = Arguments {
+        user: user_name,
         database,
-        addr.as_deref(),
+        client_addr: addr.as_deref(),
         client_cert,
         hba_method,
         ssl,
         replication,
-    )
-    .unwrap_or_else(|e| {
+    };
+    let mut attempt = attempt(postgres::MAJOR, &args).unwrap_or_else(|e| {
         error(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             e.to_string(),
