@@ -620,6 +620,69 @@ impl Tokenizer {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_syntax_of_each_major() {
+        assert_eq!(Syntax::of_major(14), None);
+        assert_eq!(Syntax::of_major(15), Some(Syntax::Pg15));
+        for major in 16..=18 {
+            assert_eq!(Syntax::of_major(major), Some(Syntax::Pg16), "{major}");
+        }
+        assert_eq!(Syntax::of_major(19), None);
+    }
+
+    #[test]
+    fn the_memory_a_load_needs_is_asked_for_first() {
+        assert_eq!(MAX_FILE_BYTES, 33_554_432);
+        assert!(memory_available(1 << 20).is_ok());
+        // more than any address space
+        assert!(memory_available(1 << 62).is_err());
+        start_load();
+        match memory_headroom(1 << 50) {
+            Err(ReadError::Memory {
+                total,
+                len,
+                need_mb,
+                ..
+            }) => {
+                // 64 times the bytes read, plus 8 MB
+                assert_eq!((total, len, need_mb), (1 << 50, 1 << 50, (1 << 36) + 8));
+            }
+            other => panic!("{other:?}"),
+        }
+        // a failed check counts nothing; a small one counts its bytes
+        assert!(memory_headroom(10).is_ok());
+        assert_eq!(LOAD_BYTES.get(), 10);
+        start_load();
+        assert_eq!(LOAD_BYTES.get(), 0);
+    }
+
+    #[test]
+    fn a_file_of_the_limit_is_read_whole_and_one_byte_more_refused() {
+        let dir = std::env::temp_dir().join(format!("pg2f-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // sparse files of exactly the limit (read whole) and one byte more (refused)
+        let at_limit = dir.join("at-limit");
+        std::fs::File::create(&at_limit)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES)
+            .unwrap();
+        start_load();
+        assert_eq!(
+            read_limited(&at_limit).unwrap().len() as u64,
+            MAX_FILE_BYTES
+        );
+        let over = dir.join("over");
+        std::fs::File::create(&over)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        assert_eq!(
+            read_limited(&over).unwrap_err().to_string(),
+            "file is larger than 33554432 bytes"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn t(text: &str, quoted: bool) -> Token {
         Token {
             text: text.as_bytes().to_vec(),
