@@ -621,6 +621,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn paths_canonicalized_as_postgresql_16_does() {
+        for (path, canonical) in [
+            ("/a/b/../c", "/a/c"),
+            ("/a/./b//c/", "/a/b/c"),
+            ("/../a", "/a"),
+            ("/a/..", "/"),
+            ("a/../../b", "../b"),
+        ] {
+            assert_eq!(
+                canonical_path(Path::new(path)),
+                Path::new(canonical),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn blanks_are_space_tab_and_carriage_return() {
+        assert!([b' ', b'\t', b'\r'].into_iter().all(is_blank));
+        assert!(![b'\n', b'\x0b', b'\x0c', b'a', b',']
+            .into_iter()
+            .any(is_blank));
+    }
+
+    #[test]
     fn the_syntax_of_each_major() {
         assert_eq!(Syntax::of_major(14), None);
         assert_eq!(Syntax::of_major(15), Some(Syntax::Pg15));
