@@ -646,6 +646,16 @@ mod tests {
     }
 
     #[test]
+    fn a_continuation_never_eats_the_backslash_before_it() {
+        // "a" and two backslashes, then an empty line: the second backslash continues the line,
+        // the first stays (PostgreSQL's last_backslash_buflen), and the empty line ends it
+        assert_eq!(
+            logical_lines(b"a\\\\\n\nb\n"),
+            vec![(1, b"a\\".to_vec()), (3, b"b".to_vec())]
+        );
+    }
+
+    #[test]
     fn the_syntax_of_each_major() {
         assert_eq!(Syntax::of_major(14), None);
         assert_eq!(Syntax::of_major(15), Some(Syntax::Pg15));
