@@ -381,8 +381,8 @@ fn next_token(
             return Err("authentication file token too long".into());
         }
         if c == b',' && !in_quote {
+            // (left where it is: the next call skips leading blanks and commas)
             comma = true;
-            i += 1;
             break;
         }
         if c != b'"' || was_quote {
