@@ -918,6 +918,87 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 
+    /// The records of `main` (16 syntax) as "file:line:first token", or the record's error.
+    fn records(syntax: Syntax, main: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let text = std::fs::read(main).unwrap();
+        Tokenizer { syntax }.text(main, &text, 0, &mut out);
+        out.iter()
+            .map(|l| match &l.fields {
+                Ok(f) => format!(
+                    "{}:{}:{}",
+                    l.file.file_name().unwrap().to_string_lossy(),
+                    l.line,
+                    f[0][0].lossy()
+                ),
+                Err(e) => e.clone(),
+            })
+            .collect()
+    }
+
+    /// A chain of `levels` files below `main` (each naming the next with `link`, e.g.
+    /// `"include"` or `"@"`), the last holding the record `leaf`; returns `main`.
+    fn chain(dir: &Path, link: &str, levels: usize) -> PathBuf {
+        for i in 0..levels {
+            let next = format!("f{}.conf", i + 1);
+            let text = if link == "@" {
+                format!("all @{next} all md5\n")
+            } else {
+                format!("{link} {next}\n")
+            };
+            std::fs::write(dir.join(format!("f{i}.conf")), text).unwrap();
+        }
+        std::fs::write(dir.join(format!("f{levels}.conf")), "leaf\n").unwrap();
+        dir.join("f0.conf")
+    }
+
+    #[test]
+    fn nesting_stops_at_the_depth_limit_for_at_files_and_includes() {
+        for (syntax, link) in [
+            (Syntax::Pg16, "include"),
+            (Syntax::Pg15, "@"),
+            (Syntax::Pg16, "@"),
+        ] {
+            let deepest = (1..=MAX_DEPTH + 2)
+                .take_while(|&levels| {
+                    let d = tempdir(&format!("depth-{link}-{syntax:?}-{levels}"));
+                    let got = records(syntax, &chain(&d, link, levels));
+                    !got.iter()
+                        .any(|r| r.contains("maximum nesting depth exceeded"))
+                })
+                .last();
+            assert_eq!(deepest, Some(MAX_DEPTH), "{syntax:?} {link}");
+        }
+    }
+
+    #[test]
+    fn include_dir_takes_every_conf_file_whatever_its_name_length() {
+        let d = tempdir("incdir-names");
+        std::fs::create_dir_all(d.join("conf.d")).unwrap();
+        for name in ["a.conf", "a-longer-name.conf", ".conf", "x.conf.bak"] {
+            std::fs::write(d.join("conf.d").join(name), format!("{name}\n")).unwrap();
+        }
+        let main = d.join("r.conf");
+        std::fs::write(&main, "include_dir conf.d\n").unwrap();
+        assert_eq!(
+            records(Syntax::Pg16, &main),
+            ["a-longer-name.conf:1:a-longer-name.conf", "a.conf:1:a.conf"]
+        );
+    }
+
+    #[test]
+    fn a_lone_at_sign_is_a_name() {
+        assert_eq!(
+            both("all @ all md5"),
+            Ok(vec![
+                vec![t("all", false)],
+                vec![t("@", false)],
+                vec![t("all", false)],
+                vec![t("md5", false)]
+            ])
+        );
+    }
+
     #[test]
     fn include_directives_are_16_only() {
         let d = tempdir("inc");
