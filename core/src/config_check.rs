@@ -618,6 +618,38 @@ mod tests {
     use crate::rules::{parse_text, AnyRegex, Syntax};
     use std::path::Path;
 
+    #[test]
+    fn pg_hba_file_rules_columns_read_back_as_specs() {
+        use crate::rules::{DbSpec as D, UserSpec as U};
+        let b = |s: &str| s.as_bytes().to_vec();
+        for (token, spec) in [
+            ("all", D::All),
+            ("sameuser", D::SameUser),
+            ("samerole", D::SameRole),
+            ("samegroup", D::SameRole),
+            ("replication", D::Replication),
+            ("/^db", D::Regex(b("^db"))),
+            ("app", D::Name(b("app"))),
+            ("\"all\"", D::Name(b("all"))),
+            ("\"a\"\"b\"", D::Name(b("a\"b"))),
+        ] {
+            assert_eq!(db_spec(token), spec, "{token}");
+        }
+        for (token, spec) in [
+            ("all", U::All),
+            ("+admins", U::MemberOf(b("admins"))),
+            ("/^a", U::Regex(b("^a"))),
+            ("alice", U::Name(b("alice"))),
+            ("\"+plus\"", U::Name(b("+plus"))),
+        ] {
+            assert_eq!(user_spec(token), spec, "{token}");
+        }
+        // only a token both starting and ending with a quote is quoted
+        for t in ["\"ab", "ab\"", "\"", "a"] {
+            assert_eq!(unquote(t), t);
+        }
+    }
+
     fn hba(lines: &[(&str, &str, &str, &str, &str)]) -> Vec<HbaFileRule> {
         lines
             .iter()
