@@ -618,6 +618,84 @@ mod tests {
     use crate::rules::{parse_text, AnyRegex, Syntax};
     use std::path::Path;
 
+    fn net(text: &str) -> AddrSpec {
+        let (a, m) = text.split_once(' ').unwrap();
+        addr_spec(Some(a), Some(m))
+    }
+
+    #[test]
+    fn address_columns_compared_as_sets_of_clients() {
+        assert_eq!(addr_spec(None, None), AddrSpec::All);
+        assert_eq!(addr_spec(Some("all"), None), AddrSpec::All);
+        assert_eq!(addr_spec(Some("samehost"), None), AddrSpec::SameHost);
+        assert_eq!(addr_spec(Some("samenet"), None), AddrSpec::SameNet);
+        assert_eq!(
+            addr_spec(Some("db.example.com"), None),
+            AddrSpec::Host(b"db.example.com".to_vec())
+        );
+        assert_eq!(
+            addr_spec(Some("10.0.0.0"), None),
+            AddrSpec::Host(b"10.0.0.0".to_vec())
+        );
+        let n8 = net("10.0.0.0 255.0.0.0");
+        let n16 = net("10.1.0.0 255.255.0.0");
+        let other16 = net("10.2.0.0 255.255.0.0");
+        let v6 = net("::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        // overlap: some client in both
+        assert!(addr_overlap(&n8, &n16) && addr_overlap(&n16, &n8));
+        assert!(!addr_overlap(&n16, &other16));
+        assert!(!addr_overlap(&n8, &v6));
+        assert!(addr_overlap(&AddrSpec::SameHost, &n16));
+        // cover: every client of the inner one in the outer one
+        assert!(addr_covers(&n8, &n16));
+        assert!(!addr_covers(&n16, &n8));
+        assert!(!addr_covers(&n16, &other16));
+        assert!(!addr_covers(&n8, &v6));
+        assert!(addr_covers(&AddrSpec::All, &v6));
+        assert!(!addr_covers(&n8, &AddrSpec::All));
+        assert!(addr_covers(&AddrSpec::SameNet, &AddrSpec::SameNet));
+        assert!(!addr_covers(&AddrSpec::SameNet, &AddrSpec::SameHost));
+        // loopback: every address of the column
+        assert!(is_loopback(&net("127.0.0.0 255.0.0.0")));
+        assert!(is_loopback(&net("127.1.2.3 255.255.255.255")));
+        assert!(!is_loopback(&net("127.0.0.0 254.0.0.0")));
+        assert!(!is_loopback(&net("10.0.0.0 255.0.0.0")));
+        assert!(is_loopback(&v6));
+        assert!(!is_loopback(&net(
+            "::1 ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe"
+        )));
+        assert!(!is_loopback(&net(
+            "::2 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        )));
+    }
+
+    #[test]
+    fn database_and_user_columns_compared_as_sets() {
+        use crate::rules::{DbSpec as D, UserSpec as U};
+        let name = |s: &str| D::Name(s.as_bytes().to_vec());
+        let user = |s: &str| U::Name(s.as_bytes().to_vec());
+        // replication connections and the others never meet
+        assert!(!dbs_overlap(&[D::Replication], &[D::All]));
+        assert!(dbs_overlap(&[D::Replication], &[D::Replication, name("a")]));
+        assert!(dbs_overlap(&[name("a"), name("b")], &[name("b")]));
+        assert!(!dbs_overlap(&[name("a")], &[name("b")]));
+        assert!(dbs_overlap(&[name("a")], &[D::SameUser]));
+        assert!(!dbs_overlap(&[name("a")], &[]));
+        // all covers every database but replication
+        assert!(dbs_cover(&[D::All], &[name("a"), D::SameRole]));
+        assert!(!dbs_cover(&[D::All], &[D::Replication]));
+        assert!(dbs_cover(&[name("a"), name("b")], &[name("b")]));
+        assert!(!dbs_cover(&[name("a")], &[name("a"), name("b")]));
+        assert!(users_cover(
+            &[U::All],
+            &[user("x"), U::MemberOf(b"g".to_vec())]
+        ));
+        assert!(users_cover(&[user("x"), user("y")], &[user("y")]));
+        assert!(!users_cover(&[user("x")], &[user("y")]));
+        assert!(names_overlap(&[user("x")], &[U::All], literal_user));
+        assert!(!names_overlap(&[user("x")], &[user("y")], literal_user));
+    }
+
     #[test]
     fn pg_hba_file_rules_columns_read_back_as_specs() {
         use crate::rules::{DbSpec as D, UserSpec as U};
