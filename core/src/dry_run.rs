@@ -301,6 +301,61 @@ mod tests {
     }
 
     #[test]
+    fn arguments_of_exactly_the_limit_are_taken() {
+        let name = "x".repeat(MAX_NAME_BYTES);
+        assert!(attempt(15, &Arguments::login(&name, &name)).is_ok());
+        // a PEM block whose DER is exactly 100 kB ("QUFB" is "AAA", "QQ==" is "A")
+        let b64 = format!("{}QQ==", "QUFB".repeat(MAX_CERT_DER_BYTES / 3));
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        let a = attempt(
+            15,
+            &Arguments {
+                client_cert: Some(&pem),
+                ..ud()
+            },
+        )
+        .unwrap();
+        assert!(matches!(a.cert, PeerCert::Verified(der) if der.len() == MAX_CERT_DER_BYTES));
+    }
+
+    #[test]
+    fn a_refused_row_says_what_the_client_is_told() {
+        let a = attempt(
+            15,
+            &Arguments {
+                hba_method: "md5",
+                ..ud()
+            },
+        )
+        .unwrap();
+        let refused = Verdict::Refused {
+            reason: crate::decision::Reason::NoCertificate,
+            rule_file: "/r.conf".into(),
+            rule_line: 3,
+            detail: "Rule /r.conf:3.".into(),
+        };
+        assert_eq!(
+            row(None, &a, &refused, true).message.as_deref(),
+            Some("two-factor authentication failed for user \"u\": no client certificate")
+        );
+        // client_reason off: PostgreSQL's own failure of the method
+        assert_eq!(
+            row(None, &a, &refused, false).message.as_deref(),
+            Some("password authentication failed for user \"u\"")
+        );
+        assert_eq!(row(None, &a, &Verdict::NotCovered, true).message, None);
+        let d = Decision {
+            verdict: refused,
+            rule: None,
+            report: None,
+            undecided: Vec::new(),
+        };
+        let rows = rows(&a, &d, false);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].verdict, "refused");
+    }
+
+    #[test]
     fn arguments_are_checked() {
         assert_eq!(
             attempt(

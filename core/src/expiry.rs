@@ -47,6 +47,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dates_across_leap_days_centuries_and_eras() {
+        // as Python's datetime prints them (an independent calendar)
+        for (unix, text) in [
+            (0, "1970-01-01 00:00:00 UTC"),
+            (-1, "1969-12-31 23:59:59 UTC"),
+            (951_868_799, "2000-02-29 23:59:59 UTC"),
+            (951_868_800, "2000-03-01 00:00:00 UTC"),
+            (-2_203_891_200, "1900-03-01 00:00:00 UTC"),
+            (4_107_456_000, "2100-02-28 00:00:00 UTC"),
+            (4_107_542_400, "2100-03-01 00:00:00 UTC"),
+            (1_709_251_199, "2024-02-29 23:59:59 UTC"),
+            (253_402_300_799, "9999-12-31 23:59:59 UTC"),
+        ] {
+            assert_eq!(utc(unix), text, "{unix}");
+        }
+    }
+
+    #[test]
     fn dates_are_utc() {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
