@@ -47,6 +47,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_notice_from_warn_seconds_before_expiry() {
+        let (now, day) = (1_000_000_000, 86_400);
+        let warn = 30 * day;
+        assert_eq!(notice(now + warn, now, warn), None);
+        assert!(notice(now + warn - 1, now, warn)
+            .unwrap()
+            .ends_with("(in 29 days)"));
+        assert!(notice(now + 2 * day + 5, now, warn)
+            .unwrap()
+            .ends_with("(in 2 days)"));
+        assert!(notice(now + day, now, warn)
+            .unwrap()
+            .ends_with("(in 1 day)"));
+        assert!(notice(now + 100, now, warn)
+            .unwrap()
+            .ends_with("(in less than a day)"));
+        assert!(notice(now - 10, now, warn)
+            .unwrap()
+            .ends_with("(it has expired)"));
+        assert_eq!(notice(now + 100, now, 0), None);
+    }
+
+    #[test]
     fn dates_across_leap_days_centuries_and_eras() {
         // as Python's datetime prints them (an independent calendar)
         for (unix, text) in [

@@ -417,6 +417,21 @@ mod tests {
     }
 
     #[test]
+    fn exemptions_and_uncovered_logins_add_up() {
+        let mut t = Box::<StatsTable>::default();
+        let r = Some(("/d/r.conf", 1, 1));
+        for now in [1, 2] {
+            t.record(&d(r, Outcome::Exempt, None), now);
+            t.record(&d(None, Outcome::NotCovered, None), now);
+        }
+        let rows = t.rows();
+        assert_eq!(rows[0].counters.not_covered, 2);
+        assert_eq!(rows[1].counters.exempted, 2);
+        // three quarters of the slots at most, so that probes stay short
+        assert_eq!(STATS_ROWS, 3072);
+    }
+
+    #[test]
     fn counts_per_rule_and_reason() {
         let mut t = Box::<StatsTable>::default();
         let r = Some(("/d/r.conf", 3, 77));
