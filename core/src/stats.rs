@@ -604,5 +604,16 @@ mod tests {
             ),
             (2, "v", "::1", 0)
         );
+        // what the view shows of the certificate, as first recorded
+        assert_eq!(
+            (
+                r.common_name.as_str(),
+                r.serial.as_str(),
+                r.issuer.as_str(),
+                r.san.as_str(),
+                r.not_after
+            ),
+            ("u5", "5", "CN=ca", "none", 995)
+        );
     }
 }
