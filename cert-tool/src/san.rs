@@ -92,29 +92,8 @@ fn apply_mask(a: IpAddr, m: IpAddr) -> IpAddr {
     }
 }
 
-/// DER of a length.
-fn der_len(len: usize, out: &mut Vec<u8>) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-}
-
 /// DER of one tag-length-value.
-pub fn der_tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    der_len(body.len(), &mut out);
-    out.extend_from_slice(body);
-    out
-}
+pub use pg_twofactor_core::dn::der_tlv;
 
 fn ip_bytes(a: IpAddr) -> Vec<u8> {
     match a {

@@ -87,8 +87,22 @@ fn dump(any: &Any<'_>) -> String {
         Class::Private => 0xc0,
     };
     let constructed = if any.header.is_constructed() { 0x20 } else { 0 };
-    let mut der = vec![class | constructed | (any.header.tag().0 as u8 & 0x1f)];
-    let len = any.data.len();
+    let der = der_tlv(
+        class | constructed | (any.header.tag().0 as u8 & 0x1f),
+        any.data,
+    );
+    let mut out = String::from("#");
+    for b in der {
+        out.push_str(&format!("{b:02X}"));
+    }
+    out
+}
+
+/// The DER of one value: its identifier byte, its length (short form below 128, else long
+/// form), its contents.
+pub fn der_tlv(identifier: u8, contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut der = vec![identifier];
     if len < 0x80 {
         der.push(len as u8);
     } else {
@@ -97,15 +111,11 @@ fn dump(any: &Any<'_>) -> String {
             .into_iter()
             .skip_while(|b| *b == 0)
             .collect();
-        der.push(0x80 | bytes.len() as u8);
+        der.push(0x80 + bytes.len() as u8);
         der.extend(bytes);
     }
-    der.extend_from_slice(any.data);
-    let mut out = String::from("#");
-    for b in der {
-        out.push_str(&format!("{b:02X}"));
-    }
-    out
+    der.extend_from_slice(contents);
+    der
 }
 
 /// A string value escaped as `ASN1_STRFLGS_RFC2253` escapes it.
@@ -188,25 +198,6 @@ mod tests {
     use super::*;
     use x509_parser::prelude::FromDer;
 
-    /// DER: a tag, its length (short or long form), the contents.
-    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = contents.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|b| *b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(contents);
-        out
-    }
-
     fn oid(dotted: &str) -> Vec<u8> {
         let arcs: Vec<u64> = dotted.split('.').map(|a| a.parse().unwrap()).collect();
         let mut out = vec![(arcs[0] * 40 + arcs[1]) as u8];
@@ -219,21 +210,21 @@ mod tests {
             }
             out.extend(groups.into_iter().rev());
         }
-        tlv(0x06, &out)
+        der_tlv(0x06, &out)
     }
 
     /// One attribute: its OID and its value's DER.
     fn atv(dotted: &str, value: Vec<u8>) -> Vec<u8> {
-        tlv(0x30, &[oid(dotted), value].concat())
+        der_tlv(0x30, &[oid(dotted), value].concat())
     }
 
     /// A name of RDNs, each a set of attributes, in certificate order.
     fn name(rdns: &[&[Vec<u8>]]) -> String {
-        let der = tlv(
+        let der = der_tlv(
             0x30,
             &rdns
                 .iter()
-                .map(|r| tlv(0x31, &r.concat()))
+                .map(|r| der_tlv(0x31, &r.concat()))
                 .collect::<Vec<_>>()
                 .concat(),
         );
@@ -280,64 +271,73 @@ mod tests {
             ("1.3.6.1.4.1.311.60.2.1.3", "jurisdictionC"),
         ] {
             assert_eq!(
-                one(dotted, tlv(0x13, b"v")),
+                one(dotted, der_tlv(0x13, b"v")),
                 format!("{short}=v"),
                 "{dotted}"
             );
         }
         // no short name: the dotted OID and the value's DER
-        assert_eq!(one("1.2.3.4", tlv(0x13, b"v")), "1.2.3.4=#130176");
+        assert_eq!(one("1.2.3.4", der_tlv(0x13, b"v")), "1.2.3.4=#130176");
     }
 
     #[test]
     fn every_string_type_as_utf8() {
         let e_acute = r"CN=\C3\A9";
-        assert_eq!(one(CN, tlv(0x0c, "é".as_bytes())), e_acute); // UTF8String
-        assert_eq!(one(CN, tlv(0x12, b"0 1")), "CN=0 1"); // NumericString
-        assert_eq!(one(CN, tlv(0x13, b"ab")), "CN=ab"); // PrintableString
-        assert_eq!(one(CN, tlv(0x14, &[0xe9])), e_acute); // T61String, as ISO 8859-1
-        assert_eq!(one(CN, tlv(0x16, b"a@b")), "CN=a@b"); // IA5String
-        assert_eq!(one(CN, tlv(0x1a, b"ab")), "CN=ab"); // VisibleString
-                                                        // BMPString and UniversalString, big-endian, beyond one byte (U+0410) and ASCII
-        assert_eq!(one(CN, tlv(0x1e, &[0x04, 0x10, 0x00, 0x41])), r"CN=\D0\90A");
+        assert_eq!(one(CN, der_tlv(0x0c, "é".as_bytes())), e_acute); // UTF8String
+        assert_eq!(one(CN, der_tlv(0x12, b"0 1")), "CN=0 1"); // NumericString
+        assert_eq!(one(CN, der_tlv(0x13, b"ab")), "CN=ab"); // PrintableString
+        assert_eq!(one(CN, der_tlv(0x14, &[0xe9])), e_acute); // T61String, as ISO 8859-1
+        assert_eq!(one(CN, der_tlv(0x16, b"a@b")), "CN=a@b"); // IA5String
+        assert_eq!(one(CN, der_tlv(0x1a, b"ab")), "CN=ab"); // VisibleString
+                                                            // BMPString and UniversalString, big-endian, beyond one byte (U+0410) and ASCII
         assert_eq!(
-            one(CN, tlv(0x1c, &[0, 0, 0x04, 0x10, 0, 0, 0, 0x41])),
+            one(CN, der_tlv(0x1e, &[0x04, 0x10, 0x00, 0x41])),
+            r"CN=\D0\90A"
+        );
+        assert_eq!(
+            one(CN, der_tlv(0x1c, &[0, 0, 0x04, 0x10, 0, 0, 0, 0x41])),
             r"CN=\D0\90A"
         );
         // a surrogate is no character
-        assert_eq!(one(CN, tlv(0x1e, &[0xd8, 0x00])), r"CN=\EF\BF\BD");
+        assert_eq!(one(CN, der_tlv(0x1e, &[0xd8, 0x00])), r"CN=\EF\BF\BD");
     }
 
     #[test]
     fn values_that_are_not_strings_as_their_der() {
-        assert_eq!(one(CN, tlv(0x02, &[0x01])), "CN=#020101"); // INTEGER
-                                                               // a string type's tag in another class, or constructed, is no string
-        assert_eq!(one(CN, tlv(0x8c, b"v")), "CN=#8C0176"); // [12], context-specific
-        assert_eq!(one(CN, tlv(0x4c, b"v")), "CN=#4C0176"); // [APPLICATION 12]
-        assert_eq!(one(CN, tlv(0xcc, b"v")), "CN=#CC0176"); // [PRIVATE 12]
-        assert_eq!(one(CN, tlv(0x2c, &tlv(0x0c, b"v"))), "CN=#2C030C0176"); // constructed UTF8String
-        assert_eq!(one(CN, tlv(0xa0, &tlv(0x0c, b"v"))), "CN=#A0030C0176");
+        assert_eq!(one(CN, der_tlv(0x02, &[0x01])), "CN=#020101"); // INTEGER
+                                                                   // a string type's tag in another class, or constructed, is no string
+        assert_eq!(one(CN, der_tlv(0x8c, b"v")), "CN=#8C0176"); // [12], context-specific
+        assert_eq!(one(CN, der_tlv(0x4c, b"v")), "CN=#4C0176"); // [APPLICATION 12]
+        assert_eq!(one(CN, der_tlv(0xcc, b"v")), "CN=#CC0176"); // [PRIVATE 12]
+        assert_eq!(
+            one(CN, der_tlv(0x2c, &der_tlv(0x0c, b"v"))),
+            "CN=#2C030C0176"
+        ); // constructed UTF8String
+        assert_eq!(
+            one(CN, der_tlv(0xa0, &der_tlv(0x0c, b"v"))),
+            "CN=#A0030C0176"
+        );
         // lengths in short and long form
         let short = vec![0x41u8; 0x7f];
         assert_eq!(
-            one(CN, tlv(0x04, &short)),
+            one(CN, der_tlv(0x04, &short)),
             format!("CN=#047F{}", "41".repeat(0x7f))
         );
         let long = vec![0x41u8; 0x80];
         assert_eq!(
-            one(CN, tlv(0x04, &long)),
+            one(CN, der_tlv(0x04, &long)),
             format!("CN=#048180{}", "41".repeat(0x80))
         );
         let longer = vec![0x41u8; 0x123];
         assert_eq!(
-            one(CN, tlv(0x04, &longer)),
+            one(CN, der_tlv(0x04, &longer)),
             format!("CN=#04820123{}", "41".repeat(0x123))
         );
     }
 
     #[test]
     fn values_escaped_as_rfc_2253_says() {
-        let utf8 = |s: &str| one(CN, tlv(0x0c, s.as_bytes()));
+        let utf8 = |s: &str| one(CN, der_tlv(0x0c, s.as_bytes()));
         assert_eq!(utf8(r#"a,b+c"d<e>f;g\h"#), r#"CN=a\,b\+c\"d\<e\>f\;g\\h"#);
         assert_eq!(utf8("#a#"), r"CN=\#a#");
         assert_eq!(utf8(" a b "), r"CN=\ a b\ ");
@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn rdns_last_to_first_and_the_values_of_one_rdn_joined_by_plus() {
-        let printable = |s: &str| tlv(0x13, s.as_bytes());
+        let printable = |s: &str| der_tlv(0x13, s.as_bytes());
         assert_eq!(
             name(&[
                 &[atv("2.5.4.6", printable("RU"))],
