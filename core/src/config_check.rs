@@ -376,10 +376,43 @@ fn issuer_key_finding(rule: &Rule, settings: &ServerSettings) -> Option<Finding>
     ))
 }
 
+/// What each rule's own checks find, rule by rule, one function per check, in the order the
+/// configuration check lists them.
 fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings) -> Vec<Finding> {
+    let hba = hba_lines(hba);
     let mut out = Vec::new();
-    let hba: Vec<HbaLine<'_>> = hba
-        .iter()
+    // each pg_hba.conf line is named once, for the first rule that reaches it
+    let (mut no_clientcert_lines, mut clear_text_lines) = (Vec::new(), Vec::new());
+    for (i, rule) in rules.iter().enumerate() {
+        out.extend(issuer_key_finding(rule, settings));
+        out.extend(issuer_name_finding(rule, settings));
+        out.extend(shadowed_finding(rule, &rules[..i]));
+        let Action::TwoFactor(method) = rule.action else {
+            out.push(exemption_finding(rule));
+            continue;
+        };
+        out.extend(report_mode_finding(rule));
+        out.extend(method_not_enabled_finding(rule, method, settings));
+        out.extend(password_beyond_loopback_finding(rule, method));
+        let tls_lines = reached(rule, &hba, TLS_LINE_TYPES);
+        out.extend(unsatisfiable_finding(rule, method, &tls_lines));
+        out.extend(without_clientcert_findings(
+            rule,
+            &tls_lines,
+            &mut no_clientcert_lines,
+        ));
+        for h in reached(rule, &hba, CLEAR_TEXT_LINE_TYPES) {
+            if h.0.method != "reject" && first_time(&mut clear_text_lines, h.0) {
+                out.push(clear_text(rule, h.0));
+            }
+        }
+    }
+    out
+}
+
+/// The lines of `pg_hba_file_rules` without errors, with their columns read as specs.
+fn hba_lines(hba: &[HbaFileRule]) -> Vec<HbaLine<'_>> {
+    hba.iter()
         .filter(|h| h.error.is_none())
         .map(|h| {
             (
@@ -389,113 +422,135 @@ fn rule_findings(rules: &[Rule], hba: &[HbaFileRule], settings: &ServerSettings)
                 addr_spec(h.address.as_deref(), h.netmask.as_deref()),
             )
         })
-        .collect();
-    let mut clear_text_lines = Vec::new();
-    let mut no_clientcert_lines = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        out.extend(issuer_key_finding(rule, settings));
-        if let (Some(issuer), Some(names)) = (&rule.options.issuer, &settings.ca_names) {
-            if !names.contains(issuer) {
-                out.push(finding(
-                    Severity::Error,
-                    rule,
-                    "issuer= names no CA of ssl_ca_file",
-                    format!(
-                        "No certificate in ssl_ca_file has the subject \"{issuer}\" (it holds {}), so every login this rule covers is refused (\"certificate issuer does not match the rule\"). Write the issuer as `openssl x509 -noout -subject -nameopt RFC2253` prints the CA's certificate.",
-                        if names.is_empty() {
-                            "no certificate".to_string()
-                        } else {
-                            names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-        if let Some(earlier) = rules[..i].iter().find(|e| {
-            dbs_cover(&e.databases, &rule.databases)
-                && users_cover(&e.users, &rule.users)
-                && addr_covers(&e.address, &rule.address)
-        }) {
-            out.push(finding(
-                Severity::Warning,
-                rule,
-                "rule is shadowed by an earlier rule",
-                format!(
-                    "Rule {} matches every connection this rule would match, so this rule never decides anything.",
-                    pos(earlier)
-                ),
-            ));
-        }
-        let method = match rule.action {
-            Action::Exempt => {
-                out.push(finding(
-                    Severity::Info,
-                    rule,
-                    "exemption",
-                    "Connections that match this 2f-exempt rule first are left to PostgreSQL: no client certificate is required.".into(),
-                ));
-                continue;
-            }
-            Action::TwoFactor(m) => m,
-        };
-        if rule.options.mode == Mode::Report {
-            out.push(finding(
-                Severity::Info,
-                rule,
-                "rule in report mode",
-                "mode=report: failed checks are logged at WARNING and counted, and the login goes on. Remove the option to enforce the rule.".into(),
-            ));
-        }
-        if !settings.enabled.contains(method) {
-            out.push(finding(
-                Severity::Warning,
-                rule,
-                "method not enabled",
-                format!(
-                    "{method} is not listed in pg_twofactor.enabled_extra_auth_methods, so every login this rule covers is refused."
-                ),
-            ));
-        }
-        if method == Method::Password && !is_loopback(&rule.address) {
-            out.push(finding(
-                Severity::Warning,
-                rule,
-                "2f-password for addresses other than loopback",
-                "The password method sends the password itself (inside TLS) and the server sees it; prefer 2f-scram-sha-256 for clients on other hosts.".into(),
-            ));
-        }
-        let tls_lines = reached(rule, &hba, TLS_LINE_TYPES);
-        let base = method.base().to_string();
-        if !tls_lines.iter().any(|l| l.0.method == base) {
-            out.push(finding(
-                Severity::Warning,
-                rule,
-                "no pg_hba.conf line can satisfy the rule",
-                format!(
-                    "No host or hostssl line of pg_hba.conf with method {base} is reached by the connections this rule covers, so each of their logins is refused."
-                ),
-            ));
-        }
-        if rule.options.mode != Mode::Report {
-            for h in tls_lines.iter().map(|l| l.0) {
-                if h.method != "reject"
-                    && !requires_certificate(h)
-                    && first_time(&mut no_clientcert_lines, h)
-                {
-                    out.push(without_clientcert(rule, h));
-                }
-            }
-        }
-        for h in reached(rule, &hba, CLEAR_TEXT_LINE_TYPES)
-            .into_iter()
-            .map(|l| l.0)
-        {
-            if h.method != "reject" && first_time(&mut clear_text_lines, h) {
-                out.push(clear_text(rule, h));
-            }
-        }
+        .collect()
+}
+
+/// `issuer=` naming no CA of `ssl_ca_file`: every login the rule covers is refused.
+fn issuer_name_finding(rule: &Rule, settings: &ServerSettings) -> Option<Finding> {
+    let (issuer, names) = (rule.options.issuer.as_ref()?, settings.ca_names.as_ref()?);
+    if names.contains(issuer) {
+        return None;
     }
-    out
+    let held = if names.is_empty() {
+        "no certificate".to_string()
+    } else {
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(finding(
+        Severity::Error,
+        rule,
+        "issuer= names no CA of ssl_ca_file",
+        format!(
+            "No certificate in ssl_ca_file has the subject \"{issuer}\" (it holds {held}), so every login this rule covers is refused (\"certificate issuer does not match the rule\"). Write the issuer as `openssl x509 -noout -subject -nameopt RFC2253` prints the CA's certificate."
+        ),
+    ))
+}
+
+/// An earlier rule matching every connection this one would: it never decides anything.
+fn shadowed_finding(rule: &Rule, earlier: &[Rule]) -> Option<Finding> {
+    let e = earlier.iter().find(|e| {
+        dbs_cover(&e.databases, &rule.databases)
+            && users_cover(&e.users, &rule.users)
+            && addr_covers(&e.address, &rule.address)
+    })?;
+    Some(finding(
+        Severity::Warning,
+        rule,
+        "rule is shadowed by an earlier rule",
+        format!(
+            "Rule {} matches every connection this rule would match, so this rule never decides anything.",
+            pos(e)
+        ),
+    ))
+}
+
+fn exemption_finding(rule: &Rule) -> Finding {
+    finding(
+        Severity::Info,
+        rule,
+        "exemption",
+        "Connections that match this 2f-exempt rule first are left to PostgreSQL: no client certificate is required.".into(),
+    )
+}
+
+fn report_mode_finding(rule: &Rule) -> Option<Finding> {
+    (rule.options.mode == Mode::Report).then(|| {
+        finding(
+            Severity::Info,
+            rule,
+            "rule in report mode",
+            "mode=report: failed checks are logged at WARNING and counted, and the login goes on. Remove the option to enforce the rule.".into(),
+        )
+    })
+}
+
+fn method_not_enabled_finding(
+    rule: &Rule,
+    method: Method,
+    settings: &ServerSettings,
+) -> Option<Finding> {
+    (!settings.enabled.contains(method)).then(|| {
+        finding(
+            Severity::Warning,
+            rule,
+            "method not enabled",
+            format!(
+                "{method} is not listed in pg_twofactor.enabled_extra_auth_methods, so every login this rule covers is refused."
+            ),
+        )
+    })
+}
+
+fn password_beyond_loopback_finding(rule: &Rule, method: Method) -> Option<Finding> {
+    (method == Method::Password && !is_loopback(&rule.address)).then(|| {
+        finding(
+            Severity::Warning,
+            rule,
+            "2f-password for addresses other than loopback",
+            "The password method sends the password itself (inside TLS) and the server sees it; prefer 2f-scram-sha-256 for clients on other hosts.".into(),
+        )
+    })
+}
+
+/// No TLS line the rule's connections reach has the rule's base method: each login is refused.
+fn unsatisfiable_finding(
+    rule: &Rule,
+    method: Method,
+    tls_lines: &[&HbaLine<'_>],
+) -> Option<Finding> {
+    let base = method.base().to_string();
+    (!tls_lines.iter().any(|l| l.0.method == base)).then(|| {
+        finding(
+            Severity::Warning,
+            rule,
+            "no pg_hba.conf line can satisfy the rule",
+            format!(
+                "No host or hostssl line of pg_hba.conf with method {base} is reached by the connections this rule covers, so each of their logins is refused."
+            ),
+        )
+    })
+}
+
+/// The TLS lines an enforcing rule reaches that do not require a client certificate
+/// themselves (each line once, `seen`).
+fn without_clientcert_findings(
+    rule: &Rule,
+    tls_lines: &[&HbaLine<'_>],
+    seen: &mut Vec<(String, usize)>,
+) -> Vec<Finding> {
+    if rule.options.mode == Mode::Report {
+        return Vec::new();
+    }
+    tls_lines
+        .iter()
+        .map(|l| l.0)
+        .filter(|h| h.method != "reject" && !requires_certificate(h) && first_time(seen, h))
+        .map(|h| without_clientcert(rule, h))
+        .collect()
 }
 
 /// A `pg_hba.conf` line with its columns read as the rules' own.
