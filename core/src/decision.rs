@@ -572,120 +572,7 @@ fn check_rule(
     enabled: MethodSet,
 ) -> Verdict {
     let mut detail = rule_context(rule, attempt, addr);
-    let refuse = |reason: Reason, detail: String, why: &str| Verdict::Refused {
-        reason,
-        rule_file: rule.file.to_path_buf(),
-        rule_line: rule.line,
-        detail: format!("{detail}. {}", sentence(why)),
-    };
-
-    // 1. TLS with a verified client certificate.
-    let der = match &attempt.cert {
-        PeerCert::Verified(der) if attempt.ssl_in_use => der,
-        PeerCert::Unverified => {
-            return refuse(
-                Reason::NoCertificate,
-                detail,
-                "the client certificate was not verified",
-            )
-        }
-        _ if !attempt.ssl_in_use => {
-            return refuse(
-                Reason::NoCertificate,
-                detail,
-                "the connection does not use TLS",
-            )
-        }
-        _ => {
-            return refuse(
-                Reason::NoCertificate,
-                detail,
-                "the client sent no certificate",
-            )
-        }
-    };
-
-    // 2. The rule's method is enabled.
-    if !enabled.contains(method) {
-        return refuse(
-            Reason::MethodNotEnabled,
-            detail,
-            &format!("{method} is not listed in pg_twofactor.enabled_extra_auth_methods"),
-        );
-    }
-
-    // 3. The first factor was the rule's base method.
-    if attempt.hba_method != method.base() {
-        return refuse(
-            Reason::BaseMethodMismatch,
-            detail,
-            &format!(
-                "{} requires pg_hba.conf method {}, but the connection matched a {} line",
-                method,
-                method.base(),
-                attempt.hba_method
-            ),
-        );
-    }
-
-    let cert = match CertInfo::from_der(der) {
-        Ok(c) => c,
-        Err(e) => return refuse(Reason::Internal, detail, &e.to_string()),
-    };
-    detail.push_str(&format!(
-        "; certificate subject \"{}\"; SubjectAltName: {}",
-        cert.subject,
-        cert.san_text()
-    ));
-
-    // 3b. The certificate's issuer is the one the rule names (option issuer=), compared as
-    // PostgreSQL compares distinguished names (clientname=DN): the RFC 2253 text, exactly.
-    if let Some(want) = &rule.options.issuer {
-        if cert.issuer != *want {
-            return refuse(
-                Reason::IssuerMismatch,
-                detail,
-                &format!(
-                    "the certificate's issuer is \"{}\", and the rule requires issuer \"{want}\"",
-                    cert.issuer
-                ),
-            );
-        }
-    }
-
-    // 3c. The key of the certificate's issuer is the one the rule pins (option issuer_key=):
-    // any CA ssl_ca_file trusts can sign an intermediate with a given name, not with this key.
-    if let Some(want) = &rule.options.issuer_key {
-        if attempt.issuer_key.as_ref() != Some(want) {
-            let got = match &attempt.issuer_key {
-                Some(k) => format!("sha256:{}", hex(k)),
-                None => "unknown (the verified chain could not be read)".into(),
-            };
-            return refuse(
-                Reason::IssuerKeyMismatch,
-                detail,
-                &format!(
-                    "the key of the certificate's issuer is {got}, and the rule requires issuer_key=sha256:{}",
-                    hex(want)
-                ),
-            );
-        }
-    }
-
-    // 4. CN equals the login.
-    if let Err(why) = cert.check_cn(&attempt.user) {
-        return refuse(Reason::CnMismatch, detail, &why.to_string());
-    }
-
-    // 5. The client address matches the SubjectAltName entries, when there are any.
-    match cert.check_address(client) {
-        Err(AddressFailure::Mismatch(why)) => refuse(Reason::AddressMismatch, detail, &why),
-        Err(AddressFailure::Undecided(why)) => refuse(Reason::Internal, detail, &why),
-        Ok(false) if rule.options.san == SanPolicy::Required => refuse(
-            Reason::AddressMismatch,
-            detail,
-            "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required",
-        ),
+    match rule_steps(rule, method, attempt, client, enabled, &mut detail) {
         Ok(checked) => Verdict::Accepted {
             rule_file: rule.file.to_path_buf(),
             rule_line: rule.line,
@@ -698,6 +585,139 @@ fn check_rule(
                 }
             ),
         },
+        Err(StepRefusal(reason, why)) => Verdict::Refused {
+            reason,
+            rule_file: rule.file.to_path_buf(),
+            rule_line: rule.line,
+            detail: format!("{detail}. {}", sentence(&why)),
+        },
+    }
+}
+
+/// A step of [`check_rule`] refusing: the reason, and why (a sentence for the detail).
+struct StepRefusal(Reason, String);
+
+/// The steps of a rule, in order; each refuses or lets the next one run. `Ok`: whether the
+/// client address was checked against SubjectAltName entries. `detail` gains the
+/// certificate's subject and SubjectAltName once it is read.
+fn rule_steps(
+    rule: &Rule,
+    method: Method,
+    attempt: &LoginAttempt,
+    client: &ClientName<'_>,
+    enabled: MethodSet,
+    detail: &mut String,
+) -> Result<bool, StepRefusal> {
+    let der = verified_certificate(attempt)?; // 1
+    method_enabled(method, enabled)?; // 2
+    first_factor_is_the_base_method(method, attempt)?; // 3
+    let cert = CertInfo::from_der(der).map_err(|e| StepRefusal(Reason::Internal, e.to_string()))?;
+    detail.push_str(&format!(
+        "; certificate subject \"{}\"; SubjectAltName: {}",
+        cert.subject,
+        cert.san_text()
+    ));
+    issuer_is_the_named_one(rule, &cert)?; // 3b
+    issuer_key_is_the_pinned_one(rule, attempt)?; // 3c
+    cert.check_cn(&attempt.user) // 4
+        .map_err(|why| StepRefusal(Reason::CnMismatch, why.to_string()))?;
+    address_matches(rule, &cert, client) // 5
+}
+
+/// 1. TLS with a verified client certificate.
+fn verified_certificate(attempt: &LoginAttempt) -> Result<&[u8], StepRefusal> {
+    let why = match &attempt.cert {
+        PeerCert::Verified(der) if attempt.ssl_in_use => return Ok(der),
+        PeerCert::Unverified => "the client certificate was not verified",
+        _ if !attempt.ssl_in_use => "the connection does not use TLS",
+        _ => "the client sent no certificate",
+    };
+    Err(StepRefusal(Reason::NoCertificate, why.into()))
+}
+
+/// 2. The rule's method is enabled.
+fn method_enabled(method: Method, enabled: MethodSet) -> Result<(), StepRefusal> {
+    if enabled.contains(method) {
+        return Ok(());
+    }
+    Err(StepRefusal(
+        Reason::MethodNotEnabled,
+        format!("{method} is not listed in pg_twofactor.enabled_extra_auth_methods"),
+    ))
+}
+
+/// 3. The first factor was the rule's base method.
+fn first_factor_is_the_base_method(
+    method: Method,
+    attempt: &LoginAttempt,
+) -> Result<(), StepRefusal> {
+    if attempt.hba_method == method.base() {
+        return Ok(());
+    }
+    Err(StepRefusal(
+        Reason::BaseMethodMismatch,
+        format!(
+            "{} requires pg_hba.conf method {}, but the connection matched a {} line",
+            method,
+            method.base(),
+            attempt.hba_method
+        ),
+    ))
+}
+
+/// 3b. The certificate's issuer is the one the rule names (option `issuer=`), compared as
+/// PostgreSQL compares distinguished names (`clientname=DN`): the RFC 2253 text, exactly.
+fn issuer_is_the_named_one(rule: &Rule, cert: &CertInfo) -> Result<(), StepRefusal> {
+    match &rule.options.issuer {
+        Some(want) if cert.issuer != *want => Err(StepRefusal(
+            Reason::IssuerMismatch,
+            format!(
+                "the certificate's issuer is \"{}\", and the rule requires issuer \"{want}\"",
+                cert.issuer
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// 3c. The key of the certificate's issuer is the one the rule pins (option `issuer_key=`):
+/// any CA `ssl_ca_file` trusts can sign an intermediate with a given name, not with this key.
+fn issuer_key_is_the_pinned_one(rule: &Rule, attempt: &LoginAttempt) -> Result<(), StepRefusal> {
+    let Some(want) = &rule.options.issuer_key else {
+        return Ok(());
+    };
+    if attempt.issuer_key.as_ref() == Some(want) {
+        return Ok(());
+    }
+    let got = match &attempt.issuer_key {
+        Some(k) => format!("sha256:{}", hex(k)),
+        None => "unknown (the verified chain could not be read)".into(),
+    };
+    Err(StepRefusal(
+        Reason::IssuerKeyMismatch,
+        format!(
+            "the key of the certificate's issuer is {got}, and the rule requires issuer_key=sha256:{}",
+            hex(want)
+        ),
+    ))
+}
+
+/// 5. The client address matches the SubjectAltName entries, when there are any (and there
+/// must be with `san=required`). `Ok`: whether there were.
+fn address_matches(
+    rule: &Rule,
+    cert: &CertInfo,
+    client: &ClientName<'_>,
+) -> Result<bool, StepRefusal> {
+    match cert.check_address(client) {
+        Err(AddressFailure::Mismatch(why)) => Err(StepRefusal(Reason::AddressMismatch, why)),
+        Err(AddressFailure::Undecided(why)) => Err(StepRefusal(Reason::Internal, why)),
+        Ok(false) if rule.options.san == SanPolicy::Required => Err(StepRefusal(
+            Reason::AddressMismatch,
+            "the certificate has no SubjectAltName IP or DNS entries and the rule says san=required"
+                .into(),
+        )),
+        Ok(checked) => Ok(checked),
     }
 }
 
