@@ -8,8 +8,8 @@
 //! by what it talks to:
 //! - [`hooks`]: the login hook (and the certificate-expiry notice it leaves) and the reload hook;
 //! - [`settings`]: the GUCs;
-//! - [`rules_in_force`]: the rules this process enforces, loaded at start and on reload, kept
-//!   in their own arena ([`pg_twofactor_core::arena`]);
+//! - [`rules_in_force`]: the rules this process enforces, loaded at start and on reload, as a
+//!   read-only image ([`pg_twofactor_core::rules::image`]) in a sealed mapping;
 //! - [`shared_memory`]: the statistics and the certificates seen;
 //! - [`postgres`]: the server's structures, catalog, regular expressions and error reporting;
 //! - [`sql`]: the SQL surface, one file per SQL object.
@@ -24,11 +24,6 @@ pub mod sql;
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!();
-
-/// Rust allocations go to `malloc`, except while the rules in force are being frozen into their
-/// own arena (see [`pg_twofactor_core::arena`]).
-#[global_allocator]
-static ALLOCATOR: pg_twofactor_core::arena::ArenaOrSystem = pg_twofactor_core::arena::ArenaOrSystem;
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

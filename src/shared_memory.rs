@@ -7,7 +7,7 @@
 
 use pg_twofactor_core::cert::CertSummary;
 use pg_twofactor_core::decision::{LoginAttempt, PeerCert, Verdict};
-use pg_twofactor_core::rules::Rule;
+use pg_twofactor_core::rules::RuleView;
 use pg_twofactor_core::stats::{
     CertSlot, CertTable, Counted, Outcome, SeenCert, StatRow, StatsTable,
 };
@@ -92,7 +92,7 @@ pub fn pg_time(unix_secs: i64) -> i64 {
         .saturating_mul(1_000_000)
 }
 
-fn count(table: &mut StatsTable, verdict: &Verdict, rule: Option<&Rule>, now: i64) {
+fn count(table: &mut StatsTable, verdict: &Verdict, rule: Option<&RuleView<'_>>, now: i64) {
     let file = verdict.rule().map(|(f, _)| f.to_string_lossy());
     let decision = Counted {
         rule: match (&file, verdict.rule(), rule) {
@@ -126,7 +126,7 @@ pub fn record(
             count(&mut table, observed, Some(rule), now);
         }
         if logged_in || is_refusal(&d.verdict) {
-            count(&mut table, &d.verdict, d.rule, now);
+            count(&mut table, &d.verdict, d.rule.as_ref(), now);
         }
     }
     let PeerCert::Verified(der) = &attempt.cert else {

@@ -11,8 +11,8 @@
 use pg_twofactor_core::decision;
 use pg_twofactor_core::dry_run::{self, ArgumentError, DryRun};
 use pg_twofactor_core::methods::{MethodListError, MethodSet};
+use pg_twofactor_core::os::network::SystemNetwork;
 use pg_twofactor_core::rules::{self, AnyRegex, Catalog, Syntax};
-use pg_twofactor_core::system_network::SystemNetwork;
 use std::path::Path;
 
 /// The login to check: the arguments `pg_twofactor_check(...)` takes, and what the server's
@@ -84,7 +84,14 @@ pub fn check(
     let mut attempt = dry_run::attempt(server.major, &login.args)?;
     attempt.issuer_key = login.issuer_key;
     let enabled = MethodSet::parse_extra(&server.enabled_extra)?;
-    let d = decision::decide_all(&set, &attempt, enabled, &SystemNetwork::unbounded(), server);
+    let image = set.image().map_err(|e| CheckError::Rules(e.to_string()))?;
+    let d = decision::decide_all(
+        image.view(),
+        &attempt,
+        enabled,
+        &SystemNetwork::unbounded(),
+        server,
+    );
     Ok(dry_run::rows(&attempt, &d, server.client_reason))
 }
 

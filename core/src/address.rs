@@ -152,69 +152,7 @@ pub fn cidr_mask(v4: bool, text: &[u8]) -> Option<IpAddr> {
     mask_from_prefix(v4, u32::try_from(n).ok()?)
 }
 
-/// `getaddrinfo(AI_NUMERICHOST)`, as `parse_hba_line` reads the ADDRESS column: the address,
-/// `Ok(None)` when it is not numeric (then it is a host name), or the resolver's error.
-pub fn numeric_host(text: &[u8]) -> Result<Option<IpAddr>, String> {
-    let Ok(c) = std::ffi::CString::new(text) else {
-        return Ok(None);
-    };
-    // SAFETY: addrinfo is plain data; all-zero is a valid "no hints" value we then fill in.
-    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
-    hints.ai_flags = libc::AI_NUMERICHOST;
-    hints.ai_family = libc::AF_UNSPEC;
-    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
-    // SAFETY: valid NUL-terminated host, no service, valid hints; `res` is freed below.
-    let rc = unsafe { libc::getaddrinfo(c.as_ptr(), std::ptr::null(), &hints, &mut res) };
-    if rc == libc::EAI_NONAME {
-        return Ok(None);
-    }
-    if rc != 0 || res.is_null() {
-        return Err(gai_message(rc));
-    }
-    // SAFETY: getaddrinfo succeeded, so `res` is a valid list whose ai_addr is a sockaddr of
-    // its family; we read the first entry and free the list once.
-    let addr = unsafe {
-        let a = sockaddr_ip((*res).ai_addr);
-        libc::freeaddrinfo(res);
-        a
-    };
-    Ok(addr)
-}
-
-/// The text of a `getaddrinfo`/`getnameinfo` error code.
-pub fn gai_message(rc: i32) -> String {
-    // SAFETY: gai_strerror returns a static NUL-terminated string for any code.
-    unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(rc)) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Converts a `sockaddr` of family AF_INET/AF_INET6 into an address.
-///
-/// # Safety
-/// `sa` must be null or point to a sockaddr whose storage is at least as large as its family's
-/// structure (as `getaddrinfo`, `getifaddrs` and PostgreSQL's `SockAddr` guarantee).
-pub unsafe fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
-    if sa.is_null() {
-        return None;
-    }
-    // SAFETY: non-null and, per the contract, backed by the structure of its family.
-    unsafe {
-        match i32::from((*sa).sa_family) {
-            libc::AF_INET => {
-                let sin = &*(sa as *const libc::sockaddr_in);
-                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                    sin.sin_addr.s_addr,
-                ))))
-            }
-            libc::AF_INET6 => {
-                let sin6 = &*(sa as *const libc::sockaddr_in6);
-                Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-            }
-            _ => None,
-        }
-    }
-}
+pub use crate::os::{gai_message, numeric_host, sockaddr_ip};
 
 /// `pg_strcasecmp` equality: ASCII letters folded, and a byte with the high bit set folded by
 /// the process's `LC_CTYPE` (`isupper`/`tolower`), as PostgreSQL does in the same process.
@@ -223,14 +161,7 @@ fn pg_strcase_eq(a: &[u8], b: &[u8]) -> bool {
         if c.is_ascii_uppercase() {
             c.to_ascii_lowercase()
         } else if c >= 0x80 {
-            // SAFETY: isupper/tolower are defined for every unsigned char value.
-            unsafe {
-                if libc::isupper(i32::from(c)) != 0 {
-                    libc::tolower(i32::from(c)) as u8
-                } else {
-                    c
-                }
-            }
+            crate::os::ctype_lower(c)
         } else {
             c
         }
@@ -400,9 +331,10 @@ impl<'n> ClientName<'n> {
     }
 }
 
-/// The ADDRESS column of a rule.
+/// The ADDRESS column of a rule: a host name as `B`, owned when parsed, borrowed from the
+/// rules image when read ([`crate::rules::image`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum AddrSpec {
+pub enum AddrSpec<B = Vec<u8>> {
     All,
     SameHost,
     SameNet,
@@ -411,21 +343,36 @@ pub enum AddrSpec {
         mask: IpAddr,
     },
     /// A host name (bytes); a leading `.` matches any name ending in it.
-    Host(Vec<u8>),
+    Host(B),
 }
 
-impl AddrSpec {
+impl AddrSpec<&[u8]> {
+    /// The column with a host name of its own.
+    pub fn to_owned_spec(&self) -> AddrSpec {
+        match *self {
+            AddrSpec::All => AddrSpec::All,
+            AddrSpec::SameHost => AddrSpec::SameHost,
+            AddrSpec::SameNet => AddrSpec::SameNet,
+            AddrSpec::Net { addr, mask } => AddrSpec::Net { addr, mask },
+            AddrSpec::Host(name) => AddrSpec::Host(name.to_vec()),
+        }
+    }
+}
+
+impl<B: AsRef<[u8]>> AddrSpec<B> {
     /// Whether the client address matches, with `pg_hba.conf`'s semantics (`check_hba`).
     pub fn matches(&self, client: &ClientName<'_>) -> Tri {
         let addr = client.addr;
         match self {
             AddrSpec::All => Tri::Yes,
             AddrSpec::Net { addr: net, mask } => Tri::from_bool(in_network(addr, *net, *mask)),
-            AddrSpec::Host(pattern) => client.confirmed(|name| hostname_matches(pattern, name)),
+            AddrSpec::Host(pattern) => {
+                client.confirmed(|name| hostname_matches(pattern.as_ref(), name))
+            }
             AddrSpec::SameHost | AddrSpec::SameNet => match client.interfaces() {
                 Err(why) => Tri::Unknown(why),
                 Ok(ifaces) => Tri::from_bool(ifaces.iter().any(|(a, m)| {
-                    let mask = if *self == AddrSpec::SameHost {
+                    let mask = if matches!(self, AddrSpec::SameHost) {
                         mask_from_prefix(a.is_ipv4(), if a.is_ipv4() { 32 } else { 128 })
                             .unwrap_or(*m)
                     } else {
@@ -611,11 +558,23 @@ mod tests {
             AddrSpec::Host(b".example.com".to_vec()).matches(&c("10.0.0.8")),
             Tri::Yes
         );
-        assert_eq!(AddrSpec::SameHost.matches(&c("192.168.5.1")), Tri::Yes);
-        assert_eq!(AddrSpec::SameHost.matches(&c("192.168.5.2")), Tri::No);
-        assert_eq!(AddrSpec::SameNet.matches(&c("192.168.5.2")), Tri::Yes);
-        assert_eq!(AddrSpec::SameNet.matches(&c("192.168.6.2")), Tri::No);
-        assert_eq!(AddrSpec::All.matches(&c("::1")), Tri::Yes);
+        assert_eq!(
+            AddrSpec::<Vec<u8>>::SameHost.matches(&c("192.168.5.1")),
+            Tri::Yes
+        );
+        assert_eq!(
+            AddrSpec::<Vec<u8>>::SameHost.matches(&c("192.168.5.2")),
+            Tri::No
+        );
+        assert_eq!(
+            AddrSpec::<Vec<u8>>::SameNet.matches(&c("192.168.5.2")),
+            Tri::Yes
+        );
+        assert_eq!(
+            AddrSpec::<Vec<u8>>::SameNet.matches(&c("192.168.6.2")),
+            Tri::No
+        );
+        assert_eq!(AddrSpec::<Vec<u8>>::All.matches(&c("::1")), Tri::Yes);
     }
 
     /// A network answering every reverse lookup with `reverse` and every forward lookup with
@@ -732,7 +691,7 @@ mod tests {
         );
         let c = ClientName::new(&n, ip("192.168.5.1"));
         assert!(
-            matches!(AddrSpec::SameNet.matches(&c), Tri::Unknown(w) if w.contains("interfaces"))
+            matches!(AddrSpec::<Vec<u8>>::SameNet.matches(&c), Tri::Unknown(w) if w.contains("interfaces"))
         );
     }
 

@@ -53,9 +53,8 @@ pub struct CertInfo {
     /// (`X509_NAME_get_text_by_NID` copies the ASN.1 string's bytes, whatever its type).
     pub common_names: Vec<Vec<u8>>,
     pub san: Vec<SanEntry>,
-    /// The issuer as OpenSSL prints it with `-nameopt RFC2253` (PostgreSQL's DN form), for
-    /// the rule option `issuer=`.
-    pub issuer: String,
+    /// The issuer's name as the certificate encodes it (DER); [`CertInfo::issuer`] prints it.
+    pub issuer_der: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -264,6 +263,14 @@ impl CertSummary {
     }
 }
 
+/// Builds the certificate parser's own tables (x509-parser makes a hash map of extension
+/// parsers on the first certificate a process parses). Called in the postmaster before any
+/// fork, so that no login builds them again: every backend inherits them.
+pub fn build_parser_tables() {
+    // any well-formed certificate with extensions does; this one is the tests' `alice`
+    let _ = CertInfo::from_der(include_bytes!("testdata/alice.der"));
+}
+
 impl CertInfo {
     /// Reads the fields pg_twofactor checks from a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertInfo, CertError> {
@@ -280,8 +287,19 @@ impl CertInfo {
             subject: crate::dn::rfc2253(subject),
             common_names,
             san: san_of(cert)?,
-            issuer: crate::dn::rfc2253(cert.issuer()),
+            issuer_der: cert.issuer().as_raw().to_vec(),
         })
+    }
+
+    /// The issuer as OpenSSL prints it with `-nameopt RFC2253` (PostgreSQL's DN form), for
+    /// the rule option `issuer=` and the log: printed only when asked (most logins never
+    /// need it). An issuer that cannot be read back prints as `?`, which no rule names.
+    pub fn issuer(&self) -> String {
+        use x509_parser::prelude::FromDer;
+        match x509_parser::x509::X509Name::from_der(&self.issuer_der) {
+            Ok((_, name)) => crate::dn::rfc2253(&name),
+            Err(_) => "?".into(),
+        }
     }
 
     /// The SubjectAltName entries, comma-separated, escaped ([`printable`]), for the log.
@@ -386,7 +404,7 @@ mod tests {
             subject: "CN=x".into(),
             common_names: cns.iter().map(|c| c.unwrap().as_bytes().to_vec()).collect(),
             san,
-            issuer: "CN=CA".into(),
+            issuer_der: Vec::new(),
         }
     }
 
@@ -437,7 +455,7 @@ mod tests {
             subject: String::new(),
             common_names: vec![b"j\xf6rg".to_vec()],
             san: vec![],
-            issuer: String::new(),
+            issuer_der: Vec::new(),
         };
         assert_eq!(latin1.check_cn(b"j\xf6rg"), Ok(()));
         assert!(latin1.check_cn("jörg".as_bytes()).is_err());

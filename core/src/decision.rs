@@ -7,7 +7,7 @@ use crate::address::{ClientName, KnownHost, Network};
 use crate::cert::{AddressFailure, CertInfo};
 use crate::methods::{BaseMethod, Method, MethodSet};
 use crate::rules::token::hex;
-use crate::rules::{Action, Catalog, Connection, Found, Mode, Rule, RuleSet, SanPolicy};
+use crate::rules::{Action, Catalog, Connection, Found, Image, Mode, RuleView, SanPolicy};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -210,7 +210,7 @@ impl Verdict {
 /// Decides a login. `enabled` is the set of enabled methods, `net` answers name lookups and
 /// interface questions, `catalog` answers role membership and regular expressions.
 pub fn decide(
-    rules: &RuleSet,
+    rules: Image<'_>,
     attempt: &LoginAttempt,
     enabled: MethodSet,
     net: &dyn Network,
@@ -225,14 +225,14 @@ pub struct Decision<'r> {
     /// What happens to the login.
     pub verdict: Verdict,
     /// The rule that decided it (`None`: not covered).
-    pub rule: Option<&'r Rule>,
+    pub rule: Option<RuleView<'r>>,
     /// The first `mode=report` rule the login matched before that, with what it found
     /// (`Accepted` or `Reported`). A report rule never decides: the rules after it still apply.
-    pub report: Option<(Verdict, &'r Rule)>,
+    pub report: Option<(Verdict, RuleView<'r>)>,
     /// The `2f-exempt` and enforcing rules whose match could not be decided, in file order,
     /// with the cause: each was decided in both worlds (an exemption skipped, an enforcing
     /// rule's checks required).
-    pub undecided: Vec<(&'r Rule, String)>,
+    pub undecided: Vec<(RuleView<'r>, String)>,
 }
 
 impl Decision<'_> {
@@ -270,7 +270,7 @@ impl Decision<'_> {
 /// requires its own checks and whatever decides without it. Nobody gets in with a password
 /// alone, and nobody whom no rule covers is locked out by an outage.
 pub fn decide_all<'r>(
-    rules: &'r RuleSet,
+    rules: Image<'r>,
     attempt: &LoginAttempt,
     enabled: MethodSet,
     net: &dyn Network,
@@ -294,7 +294,7 @@ pub fn decide_all<'r>(
     let mut report = None;
     // Undecidable rules passed over, in file order: an enforcing one with its verdict as if
     // it applied, an exemption or report rule with `None` (it was skipped).
-    let mut undecided: Vec<(&'r Rule, String, Option<Verdict>)> = Vec::new();
+    let mut undecided: Vec<(RuleView<'r>, String, Option<Verdict>)> = Vec::new();
     let found = rules.find_passing(&conn, catalog, |found| {
         let (rule, cause) = match found {
             Found::Rule(r) => (*r, None),
@@ -307,8 +307,8 @@ pub fn decide_all<'r>(
             // a report rule never decides: the rules below it apply in either world
             if report.is_none() {
                 let verdict = match cause {
-                    Some(cause) => undecided_report(rule, attempt, addr, cause),
-                    None => decide_rule(rule, attempt, addr, &client, enabled),
+                    Some(cause) => undecided_report(&rule, attempt, addr, cause),
+                    None => decide_rule(&rule, attempt, addr, &client, enabled),
                 };
                 report = Some((as_reported(verdict), rule));
             }
@@ -319,7 +319,7 @@ pub fn decide_all<'r>(
         };
         let as_if_applied = match rule.action {
             Action::Exempt => None,
-            Action::TwoFactor(_) => Some(decide_rule(rule, attempt, addr, &client, enabled)),
+            Action::TwoFactor(_) => Some(decide_rule(&rule, attempt, addr, &client, enabled)),
         };
         undecided.push((rule, cause.clone(), as_if_applied));
         true
@@ -327,12 +327,12 @@ pub fn decide_all<'r>(
     let (verdict, rule) = match found {
         Found::None => (Verdict::NotCovered, None),
         Found::Rule(rule) => (
-            decide_rule(rule, attempt, addr, &client, enabled),
+            decide_rule(&rule, attempt, addr, &client, enabled),
             Some(rule),
         ),
         // every undecidable rule was passed over above
         Found::Undecided { rule, cause } => {
-            (undecided_report(rule, attempt, addr, &cause), Some(rule))
+            (undecided_report(&rule, attempt, addr, &cause), Some(rule))
         }
     };
     if undecided.is_empty() {
@@ -362,14 +362,14 @@ pub fn decide_all<'r>(
 /// first undecidable enforcing rule (its checks passed) or as `below` says. Every DETAIL says
 /// which world refused and which rules could not be decided.
 fn both_worlds<'r>(
-    undecided: Vec<(&'r Rule, String, Option<Verdict>)>,
+    undecided: Vec<(RuleView<'r>, String, Option<Verdict>)>,
     below: Verdict,
-    below_rule: Option<&'r Rule>,
-) -> (Verdict, Option<&'r Rule>) {
-    let note = |skip: Option<&Rule>| {
+    below_rule: Option<RuleView<'r>>,
+) -> (Verdict, Option<RuleView<'r>>) {
+    let note = |skip: Option<&RuleView<'_>>| {
         undecided
             .iter()
-            .filter(|(r, ..)| skip.is_none_or(|s| !std::ptr::eq(*r, s)))
+            .filter(|(r, ..)| skip.is_none_or(|s| r.number != s.number))
             .map(|(r, cause, as_if)| {
                 sentence(&format!(
                     "rule {}:{} ({}) could not be decided ({cause}), so {}",
@@ -411,7 +411,7 @@ fn both_worlds<'r>(
                         &others,
                     ]),
                 },
-                Some(rule),
+                Some(*rule),
             );
         }
     }
@@ -504,7 +504,12 @@ fn as_reported(verdict: Verdict) -> Verdict {
 }
 
 /// What a `mode=report` rule whose match cannot be decided reports (it never decides).
-fn undecided_report(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &str) -> Verdict {
+fn undecided_report(
+    rule: &RuleView<'_>,
+    attempt: &LoginAttempt,
+    addr: IpAddr,
+    cause: &str,
+) -> Verdict {
     Verdict::Refused {
         reason: Reason::Internal,
         rule_file: rule.file.to_path_buf(),
@@ -521,7 +526,7 @@ fn undecided_report(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr, cause: &s
 
 /// The verdict of the rule that matched.
 fn decide_rule(
-    rule: &Rule,
+    rule: &RuleView<'_>,
     attempt: &LoginAttempt,
     addr: IpAddr,
     client: &ClientName<'_>,
@@ -551,7 +556,7 @@ pub fn sentence(text: &str) -> String {
     out
 }
 
-fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
+fn rule_context(rule: &RuleView<'_>, attempt: &LoginAttempt, addr: IpAddr) -> String {
     format!(
         "Rule {}:{} ({}); pg_hba.conf {} ({}); client address {}",
         rule.file.display(),
@@ -564,7 +569,7 @@ fn rule_context(rule: &Rule, attempt: &LoginAttempt, addr: IpAddr) -> String {
 }
 
 fn check_rule(
-    rule: &Rule,
+    rule: &RuleView<'_>,
     method: Method,
     attempt: &LoginAttempt,
     addr: IpAddr,
@@ -601,7 +606,7 @@ struct StepRefusal(Reason, String);
 /// client address was checked against SubjectAltName entries. `detail` gains the
 /// certificate's subject and SubjectAltName once it is read.
 fn rule_steps(
-    rule: &Rule,
+    rule: &RuleView<'_>,
     method: Method,
     attempt: &LoginAttempt,
     client: &ClientName<'_>,
@@ -667,23 +672,29 @@ fn first_factor_is_the_base_method(
 
 /// 3b. The certificate's issuer is the one the rule names (option `issuer=`), compared as
 /// PostgreSQL compares distinguished names (`clientname=DN`): the RFC 2253 text, exactly.
-fn issuer_is_the_named_one(rule: &Rule, cert: &CertInfo) -> Result<(), StepRefusal> {
-    match &rule.options.issuer {
-        Some(want) if cert.issuer != *want => Err(StepRefusal(
-            Reason::IssuerMismatch,
-            format!(
-                "the certificate's issuer is \"{}\", and the rule requires issuer \"{want}\"",
-                cert.issuer
-            ),
-        )),
-        _ => Ok(()),
+fn issuer_is_the_named_one(rule: &RuleView<'_>, cert: &CertInfo) -> Result<(), StepRefusal> {
+    let Some(want) = rule.options.issuer else {
+        return Ok(());
+    };
+    let issuer = cert.issuer();
+    if issuer == want {
+        return Ok(());
     }
+    Err(StepRefusal(
+        Reason::IssuerMismatch,
+        format!(
+            "the certificate's issuer is \"{issuer}\", and the rule requires issuer \"{want}\""
+        ),
+    ))
 }
 
 /// 3c. The key of the certificate's issuer is the one the rule pins (option `issuer_key=`):
 /// any CA `ssl_ca_file` trusts can sign an intermediate with a given name, not with this key.
-fn issuer_key_is_the_pinned_one(rule: &Rule, attempt: &LoginAttempt) -> Result<(), StepRefusal> {
-    let Some(want) = &rule.options.issuer_key else {
+fn issuer_key_is_the_pinned_one(
+    rule: &RuleView<'_>,
+    attempt: &LoginAttempt,
+) -> Result<(), StepRefusal> {
+    let Some(want) = rule.options.issuer_key else {
         return Ok(());
     };
     if attempt.issuer_key.as_ref() == Some(want) {
@@ -705,7 +716,7 @@ fn issuer_key_is_the_pinned_one(rule: &Rule, attempt: &LoginAttempt) -> Result<(
 /// 5. The client address matches the SubjectAltName entries, when there are any (and there
 /// must be with `san=required`). `Ok`: whether there were.
 fn address_matches(
-    rule: &Rule,
+    rule: &RuleView<'_>,
     cert: &CertInfo,
     client: &ClientName<'_>,
 ) -> Result<bool, StepRefusal> {
@@ -725,7 +736,7 @@ fn address_matches(
 mod tests {
     use super::*;
     use crate::address::StaticNetwork;
-    use crate::rules::{parse_text, AnyRegex, NoCatalog, Syntax};
+    use crate::rules::{parse_text, AnyRegex, NoCatalog, OwnedImage, RuleSet, Syntax};
     use std::path::Path;
 
     fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
@@ -744,7 +755,7 @@ mod tests {
         }
     }
 
-    fn rules() -> RuleSet {
+    fn rules() -> OwnedImage {
         parse_text(
             Path::new("/d/pg_twofactor_hba.conf"),
             b"hostssl test test1 127.0.0.1/32 2f-md5\nhostssl test test1 all 2f-scram-sha-256\nhostssl all +x,bad.example.com bad.example.com 2f-md5\n",
@@ -753,10 +764,18 @@ mod tests {
         )
         .into_rule_set()
         .unwrap()
+        .image()
+        .unwrap()
     }
 
     fn run(a: &LoginAttempt, enabled: MethodSet) -> Verdict {
-        decide(&rules(), a, enabled, &StaticNetwork::default(), &NoCatalog)
+        decide(
+            rules().view(),
+            a,
+            enabled,
+            &StaticNetwork::default(),
+            &NoCatalog,
+        )
     }
 
     fn reason(v: &Verdict) -> Option<Reason> {
@@ -842,10 +861,12 @@ mod tests {
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
         let run = |a: &LoginAttempt| {
             decide_all(
-                &rules,
+                rules.view(),
                 a,
                 MethodSet::defaults(),
                 &StaticNetwork::default(),
@@ -918,6 +939,8 @@ mod tests {
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
         let mut a = attempt(PeerCert::None, BaseMethod::ScramSha256);
         a.known_host = KnownHost {
@@ -926,7 +949,7 @@ mod tests {
             errcode: libc::EAI_AGAIN,
         };
         let d = decide_all(
-            &rules,
+            rules.view(),
             &a,
             MethodSet::defaults(),
             &StaticNetwork::default(),
@@ -982,7 +1005,7 @@ mod tests {
     /// The login PostgreSQL accepted from `addr` as `user` with the `alice.der` certificate
     /// (CN=alice, no SubjectAltName) or none, while the reverse lookup of every address fails.
     fn during_an_outage(user: &str, addr: &str, cert: bool) -> Decision<'static> {
-        static RULES: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
+        static RULES: std::sync::OnceLock<OwnedImage> = std::sync::OnceLock::new();
         let rules = RULES.get_or_init(|| {
             parse_text(
                 Path::new("/d/r.conf"),
@@ -995,6 +1018,8 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
                 &AnyRegex,
             )
             .into_rule_set()
+            .unwrap()
+            .image()
             .unwrap()
         });
         let cert = if cert {
@@ -1009,7 +1034,7 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
             reverse_fails: vec![addr.parse().unwrap()],
             ..StaticNetwork::default()
         };
-        decide_all(rules, &a, MethodSet::defaults(), &net, &NoCatalog)
+        decide_all(rules.view(), &a, MethodSet::defaults(), &net, &NoCatalog)
     }
 
     #[test]
@@ -1081,6 +1106,8 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
         let net = StaticNetwork {
             reverse_fails: vec!["10.1.2.3".parse().unwrap(), "192.0.2.1".parse().unwrap()],
@@ -1093,7 +1120,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         a.user = b"alice".to_vec();
         // outside 10/8: line 1's checks pass and nothing below covers the login
         a.client_addr = Some("192.0.2.1".parse().unwrap());
-        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        let d = decide_all(rules.view(), &a, MethodSet::defaults(), &net, &NoCatalog);
         assert_eq!(
             (d.verdict.outcome(), d.verdict.rule_position().as_str()),
             ("accepted", "/d/r.conf:1")
@@ -1108,7 +1135,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         );
         // inside 10/8: line 1's checks pass, but line 2 (san=required) refuses
         a.client_addr = Some("10.1.2.3".parse().unwrap());
-        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        let d = decide_all(rules.view(), &a, MethodSet::defaults(), &net, &NoCatalog);
         assert_eq!(
             (d.verdict.reason(), d.verdict.rule_position().as_str()),
             (Some(Reason::AddressMismatch), "/d/r.conf:2")
@@ -1156,6 +1183,8 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
         let mut a = attempt(
             PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec()),
@@ -1164,14 +1193,14 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         a.user = b"alice".to_vec();
         a.client_addr = Some("10.1.2.3".parse().unwrap());
         let net = StaticNetwork::default();
-        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        let d = decide_all(rules.view(), &a, MethodSet::defaults(), &net, &NoCatalog);
         assert!(
             matches!(d.verdict, Verdict::Accepted { .. }),
             "{:?}",
             d.verdict
         );
         a.client_addr = Some("192.0.2.1".parse().unwrap());
-        let d = decide_all(&rules, &a, MethodSet::defaults(), &net, &NoCatalog);
+        let d = decide_all(rules.view(), &a, MethodSet::defaults(), &net, &NoCatalog);
         assert_eq!(
             (d.verdict.reason(), d.verdict.rule_position().as_str()),
             (Some(Reason::IssuerMismatch), "/d/r.conf:2")
@@ -1216,14 +1245,16 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
-        assert!(rules.pins_issuer_key);
+        assert!(rules.view().pins_issuer_key());
         let mut a = attempt(PeerCert::Verified(alice), BaseMethod::ScramSha256);
         a.user = b"alice".to_vec();
         a.client_addr = Some("10.1.2.3".parse().unwrap());
         let net = StaticNetwork::default();
         let decide = |a: &LoginAttempt| {
-            decide_all(&rules, a, MethodSet::defaults(), &net, &NoCatalog).verdict
+            decide_all(rules.view(), a, MethodSet::defaults(), &net, &NoCatalog).verdict
         };
         // the key not read: refused, never taken as a match
         assert_eq!(decide(&a).reason(), Some(Reason::IssuerKeyMismatch));
@@ -1254,7 +1285,9 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             "{v:?}"
         );
         // a rule set without the option never reads the chain
-        let plain = RuleSet::new("/d/r.conf".into(), Vec::new());
-        assert!(!plain.pins_issuer_key);
+        let plain = RuleSet::new("/d/r.conf".into(), Vec::new())
+            .image()
+            .unwrap();
+        assert!(!plain.view().pins_issuer_key());
     }
 }

@@ -7,7 +7,7 @@ use crate::cert::{der_from_pem, PemError};
 use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict};
 use crate::handshake::{self, HandshakeRefusal, HandshakeVerdict};
 use crate::methods::BaseMethod;
-use crate::rules::Rule;
+use crate::rules::RuleView;
 use std::net::IpAddr;
 
 /// A row of the dry run: the rule, the verdict, and what the hook would say.
@@ -181,7 +181,7 @@ pub fn attempt(major: u32, args: &Arguments<'_>) -> Result<LoginAttempt, Argumen
 /// The row for a verdict of `rule`. `client_reason`: whether a refused client is told the
 /// reason (else it gets PostgreSQL's own failure of the method, and so does `message`).
 pub fn row(
-    rule: Option<&Rule>,
+    rule: Option<&RuleView<'_>>,
     attempt: &LoginAttempt,
     verdict: &Verdict,
     client_reason: bool,
@@ -253,7 +253,7 @@ pub fn rows(attempt: &LoginAttempt, d: &Decision<'_>, client_reason: bool) -> Ve
         .iter()
         .map(|(v, r)| row(Some(r), attempt, v, client_reason))
         .chain(std::iter::once(row(
-            d.rule,
+            d.rule.as_ref(),
             attempt,
             &d.verdict,
             client_reason,

@@ -130,8 +130,8 @@ pub fn check(der: &[u8], client: Option<&ClientName<'_>>) -> HandshakeVerdict {
 fn refused(der: &[u8], cause: RefusalCause) -> HandshakeVerdict {
     let certificate = CertInfo::from_der(der).ok().map(|c| CertText {
         san: c.san_text(),
+        issuer: c.issuer(),
         subject: c.subject,
-        issuer: c.issuer,
     });
     HandshakeVerdict::Refused(HandshakeRefusal { cause, certificate })
 }

@@ -21,14 +21,15 @@
 //!   command line;
 //! - [`expiry`]: dates in UTC and the notice of a certificate that expires soon;
 //! - [`config_check`]: the configuration problems the DBA is warned about;
-//! - [`arena`]: the memory the rules in force are frozen into, outside `malloc`'s heap;
-//! - [`system_network`]: the system resolver (bounded by a deadline during a login) and the
+//! - [`os`]: the operating system's C functions, the only module allowed `unsafe` code; in it
+//!   [`os::network`], the system resolver (bounded by a deadline during a login) and the
 //!   machine's interfaces, the real [`address::Network`];
 //! - [`stats`]: the statistics tables kept in shared memory (plain data, no pointers);
 //! - [`digests`]: the digests of the rules files and of the settings that decide a login.
 
+#![deny(unsafe_code)]
+
 pub mod address;
-pub mod arena;
 pub mod cert;
 pub mod config_check;
 pub mod decision;
@@ -39,12 +40,8 @@ pub mod dry_run;
 pub mod expiry;
 pub mod handshake;
 pub mod methods;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod printable;
 pub mod rules;
 pub mod stats;
-pub mod system_network;
-
-/// The unit tests allocate as the extension does: through the arena's allocator.
-#[cfg(test)]
-#[global_allocator]
-static TEST_ALLOCATOR: arena::ArenaOrSystem = arena::ArenaOrSystem;

@@ -27,6 +27,8 @@ fn verdict(der: &[u8], user: &[u8], addr: &str) -> Verdict {
         &AnyRegex,
     )
     .into_rule_set()
+    .unwrap()
+    .image()
     .unwrap();
     let attempt = LoginAttempt {
         database: b"postgres".to_vec(),
@@ -42,7 +44,7 @@ fn verdict(der: &[u8], user: &[u8], addr: &str) -> Verdict {
         issuer_key: None,
     };
     decide(
-        &rules,
+        rules.view(),
         &attempt,
         MethodSet::defaults(),
         &StaticNetwork::default(),

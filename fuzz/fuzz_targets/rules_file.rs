@@ -29,6 +29,14 @@ fuzz_target!(|data: &[u8]| {
             for r in &set.rules {
                 assert!(r.line >= 1 && r.line <= lines);
             }
+            // the image the login path reads says what was parsed
+            let image = set.image().unwrap();
+            for (r, v) in set.rules.iter().zip(image.view().rules()) {
+                assert_eq!((v.line, v.action), (r.line, r.action));
+                assert_eq!(v.address().to_owned_spec(), r.address);
+                assert!(v.users().map(|u| u.to_owned_spec()).eq(r.users.iter().cloned()));
+                assert!(v.databases().map(|d| d.to_owned_spec()).eq(r.databases.iter().cloned()));
+            }
         }
     }
 });

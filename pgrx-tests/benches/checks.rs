@@ -10,14 +10,15 @@ use pg_twofactor_core::cert::{CertInfo, CertSummary};
 use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Reason};
 use pg_twofactor_core::methods::{BaseMethod, MethodSet};
 use pg_twofactor_core::rules::{
-    parse_text, AnyRegex, Connection, Found, NoCatalog, RuleSet, Syntax,
+    parse_text, AnyRegex, Connection, Found, NoCatalog, OwnedImage, Syntax,
 };
 use pg_twofactor_core::stats::{CertTable, Counted, Outcome, SeenCert, StatsTable};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use pg_twofactor_e2e::{Pki, San};
 use std::path::Path;
 
-fn rule_set(n: usize) -> RuleSet {
+/// The image of `n` synthetic rules, as the rules in force are read.
+fn rule_set(n: usize) -> OwnedImage {
     parse_text(
         Path::new("/bench/pg_twofactor_hba.conf"),
         synthetic_rules(n, "bench").as_bytes(),
@@ -25,6 +26,8 @@ fn rule_set(n: usize) -> RuleSet {
         &AnyRegex,
     )
     .into_rule_set()
+    .unwrap()
+    .image()
     .unwrap()
 }
 
@@ -40,7 +43,7 @@ fn cert_der(san: &[San]) -> Vec<u8> {
 }
 
 /// One rule lookup for user "bench" connecting from 127.0.0.1 to database "postgres".
-fn lookup(set: &RuleSet, net: &StaticNetwork) -> Option<usize> {
+fn lookup(set: &OwnedImage, net: &StaticNetwork) -> Option<usize> {
     let client = ClientName::new(net, "127.0.0.1".parse().unwrap());
     let conn = Connection {
         database: b"postgres",
@@ -48,7 +51,7 @@ fn lookup(set: &RuleSet, net: &StaticNetwork) -> Option<usize> {
         physical_replication: false,
         client: &client,
     };
-    match set.find(&conn, &NoCatalog) {
+    match set.view().find(&conn, &NoCatalog) {
         Found::Rule(r) => Some(r.line),
         _ => None,
     }
@@ -87,8 +90,10 @@ fn bench(c: &mut Criterion) {
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap();
-        assert_eq!(set.rules.len(), n);
+        assert_eq!(set.view().len(), n);
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
             b.iter(|| black_box(lookup(set, &net)))
         });
@@ -156,7 +161,7 @@ fn bench(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
             b.iter(|| {
                 black_box(decide(
-                    set,
+                    set.view(),
                     &attempt,
                     MethodSet::defaults(),
                     &net,

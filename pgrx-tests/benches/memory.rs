@@ -1,15 +1,11 @@
-//! Memory the rules in force occupy, at 10 to 100,000 rules: the bytes of the frozen rule set
-//! in its arena (`pg_twofactor_core::arena`), exactly what the postmaster keeps and every backend
-//! inherits (and only reads). Run: `cargo bench -p pg_twofactor-e2e --bench memory`.
+//! Memory the rules in force occupy, at 10 to 100,000 rules: the bytes of their image
+//! (`pg_twofactor_core::rules::image`), exactly what the postmaster keeps in its sealed mapping
+//! and every backend inherits (and only reads). Run:
+//! `cargo bench -p pg_twofactor-e2e --bench memory`.
 
-use pg_twofactor_core::arena::Frozen;
 use pg_twofactor_core::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::scenario::synthetic_rules;
 use std::path::Path;
-
-/// Allocations go through the arena's allocator, as in the extension.
-#[global_allocator]
-static ALLOCATOR: pg_twofactor_core::arena::ArenaOrSystem = pg_twofactor_core::arena::ArenaOrSystem;
 
 /// A `/proc/self/status` field in bytes (`VmSize:`, `VmPeak:`).
 fn status_bytes(field: &str) -> u64 {
@@ -38,14 +34,14 @@ fn main() {
         )
         .into_rule_set()
         .unwrap();
-        // SAFETY: deep_clone keeps nothing outside its result, which shares no memory with `set`.
-        let frozen = unsafe { Frozen::new(|| set.deep_clone()) };
+        let image = set.image().unwrap();
         let peak = status_bytes("VmPeak:").saturating_sub(before);
+        let bytes = image.bytes().len();
         println!(
             "| {n} | {} | {} | {} | {:.1} |",
             text.len(),
-            frozen.bytes(),
-            frozen.bytes() / n,
+            bytes,
+            bytes / n,
             peak as f64 / text.len() as f64
         );
         drop(set);

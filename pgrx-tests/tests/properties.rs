@@ -245,7 +245,7 @@ fn base_cert() -> &'static [u8] {
 /// The decision for user "bench" from 127.0.0.1 with `der` as its verified certificate, under
 /// a rule that covers it.
 fn decide_with(der: Vec<u8>) -> Verdict {
-    static RULES: OnceLock<pg_twofactor_core::rules::RuleSet> = OnceLock::new();
+    static RULES: OnceLock<pg_twofactor_core::rules::OwnedImage> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
         parse_text(
             Path::new("/proptest/pg_twofactor_hba.conf"),
@@ -254,6 +254,8 @@ fn decide_with(der: Vec<u8>) -> Verdict {
             &AnyRegex,
         )
         .into_rule_set()
+        .unwrap()
+        .image()
         .unwrap()
     });
     let attempt = LoginAttempt {
@@ -270,7 +272,7 @@ fn decide_with(der: Vec<u8>) -> Verdict {
         issuer_key: None,
     };
     decide(
-        rules,
+        rules.view(),
         &attempt,
         MethodSet::defaults(),
         &StaticNetwork::default(),

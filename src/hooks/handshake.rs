@@ -13,7 +13,7 @@ use crate::postgres::{connection, ffi, report};
 use crate::{settings, shared_memory};
 use pg_twofactor_core::address::{self, ClientName, KnownHost};
 use pg_twofactor_core::handshake::{self, HandshakeRefusal, HandshakeVerdict, RefusalCause};
-use pg_twofactor_core::system_network::SystemNetwork;
+use pg_twofactor_core::os::network::SystemNetwork;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,7 +16,7 @@ use pg_twofactor_core::address::{self, KnownHost};
 use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
 use pg_twofactor_core::decision_log::LogRecord;
 use pg_twofactor_core::methods::BaseMethod;
-use pg_twofactor_core::system_network::SystemNetwork;
+use pg_twofactor_core::os::network::SystemNetwork;
 pub mod expiry;
 pub mod handshake;
 use pgrx::pg_sys;
@@ -49,6 +49,8 @@ pub fn init() {
         "pg_twofactor: this PostgreSQL version has no openssl_tls_init_hook, so the rules file is read at server start only",
         Some("Restart the server to apply changes to the rules file."),
     );
+    // once, here, rather than in each login's backend
+    pg_twofactor_core::cert::build_parser_tables();
 }
 
 #[cfg(has_tls_init_hook)]
@@ -174,7 +176,7 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
         // the deadline is read only if a lookup is needed (most logins make none)
         let network = SystemNetwork::bounded_by(connection::authentication_deadline);
         let (verdict, report, cert) = rules_in_force::with_current(|rules| {
-            if rules.pins_issuer_key {
+            if rules.pins_issuer_key() {
                 // SAFETY: per the function contract.
                 attempt.issuer_key = unsafe { issuer_key(port) };
             }

@@ -3,7 +3,7 @@
 //! engine ([`catalog`]), what a connection carries ([`connection`]: C strings of the `Port`, the
 //! client certificate's DER, the lookup deadlines), and error reporting through `ereport`
 //! ([`report`]). (The system
-//! resolver and interfaces need no PostgreSQL: `pg_twofactor_core::system_network`.)
+//! resolver and interfaces need no PostgreSQL: `pg_twofactor_core::os::network`.)
 
 pub mod catalog;
 pub mod connection;

@@ -4,29 +4,38 @@
 //! the postmaster and so start with the rules that were in force when they were forked. Nothing
 //! is read from disk on a connection.
 
+mod sealed;
+
 use crate::postgres::catalog::PgRegexCheck;
 use crate::postgres::report;
 use crate::settings;
-use pg_twofactor_core::arena::Frozen;
 use pg_twofactor_core::rules::token::FilesDigest;
-use pg_twofactor_core::rules::{self, RuleError, RuleSet};
+use pg_twofactor_core::rules::{self, Image, RuleError, RuleSet};
+use sealed::Sealed;
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-/// The rules in force: a leaked `Box`, replaced (and the old one freed) only by `install`, which
-/// runs in the postmaster (start and reload), never while a [`with_current`] call is running.
-/// Backends inherit it at fork and only read it: no lock, no reference count, nothing in the
-/// login path writes to memory shared with the postmaster.
-static CURRENT: AtomicPtr<Frozen<RuleSet>> = AtomicPtr::new(std::ptr::null_mut());
+/// The image of the rules in force ([`pg_twofactor_core::rules::image`]): where its sealed
+/// mapping starts and how long it is ([`Sealed::into_raw`]). Replaced (and the old mapping
+/// unmapped) only by `install`, which runs in the postmaster (start and reload), never while a
+/// [`with_current`] call is running. Backends inherit the mapping at fork and only read it: no
+/// lock, no reference count, nothing on the heap.
+static CURRENT_AT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static CURRENT_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `f` on the rules in force; `None` only if they were never loaded (then every covered
-/// login fails).
-pub fn with_current<R>(f: impl FnOnce(&RuleSet) -> R) -> Option<R> {
-    let p = CURRENT.load(Ordering::Acquire);
-    // SAFETY: a non-null CURRENT points to a live Box made by `install`; it is freed only by a
-    // later `install` in the same process, which cannot run during `f` (processes are
-    // single-threaded, and `install` never calls back into `with_current`), so the reference
-    // does not outlive it.
-    (!p.is_null()).then(|| f(unsafe { &*p }))
+/// Runs `f` on the image of the rules in force; `None` only if they were never loaded (then
+/// every covered login fails).
+pub fn with_current<R>(f: impl FnOnce(Image<'_>) -> R) -> Option<R> {
+    let at = CURRENT_AT.load(Ordering::Acquire);
+    if at.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null CURRENT_AT is a sealed mapping of CURRENT_LEN bytes published by
+    // `install` (the length stored before the start); it is unmapped only by a later `install`
+    // in the same process, which cannot run during `f` (processes are single-threaded, and
+    // `install` never calls back into `with_current`), so the slice does not outlive it.
+    let bytes = unsafe { std::slice::from_raw_parts(at, CURRENT_LEN.load(Ordering::Acquire)) };
+    // `install` published only an image that read back; a failure here is refused as no rules
+    Image::read(bytes).ok().map(f)
 }
 
 /// What the postmaster last did with the rules file, for [`status`]: published in a page
@@ -186,27 +195,48 @@ fn read() -> (Result<RuleSet, Vec<RuleError>>, std::time::Duration) {
     (set, started.elapsed())
 }
 
-fn install(set: RuleSet, parse_took: std::time::Duration) {
-    // The rules in force live in their own arena; the parsed original and everything parsing
-    // left behind are freed, so the malloc heap every backend inherits holds no holes among
-    // live rules (see `arena`).
+/// The image of `set` in a sealed mapping, or the error that keeps the previous rules in force.
+fn seal(set: &RuleSet) -> Result<Sealed, RuleError> {
+    let whole_file = |message: String| RuleError {
+        file: set.path.clone(),
+        line: None,
+        message,
+    };
+    let image = set
+        .image()
+        .map_err(|e| whole_file(format!("could not load pg_twofactor rules file: {e}")))?;
+    let sealed = Sealed::new(image.bytes()).map_err(|e| {
+        whole_file(format!(
+            "could not map the pg_twofactor rules read-only ({} bytes): {e}",
+            image.bytes().len()
+        ))
+    })?;
+    Image::read(sealed.bytes())
+        .map_err(|e| whole_file(format!("could not load pg_twofactor rules file: {e}")))?;
+    Ok(sealed)
+}
+
+/// Puts `set` in force: its image sealed in a mapping of its own, the parsed rules and
+/// everything parsing left behind freed, so the `malloc` heap every backend inherits holds no
+/// rules at all.
+fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<RuleError>> {
     let started = std::time::Instant::now();
-    // SAFETY: deep_clone keeps nothing it allocates anywhere but in the returned copy, which
-    // shares no memory with `set`; the frozen rules are only ever read by reference
-    // (`with_current`), never cloned out.
-    let frozen = unsafe { Frozen::new(|| set.deep_clone()) };
-    drop(set);
+    let sealed = seal(&set).map_err(|e| vec![e])?;
+    let rules = set.rules.len();
+    let digest = digest(&set);
+    let bytes_digest = set.bytes_digest;
     let msg = format!(
         "pg_twofactor: loaded {} rule(s) from \"{}\" in {:.1} ms ({} bytes)",
-        frozen.rules.len(),
-        frozen.path.display(),
+        rules,
+        set.path.display(),
         (parse_took + started.elapsed()).as_secs_f64() * 1000.0,
-        frozen.bytes()
+        sealed.bytes().len()
     );
-    let rules = frozen.rules.len();
-    let digest = digest(&frozen);
-    let bytes_digest = frozen.bytes_digest;
-    let old = CURRENT.swap(Box::into_raw(Box::new(frozen)), Ordering::AcqRel);
+    drop(set);
+    let (at, len) = sealed.into_raw();
+    let old_len = CURRENT_LEN.load(Ordering::Acquire);
+    CURRENT_LEN.store(len, Ordering::Release);
+    let old = CURRENT_AT.swap(at, Ordering::AcqRel);
     let loaded_at = now();
     let mut generation = 0;
     publish(|p| {
@@ -230,9 +260,9 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
     LOCAL_GENERATION.store(generation, Ordering::Release);
     LOCAL_LOADED_AT.store(loaded_at, Ordering::Release);
     if !old.is_null() {
-        // SAFETY: `old` came from Box::into_raw in an earlier install and was just unpublished;
-        // no with_current call is running (see CURRENT).
-        drop(unsafe { Box::from_raw(old) });
+        // SAFETY: `(old, old_len)` came from Sealed::into_raw in an earlier install and was
+        // just unpublished; no with_current call is running (see CURRENT_AT).
+        drop(unsafe { Sealed::from_raw(old, old_len) });
     }
     // Hand the freed memory back to the OS so the postmaster stays small.
     #[cfg(target_env = "gnu")]
@@ -241,6 +271,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) {
         libc::malloc_trim(0);
     }
     report::log_info(&msg);
+    Ok(())
 }
 
 /// A WARNING when the rules file about to be put in force does not end with a newline. A file
@@ -265,20 +296,18 @@ fn warn_if_unterminated(set: &RuleSet) {
 /// Reads the rules file and puts it in force; an invalid file is logged line by line and its
 /// errors returned (the rules in force stay as they were).
 fn load() -> Result<(), Vec<RuleError>> {
-    match read() {
-        (Ok(set), took) => {
-            // before the "loaded" line, which is what a reload is known to be done by
-            warn_if_unterminated(&set);
-            install(set, took);
-            Ok(())
-        }
-        (Err(errors), _) => {
-            for e in &errors {
-                report::log_config(&e.to_string());
-            }
-            Err(errors)
+    let (set, took) = read();
+    let installed = set.and_then(|set| {
+        // before the "loaded" line, which is what a reload is known to be done by
+        warn_if_unterminated(&set);
+        install(set, took)
+    });
+    if let Err(errors) = &installed {
+        for e in errors {
+            report::log_config(&e.to_string());
         }
     }
+    installed
 }
 
 /// At server start: a missing or invalid file stops the server, naming the file and line.

@@ -15,7 +15,7 @@ use crate::{postgres, rules_in_force, settings};
 use pg_twofactor_core::cert::{der_from_pem, CertSummary};
 use pg_twofactor_core::decision;
 use pg_twofactor_core::dry_run::{attempt, handshake_refusal, handshake_row, rows, Arguments};
-use pg_twofactor_core::system_network::SystemNetwork;
+use pg_twofactor_core::os::network::SystemNetwork;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};

@@ -13,7 +13,7 @@
 //!   column as *undecided*: if the rest of the rule matches, the rule is reported as
 //!   [`Found::Undecided`] and the caller refuses the login.
 
-use super::{DbSpec, Rule, RuleSet, UserSpec};
+use super::{DbSpec, Image, RuleView, UserSpec};
 use crate::address::{ClientName, Tri};
 
 /// What the catalog answers: role membership and regular expressions (PostgreSQL's own
@@ -40,10 +40,10 @@ pub struct Connection<'a> {
 pub enum Found<'r> {
     /// No rule covers the connection.
     None,
-    Rule(&'r Rule),
+    Rule(RuleView<'r>),
     /// This rule matches unless a lookup that failed would have said otherwise.
     Undecided {
-        rule: &'r Rule,
+        rule: RuleView<'r>,
         cause: String,
     },
 }
@@ -58,11 +58,11 @@ fn regex(catalog: &dyn Catalog, pattern: &[u8], subject: &[u8]) -> Tri {
     }
 }
 
-impl Rule {
+impl RuleView<'_> {
     fn matches_database(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Tri {
-        Tri::any(self.databases.iter().map(|d| {
+        Tri::any(self.databases().map(|d| {
             if c.physical_replication {
-                return Tri::from_bool(*d == DbSpec::Replication);
+                return Tri::from_bool(d == DbSpec::Replication);
             }
             match d {
                 DbSpec::All => Tri::Yes,
@@ -76,7 +76,7 @@ impl Rule {
     }
 
     fn matches_user(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Tri {
-        Tri::any(self.users.iter().map(|u| match u {
+        Tri::any(self.users().map(|u| match u {
             UserSpec::MemberOf(role) => Tri::from_bool(catalog.is_member(c.user, role)),
             UserSpec::All => Tri::Yes,
             UserSpec::Regex(p) => regex(catalog, p, c.user),
@@ -86,47 +86,48 @@ impl Rule {
 
     /// Whether the rule applies to the connection (same order of checks as `check_hba`).
     pub fn matches(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Tri {
-        self.address
+        self.address()
             .matches(c.client)
             .and(|| self.matches_database(c, catalog))
             .and(|| self.matches_user(c, catalog))
     }
 }
 
-impl RuleSet {
+impl<'r> Image<'r> {
     /// The first rule that applies to the connection. Only rules that can match the user are
     /// examined (those naming it, and those for `all`, a role or a regex), in file order.
-    pub fn find(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Found<'_> {
+    pub fn find(&self, c: &Connection<'_>, catalog: &dyn Catalog) -> Found<'r> {
         self.find_passing(c, catalog, |_| false)
     }
 
-    /// [`RuleSet::find`], except that a matching (or undecided) rule for which `pass` returns
+    /// [`Image::find`], except that a matching (or undecided) rule for which `pass` returns
     /// true is handed to it and the search goes on past it.
-    pub fn find_passing<'r>(
-        &'r self,
+    pub fn find_passing(
+        &self,
         c: &Connection<'_>,
         catalog: &dyn Catalog,
         mut pass: impl FnMut(&Found<'r>) -> bool,
     ) -> Found<'r> {
-        let named = self.by_user.get(c.user).map(Vec::as_slice).unwrap_or(&[]);
+        let named = self.rules_naming(c.user);
+        let any_user = self.rules_for_any_user();
         let (mut i, mut j) = (0, 0);
         loop {
-            let next = match (named.get(i), self.any_user.get(j)) {
-                (Some(&a), Some(&b)) if a < b => {
+            let next = match (named.get(i), any_user.get(j)) {
+                (Some(a), Some(b)) if a < b => {
                     i += 1;
                     a
                 }
-                (_, Some(&b)) => {
+                (_, Some(b)) => {
                     j += 1;
                     b
                 }
-                (Some(&a), None) => {
+                (Some(a), None) => {
                     i += 1;
                     a
                 }
                 (None, None) => return Found::None,
             };
-            let rule = &self.rules[next];
+            let rule = self.rule(next);
             let found = match rule.matches(c, catalog) {
                 Tri::Yes => Found::Rule(rule),
                 Tri::Unknown(cause) => Found::Undecided { rule, cause },
@@ -235,7 +236,7 @@ hostssl test +\"Domain Admins\" all 2f-md5
                 physical_replication: false,
                 client: &client,
             };
-            match s.find(&c, &Latin1) {
+            match s.image().unwrap().view().find(&c, &Latin1) {
                 Found::Rule(r) => Some(r.line),
                 _ => None,
             }
@@ -268,7 +269,7 @@ hostssl all /( all 2f-md5
                 physical_replication: false,
                 client: &client,
             };
-            match s.find(&c, &roles) {
+            match s.image().unwrap().view().find(&c, &roles) {
                 Found::None => "none".to_string(),
                 Found::Rule(r) => format!("rule {}", r.line),
                 Found::Undecided { rule, cause } => format!("undecided {}: {cause}", rule.line),

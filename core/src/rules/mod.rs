@@ -14,11 +14,13 @@
 //!
 //! Names (database, user, role, host) are bytes in the server encoding throughout.
 
+pub mod image;
 pub mod lookup;
 pub mod options;
 pub mod parse;
 pub mod token;
 
+pub use image::{Image, ImageError, OwnedImage, RuleView};
 pub use lookup::{Catalog, Connection, Found};
 pub use options::RuleOptions;
 pub use parse::RegexCheck;
@@ -26,7 +28,6 @@ pub use token::{Syntax, Token};
 
 use crate::address::AddrSpec;
 use crate::methods::Method;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -48,27 +49,54 @@ fn location(file: &Path, line: &Option<usize>) -> String {
     }
 }
 
-/// The DATABASE column.
+/// The DATABASE column: names as `B`, owned when parsed, borrowed from the image when read
+/// ([`image`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum DbSpec {
+pub enum DbSpec<B = Vec<u8>> {
     All,
     SameUser,
     SameRole,
     Replication,
     /// 16+: `/regex` (the pattern without the slash).
-    Regex(Vec<u8>),
-    Name(Vec<u8>),
+    Regex(B),
+    Name(B),
 }
 
-/// The USER column.
+/// The USER column, names as for [`DbSpec`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum UserSpec {
+pub enum UserSpec<B = Vec<u8>> {
     All,
     /// `+role`: members of the role (directly or indirectly).
-    MemberOf(Vec<u8>),
+    MemberOf(B),
     /// 16+: `/regex` (the pattern without the slash).
-    Regex(Vec<u8>),
-    Name(Vec<u8>),
+    Regex(B),
+    Name(B),
+}
+
+impl DbSpec<&[u8]> {
+    /// The entry with names of its own.
+    pub fn to_owned_spec(&self) -> DbSpec {
+        match *self {
+            DbSpec::All => DbSpec::All,
+            DbSpec::SameUser => DbSpec::SameUser,
+            DbSpec::SameRole => DbSpec::SameRole,
+            DbSpec::Replication => DbSpec::Replication,
+            DbSpec::Regex(p) => DbSpec::Regex(p.to_vec()),
+            DbSpec::Name(n) => DbSpec::Name(n.to_vec()),
+        }
+    }
+}
+
+impl UserSpec<&[u8]> {
+    /// The entry with names of its own.
+    pub fn to_owned_spec(&self) -> UserSpec {
+        match *self {
+            UserSpec::All => UserSpec::All,
+            UserSpec::MemberOf(r) => UserSpec::MemberOf(r.to_vec()),
+            UserSpec::Regex(p) => UserSpec::Regex(p.to_vec()),
+            UserSpec::Name(n) => UserSpec::Name(n.to_vec()),
+        }
+    }
 }
 
 /// Whether a certificate must carry SubjectAltName address entries (option `san=`).
@@ -170,15 +198,11 @@ pub struct ParsedFile {
     pub bytes_digest: token::FilesDigest,
 }
 
-/// A valid rules file, ready for lookups.
+/// A valid rules file, parsed; lookups read its [`image`].
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub path: PathBuf,
     pub rules: Vec<Rule>,
-    /// For each user name, the (ascending) indexes of the rules that name it literally.
-    by_user: HashMap<Vec<u8>, Vec<usize>>,
-    /// The (ascending) indexes of rules that can match any user (`all`, `+role`, regex).
-    any_user: Vec<usize>,
     /// The main file as read does not end with a newline (perhaps cut short).
     pub unterminated: bool,
     /// A SHA-256 over the bytes of the files it was read from ([`token::load_digest`]).
@@ -335,30 +359,12 @@ impl RuleSet {
             .collect()
     }
 
-    /// A rule set over `rules` (in file order), indexed by the user names they mention.
+    /// A rule set over `rules` (in file order).
     pub fn new(path: PathBuf, rules: Vec<Rule>) -> RuleSet {
-        let mut by_user: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
-        let mut any_user = Vec::new();
-        for (i, rule) in rules.iter().enumerate() {
-            if rule.users.iter().all(|u| matches!(u, UserSpec::Name(_))) {
-                for u in &rule.users {
-                    if let UserSpec::Name(n) = u {
-                        let list = by_user.entry(n.clone()).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
-                }
-            } else {
-                any_user.push(i);
-            }
-        }
         let pins_issuer_key = rules.iter().any(|r| r.options.issuer_key.is_some());
         RuleSet {
             path,
             rules,
-            by_user,
-            any_user,
             unterminated: false,
             bytes_digest: [0; 32],
             pins_issuer_key,
@@ -369,47 +375,12 @@ impl RuleSet {
         RuleSet::new(path, Vec::new())
     }
 
-    /// A copy that shares no memory with `self` (each file's `Arc` is made again) and holds no
-    /// spare capacity: what the rules in force keep in their arena ([`crate::arena`]).
-    pub fn deep_clone(&self) -> RuleSet {
-        let mut files: Vec<(*const PathBuf, Arc<PathBuf>)> = Vec::new();
-        let rules = self
-            .rules
-            .iter()
-            .map(|r| {
-                let old = Arc::as_ptr(&r.file);
-                let file = match files.iter().find(|(p, _)| *p == old) {
-                    Some((_, f)) => f.clone(),
-                    None => {
-                        let f = Arc::new(PathBuf::from(r.file.as_os_str().to_owned()));
-                        files.push((old, f.clone()));
-                        f
-                    }
-                };
-                Rule {
-                    file,
-                    line: r.line,
-                    databases: r.databases.clone(),
-                    users: r.users.clone(),
-                    address: r.address.clone(),
-                    action: r.action,
-                    options: r.options.clone(),
-                    display: r.display.clone(),
-                    fingerprint: r.fingerprint,
-                }
-            })
-            .collect();
-        RuleSet {
-            path: self.path.clone(),
-            rules,
-            by_user: self.by_user.clone(),
-            any_user: self.any_user.clone(),
-            unterminated: self.unterminated,
-            bytes_digest: self.bytes_digest,
-            pins_issuer_key: self.pins_issuer_key,
-        }
+    /// The image the login path reads ([`image`]).
+    pub fn image(&self) -> Result<OwnedImage, ImageError> {
+        image::build(self)
     }
 }
+
 /// Helpers shared by the tests of the tokenizer, parser and lookup.
 #[cfg(test)]
 pub(crate) mod testutil {
@@ -488,7 +459,8 @@ pub(crate) mod testutil {
             physical_replication: repl,
             client: &client,
         };
-        match set.find(&c, roles) {
+        let image = set.image().unwrap();
+        match image.view().find(&c, roles) {
             Found::None => None,
             Found::Rule(r) => Some(r.line),
             Found::Undecided { rule, cause } => panic!("undecided at line {}: {cause}", rule.line),
@@ -516,17 +488,13 @@ mod tests {
         assert_eq!(parsed.bytes_digest, expected);
         let set = parsed.into_rule_set().unwrap();
         assert_eq!(set.bytes_digest, expected);
-        // (file, line, fingerprint) of each rule, in order; a copy shares one path per file
+        // (file, line, fingerprint) of each rule, in order
         let identity: Vec<(PathBuf, usize)> = set
             .identity()
             .into_iter()
             .map(|(f, l, _)| (f.to_path_buf(), l))
             .collect();
         assert_eq!(identity, vec![(path.clone(), 1), (path.clone(), 2)]);
-        let copy = set.deep_clone();
-        assert!(Arc::ptr_eq(&copy.rules[0].file, &copy.rules[1].file));
-        assert!(!Arc::ptr_eq(&copy.rules[0].file, &set.rules[0].file));
-        assert_eq!(copy.identity(), set.identity());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -178,32 +178,7 @@ pub fn memory_headroom(len: u64) -> Result<(), ReadError> {
     Ok(())
 }
 
-/// Whether `need` bytes of memory can be had right now: maps that much (writable, private: it
-/// counts against `RLIMIT_AS` and the overcommit limit like the allocations it stands for)
-/// and unmaps it untouched. Rust cannot recover from a failed allocation (it aborts the
-/// process, which PostgreSQL treats as a crash of every session), so code that a failure
-/// would hit halfway (a load in the postmaster, a SQL call in a backend) asks first and turns
-/// the foreseeable shortage into an error.
-pub fn memory_available(need: u64) -> Result<(), std::io::Error> {
-    let len = usize::try_from(need).map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing; nothing
-    // reads or writes it, and it is unmapped with the same length right away.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::munmap(p, len);
-    }
-    Ok(())
-}
+pub use crate::os::memory_available;
 
 thread_local! {
     /// Bytes of rules files read so far by the load running on this thread: every file of a
@@ -909,9 +884,11 @@ mod tests {
     fn fifos_and_devices_are_refused_without_blocking() {
         let d = tempdir("fifo");
         let fifo = d.join("fifo");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: mkfifo with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
         let e = read_limited(&fifo).unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
         assert!(read_limited(Path::new("/dev/zero")).is_err());

@@ -7,7 +7,8 @@
 //! own timeout cannot interrupt a blocked `getaddrinfo`, and when it fires during
 //! authentication the client is told nothing; giving up first keeps the refusal and its reason.
 
-use crate::address::{gai_message, mask_from_prefix, sockaddr_ip, Lookup, Network};
+use super::{gai_message, sockaddr_ip};
+use crate::address::{mask_from_prefix, Lookup, Network};
 use std::ffi::CStr;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
