@@ -8,8 +8,13 @@
 //! 1, 1,000, 10,000 and 100,000 rules with the login's rule last; 10,000 rules for other users
 //! only (the login is not covered). Prints a markdown table (medians).
 //!
+//! With CLUSTERS above 1, each configuration gets that many clusters, started in rounds (every
+//! configuration once per round, in turn), and the table shows the median over its clusters
+//! of each cluster's median, with the range of the clusters' fault medians: a backend's faults
+//! move by a few pages from one cluster to the next with the address-space layout.
+//!
 //! Run as root after installing the extension:
-//!   cargo run --release -p pg_twofactor-e2e --example rules_cost [LOGINS=30]
+//!   cargo run --release -p pg_twofactor-e2e --example rules_cost [LOGINS=30] [CLUSTERS=1]
 //! PG_CONFIG chooses the PostgreSQL major, as for the tests.
 
 use pg_twofactor_e2e::cluster::{log_line_millis, log_line_pid};
@@ -62,11 +67,79 @@ fn fork_to_auth(log: &str) -> Vec<f64> {
     out
 }
 
+/// One cluster's figures: faults (median), postmaster RSS and anonymous RSS (kB), rules in
+/// memory (kB), load (ms), fork to authorized (ms, median).
+struct Figures {
+    faults: f64,
+    rss: u64,
+    anon: u64,
+    rules_kb: Option<u64>,
+    load_ms: Option<f64>,
+    fork_to_auth: f64,
+}
+
+fn measure(cfg: &Config, logins: usize) -> Figures {
+    let mut b = Cluster::builder()
+        .hba("hostssl all bench 127.0.0.1/32 scram-sha-256")
+        .setting("log_connections = on");
+    b = match &cfg.rules {
+        Some(r) => b.rules(r),
+        None => b,
+    };
+    if !cfg.preload {
+        b = b.without_preload();
+    }
+    let c = b.start();
+    c.psql_admin(&format!(
+        "CREATE ROLE bench SUPERUSER LOGIN PASSWORD '{PASSWORD}'"
+    ));
+    let cert = c.client_cert(
+        "bench",
+        &["bench"],
+        Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
+    );
+    let login = Login::new("bench", PASSWORD).cert(&cert);
+    let mut faults = Vec::new();
+    for _ in 0..logins {
+        let stat = rust_query(
+            &c,
+            &login,
+            "SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 10)",
+        )
+        .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
+        faults.push(stat.parse::<f64>().unwrap());
+    }
+    let pid = std::fs::read_to_string(c.data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let log = c.log();
+    // "pg_twofactor: loaded N rule(s) from "FILE" in T ms (B bytes)"
+    let loaded = log
+        .lines()
+        .filter_map(|l| l.split_once("\" in ").map(|(_, r)| r))
+        .next_back()
+        .and_then(|r| {
+            let (ms, rest) = r.split_once(" ms (")?;
+            let bytes = rest.split_once(" bytes")?.0;
+            Some((ms.parse::<f64>().ok()?, bytes.parse::<u64>().ok()?))
+        });
+    Figures {
+        faults: median(faults),
+        rss: status_kb(&pid, "VmRSS:"),
+        anon: status_kb(&pid, "RssAnon:"),
+        rules_kb: loaded.map(|(_, b)| b / 1024),
+        load_ms: loaded.map(|(ms, _)| ms),
+        fork_to_auth: median(fork_to_auth(&log)),
+    }
+}
+
 fn main() {
-    let logins: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(30);
+    let mut args = std::env::args().skip(1);
+    let logins: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(30);
+    let clusters: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let covered_last = |n: usize| Some(synthetic_rules(n, "bench"));
     let configs = [
         Config {
@@ -105,68 +178,37 @@ fn main() {
             rules: Some(synthetic_rules(10_001, "nobody-at-all")),
         },
     ];
-    println!("| configuration | backend minor faults after authentication | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for cfg in &configs {
-        let mut b = Cluster::builder()
-            .hba("hostssl all bench 127.0.0.1/32 scram-sha-256")
-            .setting("log_connections = on");
-        b = match &cfg.rules {
-            Some(r) => b.rules(r),
-            None => b,
+    let mut figures: Vec<Vec<Figures>> = configs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..clusters {
+        for (cfg, seen) in configs.iter().zip(&mut figures) {
+            seen.push(measure(cfg, logins));
+        }
+    }
+    println!("| configuration | backend minor faults after authentication | faults, range over clusters | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (cfg, seen) in configs.iter().zip(&figures) {
+        let of = |f: &dyn Fn(&Figures) -> f64| median(seen.iter().map(f).collect());
+        let faults: Vec<f64> = seen.iter().map(|f| f.faults).collect();
+        let (low, high) = faults
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(*x), h.max(*x)));
+        let dash = |v: Option<f64>, digits: usize| {
+            v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
         };
-        if !cfg.preload {
-            b = b.without_preload();
-        }
-        let c = b.start();
-        c.psql_admin(&format!(
-            "CREATE ROLE bench SUPERUSER LOGIN PASSWORD '{PASSWORD}'"
-        ));
-        let cert = c.client_cert(
-            "bench",
-            &["bench"],
-            Some(&[San::Ip("127.0.0.1".parse().unwrap())]),
-        );
-        let login = Login::new("bench", PASSWORD).cert(&cert);
-        let mut faults = Vec::new();
-        for _ in 0..logins {
-            let stat = rust_query(
-                &c,
-                &login,
-                "SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 10)",
-            )
-            .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
-            faults.push(stat.parse::<f64>().unwrap());
-        }
-        let pid = std::fs::read_to_string(c.data.join("postmaster.pid"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .to_string();
-        let log = c.log();
-        // "pg_twofactor: loaded N rule(s) from "FILE" in T ms (B bytes)"
-        let loaded = log
-            .lines()
-            .filter_map(|l| l.split_once("\" in ").map(|(_, r)| r))
-            .next_back()
-            .and_then(|r| {
-                let (ms, rest) = r.split_once(" ms (")?;
-                let bytes = rest.split_once(" bytes")?.0;
-                Some((ms.parse::<f64>().ok()?, bytes.parse::<u64>().ok()?))
-            });
-        let (load, bytes) = loaded.map_or(("–".to_string(), "–".to_string()), |(ms, b)| {
-            (format!("{ms:.1}"), format!("{}", b / 1024))
-        });
         println!(
-            "| {} | {:.0} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {:.0} | {low:.0}–{high:.0} | {:.0} | {:.0} | {} | {} | {:.1} |",
             cfg.name,
-            median(faults),
-            status_kb(&pid, "VmRSS:"),
-            status_kb(&pid, "RssAnon:"),
-            bytes,
-            load,
-            median(fork_to_auth(&log)),
+            of(&|f| f.faults),
+            of(&|f| f.rss as f64),
+            of(&|f| f.anon as f64),
+            dash(seen[0].rules_kb.map(|k| k as f64), 0),
+            dash(
+                seen[0]
+                    .load_ms
+                    .map(|_| of(&|f| f.load_ms.unwrap_or(f64::NAN))),
+                1
+            ),
+            of(&|f| f.fork_to_auth),
         );
     }
 }

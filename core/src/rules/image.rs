@@ -12,12 +12,19 @@
 //!
 //! ```text
 //! header   magic "pg2frul1" | rule count | offset of the rule table | user index span |
-//!          any-user list span | flags (bit 0: some rule has issuer_key=)
-//! rules    one fixed-size record per rule, in file order (RULE_BYTES each, see `Record`)
-//! index    one entry per user name a rule names literally, sorted by the name's bytes:
-//!          name span | span of the ascending rule numbers that name it (u32 each)
+//!          any-user list span | flags (bit 0: some rule has issuer_key=) | slot table span
+//! rules    one fixed-size record per rule, in file order (`Record::BYTES` each)
+//! index    one entry per user name a rule names literally: name span | span of the
+//!          ascending rule numbers that name it (u32 each); each name is written just
+//!          before its numbers
+//! slots    a hash table of the index: a power of two of u32 slots, at most half full, each
+//!          0 (empty) or an entry's number + 1, probed linearly from the name's hash
 //! data     names, file names, issuers, column entries and rule-number lists
 //! ```
+//!
+//! A login reads a handful of pages of the image whatever the number of rules: the header, a
+//! slot or two, one index entry, its name and numbers, the rules for any user, and the
+//! records and data of the rules it examines (a rule's data are written together).
 //!
 //! The image is only ever read after [`build`] wrote it, in the same library, and every span
 //! was checked against the image's length when it was written; [`Image::read`] checks the
@@ -27,7 +34,7 @@
 use super::{Action, DbSpec, Mode, Rule, RuleSet, SanPolicy, UserSpec};
 use crate::address::AddrSpec;
 use crate::methods::Method;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -35,6 +42,16 @@ use std::path::Path;
 const MAGIC: &[u8; 8] = b"pg2frul1";
 const HEADER_BYTES: usize = 41;
 const INDEX_ENTRY_BYTES: usize = 16;
+const SLOT_BYTES: usize = 4;
+
+/// The hash of a user name in the index: FNV-1a, the same in every process and build (the
+/// table is built by the postmaster and probed by backends of the same library; its names
+/// are the DBA's, so nobody chooses collisions).
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 const COLUMN_ENTRY_BYTES: usize = 9;
 
 /// Why rules could not be put into an image, or bytes are not one.
@@ -137,7 +154,7 @@ pub fn build(set: &RuleSet) -> Result<OwnedImage, ImageError> {
     for (i, rule) in set.rules.iter().enumerate() {
         w.rule(HEADER_BYTES + i * Record::BYTES, rule)?;
     }
-    let (index, any_user) = w.user_index(&set.rules)?;
+    let (index, slots, any_user) = w.user_index(&set.rules)?;
     let rules = w.u32(set.rules.len())?;
     let rules_at = w.u32(HEADER_BYTES)?;
     let header = &mut w.out[..HEADER_BYTES];
@@ -147,6 +164,7 @@ pub fn build(set: &RuleSet) -> Result<OwnedImage, ImageError> {
     put_span(header, 16, index);
     put_span(header, 24, any_user);
     header[32] = u8::from(set.pins_issuer_key);
+    put_span(header, 33, slots);
     Ok(OwnedImage(w.out))
 }
 
@@ -278,31 +296,9 @@ impl Writer {
     }
 
     /// The user index: for each name a rule names literally, the rules that name it, and the
-    /// rules that can match any user (`all`, `+role`, a regex).
-    fn user_index(&mut self, rules: &[Rule]) -> Result<(Span, Span), ImageError> {
-        let mut by_user: BTreeMap<&[u8], Vec<usize>> = BTreeMap::new();
-        let mut any_user = Vec::new();
-        for (i, rule) in rules.iter().enumerate() {
-            let names: Option<Vec<&[u8]>> = rule
-                .users
-                .iter()
-                .map(|u| match u {
-                    UserSpec::Name(n) => Some(n.as_slice()),
-                    _ => None,
-                })
-                .collect();
-            match names {
-                Some(names) => {
-                    for n in names {
-                        let list = by_user.entry(n).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
-                }
-                None => any_user.push(i),
-            }
-        }
+    /// rules that can match any user (`all`, `+role`, a regex); (index, slots, any user).
+    fn user_index(&mut self, rules: &[Rule]) -> Result<(Span, Span, Span), ImageError> {
+        let (by_user, any_user) = rules_by_user(rules);
         let mut entries = Vec::with_capacity(by_user.len() * INDEX_ENTRY_BYTES);
         for (name, list) in &by_user {
             let mut entry = [0u8; INDEX_ENTRY_BYTES];
@@ -314,7 +310,29 @@ impl Writer {
             at: self.data(&entries)?.at,
             len: self.u32(by_user.len())?,
         };
-        Ok((index, self.rule_numbers(&any_user)?))
+        let slots = self.slots(by_user.iter().map(|(name, _)| *name))?;
+        Ok((index, slots, self.rule_numbers(&any_user)?))
+    }
+
+    /// The hash table of the index entries, `names` in entry order; its span (slot count).
+    fn slots<'n>(
+        &mut self,
+        names: impl ExactSizeIterator<Item = &'n [u8]>,
+    ) -> Result<Span, ImageError> {
+        let count = (names.len() * 2).max(1).next_power_of_two();
+        let mut slots = vec![0u32; count];
+        for (i, name) in names.enumerate() {
+            let mut at = name_hash(name) as usize & (count - 1);
+            while slots[at] != 0 {
+                at = (at + 1) & (count - 1);
+            }
+            slots[at] = self.u32(i + 1)?;
+        }
+        let bytes: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
+        Ok(Span {
+            at: self.data(&bytes)?.at,
+            len: self.u32(count)?,
+        })
     }
 
     /// Appends rule numbers (u32 each); their span (count).
@@ -328,6 +346,39 @@ impl Writer {
             len: self.u32(list.len())?,
         })
     }
+}
+
+/// For each user name a rule names literally, the (ascending) numbers of the rules that name
+/// it, in the order the names first appear; and the rules that can match any user.
+fn rules_by_user(rules: &[Rule]) -> (Vec<(&[u8], Vec<usize>)>, Vec<usize>) {
+    let mut by_user: Vec<(&[u8], Vec<usize>)> = Vec::new();
+    let mut position: HashMap<&[u8], usize> = HashMap::new();
+    let mut any_user = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let names: Option<Vec<&[u8]>> = rule
+            .users
+            .iter()
+            .map(|u| match u {
+                UserSpec::Name(n) => Some(n.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let Some(names) = names else {
+            any_user.push(i);
+            continue;
+        };
+        for n in names {
+            let at = *position.entry(n).or_insert_with(|| {
+                by_user.push((n, Vec::new()));
+                by_user.len() - 1
+            });
+            let list = &mut by_user[at].1;
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
+        }
+    }
+    (by_user, any_user)
 }
 
 fn put_ip(out: &mut [u8], ip: IpAddr) {
@@ -374,6 +425,7 @@ pub struct Image<'a> {
     rules: usize,
     rules_at: usize,
     index: Span,
+    slots: Span,
     any_user: Span,
     pins_issuer_key: bool,
 }
@@ -404,6 +456,7 @@ impl<'a> Image<'a> {
             index: span_at(bytes, 16),
             any_user: span_at(bytes, 24),
             pins_issuer_key: bytes[32] & 1 == 1,
+            slots: span_at(bytes, 33),
         };
         let tables = [
             (image.rules_at, image.rules as u32, Record::BYTES),
@@ -456,20 +509,20 @@ impl<'a> Image<'a> {
 
     /// The numbers of the rules that name `user` literally (ascending).
     pub(super) fn rules_naming(&self, user: &[u8]) -> RuleNumbers<'a> {
-        let (mut low, mut high) = (0, self.index.len as usize);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let entry = self.index.at as usize + mid * INDEX_ENTRY_BYTES;
-            match self.span(span_at(self.bytes, entry)).cmp(user) {
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
-                std::cmp::Ordering::Equal => {
-                    let list = span_at(self.bytes, entry + 8);
-                    return RuleNumbers(self.numbers(list));
-                }
+        let mask = self.slots.len as usize - 1;
+        let mut at = name_hash(user) as usize & mask;
+        // at most half the slots are taken, so an empty one ends every probe
+        loop {
+            let slot = u32_at(self.bytes, self.slots.at as usize + at * SLOT_BYTES) as usize;
+            if slot == 0 {
+                return RuleNumbers(&[]);
             }
+            let entry = self.index.at as usize + (slot - 1) * INDEX_ENTRY_BYTES;
+            if self.span(span_at(self.bytes, entry)) == user {
+                return RuleNumbers(self.numbers(span_at(self.bytes, entry + 8)));
+            }
+            at = (at + 1) & mask;
         }
-        RuleNumbers(&[])
     }
 
     /// The numbers of the rules that can match any user (ascending).
@@ -697,13 +750,34 @@ hostssl db2 carol samenet 2f-radius
         assert_eq!(list(image.rules_for_any_user()), [1, 2, 4]);
     }
 
+    /// Enough names for the probes to collide: each finds its own rules, and names that no
+    /// rule has (or a prefix, or the name with a byte more) find none.
+    #[test]
+    fn every_name_is_found_through_the_slots_and_no_other() {
+        let mut text = String::new();
+        for i in 0..700 {
+            text.push_str(&format!("hostssl all u{i},shared all 2f-md5\n"));
+        }
+        let set = set(Syntax::Pg15, &text);
+        let owned = build(&set).unwrap();
+        let image = owned.view();
+        assert_eq!(image.slots.len, 2048);
+        for i in 0..700 {
+            let found = image.rules_naming(format!("u{i}").as_bytes());
+            assert_eq!((found.get(0), found.get(1)), (Some(i), None), "u{i}");
+            assert_eq!(image.rules_naming(format!("u{i}x").as_bytes()).get(0), None);
+        }
+        assert_eq!(image.rules_naming(b"u").get(0), None);
+        assert_eq!(image.rules_naming(b"shared").get(699), Some(699));
+    }
+
     #[test]
     fn an_empty_rule_set_is_an_image_too() {
         let owned = build(&RuleSet::empty("/r.conf".into())).unwrap();
         let image = owned.view();
         assert!(image.is_empty());
         assert!(!image.pins_issuer_key());
-        assert_eq!(image.bytes(), HEADER_BYTES);
+        assert_eq!(image.bytes(), HEADER_BYTES + SLOT_BYTES);
         assert_eq!(image.rules_naming(b"x").get(0), None);
     }
 
