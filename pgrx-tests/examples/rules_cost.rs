@@ -76,6 +76,40 @@ struct Figures {
     rules_kb: Option<u64>,
     load_ms: Option<f64>,
     fork_to_auth: f64,
+    /// Pages of the rules image a login's backend has mapped in (the Rss of its mapping).
+    image_pages: Option<u64>,
+    /// The backend's `[heap]` Private_Dirty (kB): heap pages it wrote (copied from the
+    /// postmaster's or new).
+    heap_dirty_kb: u64,
+}
+
+/// (Rss kB of the mapping of `size_kb` named "/dev/zero (deleted)", Private_Dirty kB of
+/// `[heap]`) from a `/proc/PID/smaps` text.
+fn smaps_figures(smaps: &str, size_kb: Option<u64>) -> (Option<u64>, u64) {
+    let mut image = None;
+    let mut heap = 0;
+    let mut current = "";
+    let mut size = 0;
+    for l in smaps.lines() {
+        let field = |name: &str| {
+            l.strip_prefix(name)
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        };
+        if l.split_whitespace().next().is_some_and(|a| a.contains('-')) && !l.ends_with(':') {
+            current = l;
+        } else if let Some(v) = field("Size:") {
+            size = v;
+        } else if let Some(v) = field("Rss:") {
+            if current.ends_with("/dev/zero (deleted)") && Some(size) == size_kb {
+                image = Some(v / 4);
+            }
+        } else if let Some(v) = field("Private_Dirty:") {
+            if current.ends_with("[heap]") {
+                heap += v;
+            }
+        }
+    }
+    (image, heap)
 }
 
 fn measure(cfg: &Config, logins: usize) -> Figures {
@@ -109,6 +143,8 @@ fn measure(cfg: &Config, logins: usize) -> Figures {
         .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
         faults.push(stat.parse::<f64>().unwrap());
     }
+    let smaps = rust_query(&c, &login, "SELECT pg_read_file('/proc/self/smaps')")
+        .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
     let pid = std::fs::read_to_string(c.data.join("postmaster.pid"))
         .unwrap()
         .lines()
@@ -126,7 +162,11 @@ fn measure(cfg: &Config, logins: usize) -> Figures {
             let bytes = rest.split_once(" bytes")?.0;
             Some((ms.parse::<f64>().ok()?, bytes.parse::<u64>().ok()?))
         });
+    let image_kb = loaded.map(|(_, bytes)| bytes.div_ceil(4096) * 4);
+    let (image_pages, heap_dirty_kb) = smaps_figures(&smaps, image_kb);
     Figures {
+        image_pages,
+        heap_dirty_kb,
         faults: median(faults),
         rss: status_kb(&pid, "VmRSS:"),
         anon: status_kb(&pid, "RssAnon:"),
@@ -184,8 +224,8 @@ fn main() {
             seen.push(measure(cfg, logins));
         }
     }
-    println!("| configuration | backend minor faults after authentication | faults, range over clusters | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| configuration | backend minor faults after authentication | faults, range over clusters | rules image pages a backend read | backend heap Private_Dirty (kB) | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cfg, seen) in configs.iter().zip(&figures) {
         let of = |f: &dyn Fn(&Figures) -> f64| median(seen.iter().map(f).collect());
         let faults: Vec<f64> = seen.iter().map(|f| f.faults).collect();
@@ -196,9 +236,16 @@ fn main() {
             v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
         };
         println!(
-            "| {} | {:.0} | {low:.0}–{high:.0} | {:.0} | {:.0} | {} | {} | {:.1} |",
+            "| {} | {:.0} | {low:.0}–{high:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.1} |",
             cfg.name,
             of(&|f| f.faults),
+            dash(
+                seen[0]
+                    .image_pages
+                    .map(|_| of(&|f| f.image_pages.map_or(f64::NAN, |p| p as f64))),
+                0
+            ),
+            of(&|f| f.heap_dirty_kb as f64),
             of(&|f| f.rss as f64),
             of(&|f| f.anon as f64),
             dash(seen[0].rules_kb.map(|k| k as f64), 0),
