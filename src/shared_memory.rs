@@ -5,7 +5,7 @@
 //! The hook records here; the SQL functions that show the tables are in
 //! [`crate::sql::statistics`] and [`crate::sql::certificates`].
 
-use pg_twofactor_core::cert::CertSummary;
+use pg_twofactor_core::cert::{CertKey, CertSummary};
 use pg_twofactor_core::decision::{LoginAttempt, PeerCert, Verdict};
 use pg_twofactor_core::rules::RuleView;
 use pg_twofactor_core::stats::{
@@ -106,8 +106,8 @@ fn count(table: &mut StatsTable, verdict: &Verdict, rule: Option<&RuleView<'_>>,
 }
 
 /// Counts a decision (and the report-mode rule's finding, if any), and remembers the client's
-/// certificate when TLS verified one. Returns the certificate's summary for the expiry
-/// warning when the login goes on.
+/// certificate when TLS verified one. Returns the certificate's key for the expiry warning
+/// when the login goes on.
 ///
 /// `logged_in`: PostgreSQL accepted the password. The tables are read by `pg_read_all_stats`,
 /// who must not learn from them whether a password was right: a refusal (or a report-mode
@@ -118,7 +118,7 @@ pub fn record(
     attempt: &LoginAttempt,
     d: &pg_twofactor_core::decision::Decision<'_>,
     logged_in: bool,
-) -> Option<CertSummary> {
+) -> Option<CertKey> {
     let now = now();
     {
         let mut table = STATS.exclusive();
@@ -132,18 +132,29 @@ pub fn record(
     let PeerCert::Verified(der) = &attempt.cert else {
         return None;
     };
-    let summary = CertSummary::from_der(der).ok()?;
+    let key = CertKey::from_der(der).ok()?;
     let seen = SeenCert {
-        summary: &summary,
-        not_after: pg_time(summary.not_after),
+        id: key.id,
+        summary: None,
+        not_after: pg_time(key.not_after),
         user: &String::from_utf8_lossy(&attempt.user),
         address: &attempt
             .client_addr
             .map_or_else(String::new, |a| a.to_string()),
         accepted: logged_in && !matches!(d.verdict, Verdict::Refused { .. }),
     };
-    CERTS.exclusive().record(&seen, now);
-    logged_in.then_some(summary)
+    // a certificate seen before is recorded as it is; a new one's row needs its names, which
+    // are printed outside the lock
+    let recorded = CERTS.exclusive().record(&seen, now);
+    if !recorded {
+        let summary = CertSummary::from_der(der).ok()?;
+        let seen = SeenCert {
+            summary: Some(&summary),
+            ..seen
+        };
+        CERTS.exclusive().record(&seen, now);
+    }
+    logged_in.then_some(key)
 }
 
 /// A verdict counted whatever the password (see [`record`]).

@@ -204,6 +204,37 @@ pub fn san_entries(der: &[u8]) -> Result<Vec<SanEntry>, CertError> {
     san_of(&parse(der)?)
 }
 
+/// What identifies a certificate and when it expires: all a login needs of it for the
+/// certificates seen, once its row exists, and for the expiry warning, until one is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertKey {
+    /// A hash of issuer and serial ([`CertSummary::id`]).
+    pub id: u64,
+    /// notAfter, seconds since 1970.
+    pub not_after: i64,
+}
+
+impl CertKey {
+    pub fn from_der(der: &[u8]) -> Result<CertKey, CertError> {
+        let cert = parse(der)?;
+        Ok(CertKey {
+            id: certificate_id(&cert),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+}
+
+/// A hash of the issuer's name and the serial number: the same in every process (SipHash with
+/// fixed keys).
+fn certificate_id(cert: &X509Certificate<'_>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
+    let mut h = std::hash::SipHasher::new();
+    cert.issuer().as_raw().hash(&mut h);
+    cert.raw_serial().hash(&mut h);
+    h.finish()
+}
+
 /// What the certificates view shows of a certificate (not what the checks use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -238,14 +269,7 @@ impl CertSummary {
             serial
         };
         let issuer = crate::dn::rfc2253(cert.issuer());
-        let id = {
-            use std::hash::{Hash, Hasher};
-            #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
-            let mut h = std::hash::SipHasher::new();
-            cert.issuer().as_raw().hash(&mut h);
-            cert.raw_serial().hash(&mut h);
-            h.finish()
-        };
+        let id = certificate_id(&cert);
         Ok(CertSummary {
             common_name: info
                 .common_names

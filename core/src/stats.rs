@@ -331,7 +331,11 @@ pub struct CertSlot {
 
 /// One login's certificate, to record.
 pub struct SeenCert<'a> {
-    pub summary: &'a crate::cert::CertSummary,
+    /// [`crate::cert::CertKey::id`].
+    pub id: u64,
+    /// What its row shows, needed only for a certificate not in the table yet (see
+    /// [`CertTable::record`]).
+    pub summary: Option<&'a crate::cert::CertSummary>,
     /// notAfter in PostgreSQL microseconds.
     pub not_after: i64,
     pub user: &'a str,
@@ -358,12 +362,17 @@ impl Default for CertTable {
 }
 
 impl CertTable {
-    pub fn record(&mut self, seen: &SeenCert<'_>, now: i64) {
-        let s = seen.summary;
-        let id = s.id.max(1);
+    /// Records a login with the certificate. `false`: the certificate is not in the table
+    /// and `seen` has no summary to fill its row with (nothing was recorded: call again with
+    /// one). Most logins present a certificate already seen, and so never print its names.
+    pub fn record(&mut self, seen: &SeenCert<'_>, now: i64) -> bool {
+        let id = seen.id.max(1);
         let i = match self.ids.iter().position(|x| *x == id) {
             Some(i) => i,
             None => {
+                let Some(s) = seen.summary else {
+                    return false;
+                };
                 let i = self.ids.iter().position(|x| *x == 0).unwrap_or_else(|| {
                     // full: the certificate seen longest ago makes room
                     self.slots
@@ -375,7 +384,7 @@ impl CertTable {
                 self.ids[i] = id;
                 self.slots[i] = CertSlot {
                     used: true,
-                    id: s.id,
+                    id: seen.id,
                     common_name: Text::new(&s.common_name),
                     serial: Text::new(&s.serial),
                     issuer: Text::new(&s.issuer),
@@ -394,6 +403,7 @@ impl CertTable {
         if seen.accepted {
             slot.last_accepted = now;
         }
+        true
     }
 
     /// The certificates, soonest expiry first.
@@ -568,13 +578,20 @@ mod tests {
         for id in 1..CERT_SLOTS as u64 + 2 {
             let s = summary(id);
             let seen = SeenCert {
-                summary: &s,
+                id,
+                summary: None,
                 not_after: 1000 - id as i64,
                 user: "u",
                 address: "127.0.0.1",
                 accepted: id % 2 == 0,
             };
-            t.record(&seen, id as i64 + 1);
+            // a certificate not seen before needs its summary
+            assert!(!t.record(&seen, id as i64 + 1));
+            let seen = SeenCert {
+                summary: Some(&s),
+                ..seen
+            };
+            assert!(t.record(&seen, id as i64 + 1));
         }
         let rows = t.rows();
         assert_eq!(rows.len(), CERT_SLOTS);
@@ -583,17 +600,18 @@ mod tests {
             "the first one seen was evicted"
         );
         assert_eq!(rows[0].id, CERT_SLOTS as u64 + 1, "soonest expiry first");
-        let s = summary(5);
-        t.record(
+        // one already seen is recorded without a summary, and keeps what its row shows
+        assert!(t.record(
             &SeenCert {
-                summary: &s,
+                id: 5,
+                summary: None,
                 not_after: 0,
                 user: "v",
                 address: "::1",
                 accepted: false,
             },
             9999,
-        );
+        ));
         let r = t.rows().into_iter().find(|r| r.id == 5).unwrap();
         assert_eq!(
             (

@@ -6,7 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use pg_twofactor_core::address::{ClientName, KnownHost, StaticNetwork};
-use pg_twofactor_core::cert::{CertInfo, CertSummary};
+use pg_twofactor_core::cert::{CertInfo, CertKey, CertSummary};
 use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Reason};
 use pg_twofactor_core::methods::{BaseMethod, MethodSet};
 use pg_twofactor_core::rules::{
@@ -201,13 +201,19 @@ fn bench(c: &mut Criterion) {
     c.bench_function("certificate_summary", |b| {
         b.iter(|| black_box(CertSummary::from_der(&der).unwrap()))
     });
+    // what a login reads of a certificate already seen (its summary is printed only for a
+    // new one, or for an expiry warning)
+    c.bench_function("certificate_key", |b| {
+        b.iter(|| black_box(CertKey::from_der(&der).unwrap()))
+    });
     let mut certs = Box::<CertTable>::default();
     let summary = CertSummary::from_der(&der).unwrap();
     c.bench_function("certificates_record", |b| {
         b.iter(|| {
             certs.record(
                 black_box(&SeenCert {
-                    summary: &summary,
+                    id: summary.id,
+                    summary: Some(&summary),
                     not_after: 0,
                     user: "bench",
                     address: "127.0.0.1",

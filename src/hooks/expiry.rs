@@ -5,7 +5,7 @@
 //! is set up): by then the client has its AuthenticationOk and reads notices.
 
 use crate::postgres::report;
-use pg_twofactor_core::cert::CertSummary;
+use pg_twofactor_core::cert::{CertKey, CertSummary};
 use pg_twofactor_core::expiry::{notice, utc};
 use pgrx::pg_sys;
 use std::cell::RefCell;
@@ -15,12 +15,16 @@ thread_local! {
     static PENDING: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// At a login that pg_twofactor lets in: warns when the certificate expires soon.
-pub fn check(user: &[u8], cert: &CertSummary, warn_secs: i64) {
+/// At a login that pg_twofactor lets in: warns when the certificate (`der`, whose key is
+/// `key`) expires soon. Its names are printed only then.
+pub fn check(user: &[u8], der: &[u8], key: CertKey, warn_secs: i64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let Some(text) = notice(cert.not_after, now, warn_secs) else {
+    let Some(text) = notice(key.not_after, now, warn_secs) else {
+        return;
+    };
+    let Ok(cert) = CertSummary::from_der(der) else {
         return;
     };
     report::warn_log(

@@ -209,9 +209,9 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
             );
         }
         if !matches!(verdict, Verdict::Refused { .. }) {
-            if let Some(cert) = cert {
+            if let (Some(key), PeerCert::Verified(der)) = (cert, &attempt.cert) {
                 let warned = catch_unwind(AssertUnwindSafe(|| {
-                    expiry::check(&attempt.user, &cert, settings::expiry_warning_secs())
+                    expiry::check(&attempt.user, der, key, settings::expiry_warning_secs())
                 }));
                 if warned.is_err() {
                     report::log_info("pg_twofactor: could not check the client certificate's expiry; the login goes on");
@@ -269,7 +269,7 @@ fn record(
     attempt: &LoginAttempt,
     d: &decision::Decision<'_>,
     logged_in: bool,
-) -> Option<pg_twofactor_core::cert::CertSummary> {
+) -> Option<pg_twofactor_core::cert::CertKey> {
     match catch_unwind(AssertUnwindSafe(|| {
         shared_memory::record(attempt, d, logged_in)
     })) {
