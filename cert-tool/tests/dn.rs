@@ -81,7 +81,9 @@ fn issuers_read_as_openssl_prints_them() {
                 Profile::Client,
             )
             .unwrap();
-        let ours = CertInfo::from_der(&cert.to_der().unwrap()).unwrap().issuer();
+        let ours = CertInfo::from_der(&cert.to_der().unwrap())
+            .unwrap()
+            .issuer();
         assert_eq!(ours, openssl_issuer(&cert.to_pem().unwrap()), "{entries:?}");
     }
 }
