@@ -42,11 +42,15 @@ impl Catalog for Server {
     fn is_member(&self, _user: &[u8], role: &[u8]) -> bool {
         self.member_of.iter().any(|r| r.as_bytes() == role)
     }
-    fn regex_match(&self, _pattern: &[u8], _subject: &[u8]) -> Result<bool, String> {
-        Err(
-            "a regular expression needs PostgreSQL's engine, which the offline check does not have"
-                .into(),
-        )
+    fn regex_match(
+        &self,
+        pattern: &[u8],
+        _subject: &[u8],
+    ) -> Result<bool, pg_twofactor_core::rules::RegexError> {
+        Err(pg_twofactor_core::rules::RegexError {
+            pattern: pattern.to_vec(),
+            reason: "a regular expression needs PostgreSQL's engine, which the offline check does not have".into(),
+        })
     }
 }
 

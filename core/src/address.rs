@@ -24,7 +24,14 @@ pub trait Network {
     fn forward(&self, name: &[u8]) -> Lookup<Vec<IpAddr>>;
     /// The server's interface addresses with their netmasks (for `samehost`/`samenet`), a
     /// missing, zero or other-family mask already replaced by all ones (`run_ifaddr_callback`).
-    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String>;
+    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError>;
+}
+
+/// Why the server's interfaces could not be enumerated (`getifaddrs` failed, and why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("could not enumerate network interfaces: {reason}")]
+pub struct InterfacesError {
+    pub reason: String,
 }
 
 /// The outcome of matching one column: yes, no, or cannot be decided (and why).
@@ -221,7 +228,7 @@ pub struct ClientName<'n> {
     net: &'n dyn Network,
     pub addr: IpAddr,
     state: std::cell::RefCell<HostState>,
-    interfaces: std::cell::OnceCell<Result<Vec<(IpAddr, IpAddr)>, String>>,
+    interfaces: std::cell::OnceCell<Result<Vec<(IpAddr, IpAddr)>, InterfacesError>>,
 }
 
 fn definite(errcode: i32) -> bool {
@@ -323,11 +330,10 @@ impl<'n> ClientName<'n> {
     }
 
     /// The server's interfaces, enumerated once per connection.
-    fn interfaces(&self) -> Result<&[(IpAddr, IpAddr)], String> {
+    fn interfaces(&self) -> Result<&[(IpAddr, IpAddr)], &InterfacesError> {
         self.interfaces
             .get_or_init(|| self.net.interfaces())
             .as_deref()
-            .map_err(|e| format!("could not enumerate network interfaces: {e}"))
     }
 }
 
@@ -370,7 +376,7 @@ impl<B: AsRef<[u8]>> AddrSpec<B> {
                 client.confirmed(|name| hostname_matches(pattern.as_ref(), name))
             }
             AddrSpec::SameHost | AddrSpec::SameNet => match client.interfaces() {
-                Err(why) => Tri::Unknown(why),
+                Err(why) => Tri::Unknown(why.to_string()),
                 Ok(ifaces) => Tri::from_bool(ifaces.iter().any(|(a, m)| {
                     let mask = if matches!(self, AddrSpec::SameHost) {
                         mask_from_prefix(a.is_ipv4(), if a.is_ipv4() { 32 } else { 128 })
@@ -425,9 +431,11 @@ impl Network for StaticNetwork {
             Lookup::Found(found)
         }
     }
-    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError> {
         if self.interfaces_fail {
-            return Err("Cannot allocate memory".into());
+            return Err(InterfacesError {
+                reason: "Cannot allocate memory".into(),
+            });
         }
         Ok(self.ifaces.clone())
     }
@@ -594,7 +602,7 @@ mod tests {
             self.asked.set(self.asked.get() + 1);
             self.forward.clone()
         }
-        fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+        fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError> {
             Ok(Vec::new())
         }
     }
@@ -648,7 +656,7 @@ mod tests {
             fn forward(&self, n: &[u8]) -> Lookup<Vec<IpAddr>> {
                 self.0.forward(n)
             }
-            fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+            fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError> {
                 self.0.interfaces()
             }
         }

@@ -285,7 +285,11 @@ impl pg_twofactor_core::rules::Catalog for NoCatalog {
     fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
         false
     }
-    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
+    fn regex_match(
+        &self,
+        _: &[u8],
+        _: &[u8],
+    ) -> Result<bool, pg_twofactor_core::rules::RegexError> {
         Ok(false)
     }
 }

@@ -9,7 +9,7 @@
 //! match: the backend's authentication), so the conversion is the same.
 
 use crate::postgres::ffi;
-use pg_twofactor_core::rules::{Catalog, RegexCheck};
+use pg_twofactor_core::rules::{Catalog, RegexCheck, RegexError};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary;
 use std::cell::RefCell;
@@ -137,10 +137,14 @@ impl Catalog for ServerCatalog {
             && unsafe { pg_sys::is_member_of_role_nosuper(user_oid, role_oid) }
     }
 
-    fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, String> {
+    fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, RegexError> {
+        let failed = |reason: String| RegexError {
+            pattern: pattern.to_vec(),
+            reason,
+        };
         let mut cache = self.regexes.borrow_mut();
         if !cache.contains_key(pattern) {
-            cache.insert(pattern.to_vec(), compile(pattern)?);
+            cache.insert(pattern.to_vec(), compile(pattern).map_err(failed)?);
         }
         let re = cache.get_mut(pattern).expect("just inserted");
         let w = wide(subject);
@@ -173,7 +177,7 @@ impl Catalog for ServerCatalog {
                 };
                 // SAFETY: NUL-terminated by pg_regerror.
                 let msg = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-                Err(msg.to_string_lossy().into_owned())
+                Err(failed(msg.to_string_lossy().into_owned()))
             }
         }
     }

@@ -8,7 +8,7 @@
 //! authentication the client is told nothing; giving up first keeps the refusal and its reason.
 
 use super::{gai_message, sockaddr_ip};
-use crate::address::{mask_from_prefix, Lookup, Network};
+use crate::address::{mask_from_prefix, InterfacesError, Lookup, Network};
 use std::ffi::CStr;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
@@ -128,7 +128,7 @@ impl Network for SystemNetwork {
         self.run(move || forward(&name))
     }
 
-    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, String> {
+    fn interfaces(&self) -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError> {
         interfaces()
     }
 }
@@ -190,14 +190,16 @@ fn forward(name: &[u8]) -> Lookup<Vec<IpAddr>> {
     Lookup::Found(out)
 }
 
-fn interfaces() -> Result<Vec<(IpAddr, IpAddr)>, String> {
+fn interfaces() -> Result<Vec<(IpAddr, IpAddr)>, InterfacesError> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we free with freeifaddrs below; each
     // ifa_addr/ifa_netmask is null or a sockaddr of its family.
     unsafe {
         if libc::getifaddrs(&mut head) != 0 {
-            return Err(std::io::Error::last_os_error().to_string());
+            return Err(InterfacesError {
+                reason: std::io::Error::last_os_error().to_string(),
+            });
         }
         let mut cur = head;
         while !cur.is_null() {

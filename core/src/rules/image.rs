@@ -718,7 +718,17 @@ hostssl db2 carol samenet 2f-radius
         let owned = build(&set).unwrap();
         let image = owned.view();
         assert_eq!(image.len(), set.rules.len());
+        assert!(!image.is_empty());
         assert!(image.pins_issuer_key());
+        assert_eq!(image.rules().count(), set.rules.len());
+        assert_eq!(
+            format!("{image:?}"),
+            format!("Image(6 rules, {} bytes)", owned.bytes().len())
+        );
+        assert_eq!(
+            format!("{:?}", image.rule(0)),
+            "rule /r.conf:1 (2f-scram-sha-256)"
+        );
         for (parsed, view) in set.rules.iter().zip(image.rules()) {
             assert_eq!(view.file, parsed.file.as_path());
             assert_eq!(view.line, parsed.line);
@@ -771,6 +781,14 @@ hostssl db2 carol samenet 2f-radius
         assert_eq!(image.rules_naming(b"shared").get(699), Some(699));
     }
 
+    /// The index's hash is FNV-1a (64 bits), as documented: the published test vectors.
+    #[test]
+    fn the_name_hash_is_fnv_1a() {
+        assert_eq!(name_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(name_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(name_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
     #[test]
     fn an_empty_rule_set_is_an_image_too() {
         let owned = build(&RuleSet::empty("/r.conf".into())).unwrap();
@@ -786,6 +804,11 @@ hostssl db2 carol samenet 2f-radius
         let owned = build(&set(Syntax::Pg15, RULES)).unwrap();
         let bytes = owned.bytes();
         assert!(Image::read(&bytes[..HEADER_BYTES - 1]).is_err());
+        // a whole header whose tables are missing
+        assert_eq!(
+            Image::read(&bytes[..HEADER_BYTES]).unwrap_err(),
+            ImageError::Damaged("a table ends past the image")
+        );
         let mut wrong = bytes.to_vec();
         wrong[0] = b'x';
         assert_eq!(

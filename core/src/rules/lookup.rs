@@ -23,7 +23,16 @@ pub trait Catalog {
     /// superuser; false when either role does not exist.
     fn is_member(&self, user: &[u8], role: &[u8]) -> bool;
     /// Whether `pattern` matches `subject`; an error when the engine cannot tell.
-    fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, String>;
+    fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, RegexError>;
+}
+
+/// Why a regular expression of a rule could not be evaluated: the pattern, and the engine's
+/// reason (PostgreSQL's `pg_regerror` text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("regular expression \"{}\" could not be evaluated: {reason}", String::from_utf8_lossy(.pattern))]
+pub struct RegexError {
+    pub pattern: Vec<u8>,
+    pub reason: String,
 }
 
 /// What the lookup needs to know about a connection.
@@ -51,10 +60,7 @@ pub enum Found<'r> {
 fn regex(catalog: &dyn Catalog, pattern: &[u8], subject: &[u8]) -> Tri {
     match catalog.regex_match(pattern, subject) {
         Ok(b) => Tri::from_bool(b),
-        Err(e) => Tri::Unknown(format!(
-            "regular expression \"{}\" could not be evaluated: {e}",
-            String::from_utf8_lossy(pattern)
-        )),
+        Err(e) => Tri::Unknown(e.to_string()),
     }
 }
 
@@ -223,7 +229,7 @@ hostssl test +\"Domain Admins\" all 2f-md5
             fn is_member(&self, user: &[u8], role: &[u8]) -> bool {
                 user == b"j\xf6rg" && role == b"gr\xfcppe"
             }
-            fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
+            fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, RegexError> {
                 Ok(false)
             }
         }

@@ -21,7 +21,7 @@ pub mod parse;
 pub mod token;
 
 pub use image::{Image, ImageError, OwnedImage, RuleView};
-pub use lookup::{Catalog, Connection, Found};
+pub use lookup::{Catalog, Connection, Found, RegexError};
 pub use options::RuleOptions;
 pub use parse::RegexCheck;
 pub use token::{Syntax, Token};
@@ -228,7 +228,7 @@ impl Catalog for NoCatalog {
     fn is_member(&self, _: &[u8], _: &[u8]) -> bool {
         false
     }
-    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, String> {
+    fn regex_match(&self, _: &[u8], _: &[u8]) -> Result<bool, RegexError> {
         Ok(false)
     }
 }
@@ -398,10 +398,13 @@ pub(crate) mod testutil {
                 .iter()
                 .any(|(u, r)| u.as_bytes() == user && r.as_bytes() == role)
         }
-        fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, String> {
+        fn regex_match(&self, pattern: &[u8], subject: &[u8]) -> Result<bool, RegexError> {
             match pattern {
                 [b'^', rest @ ..] => Ok(subject.starts_with(rest)),
-                p if p.contains(&b'(') => Err("out of memory".into()),
+                p if p.contains(&b'(') => Err(RegexError {
+                    pattern: p.to_vec(),
+                    reason: "out of memory".into(),
+                }),
                 p => Ok(subject.windows(p.len().max(1)).any(|w| w == p) || p.is_empty()),
             }
         }
