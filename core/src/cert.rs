@@ -627,6 +627,20 @@ mod tests {
         assert_eq!(serial(include_bytes!("testdata/serial-255.der")), "FF");
     }
 
+    /// A certificate's key names it by issuer and serial: the same for the same certificate,
+    /// different for another, and the id its summary shows; notAfter as the summary has it.
+    #[test]
+    fn a_certificate_key_identifies_it_by_issuer_and_serial() {
+        let other = include_bytes!("testdata/serial-255.der");
+        let key = CertKey::from_der(ALICE).unwrap();
+        let summary = CertSummary::from_der(ALICE).unwrap();
+        assert_eq!(key, CertKey::from_der(ALICE).unwrap());
+        assert_eq!((key.id, key.not_after), (summary.id, summary.not_after));
+        assert_ne!(key.id, CertKey::from_der(other).unwrap().id);
+        assert!(key.id > 1, "not a constant");
+        assert!(CertKey::from_der(b"not a certificate").is_err());
+    }
+
     #[test]
     fn the_key_pin_is_the_sha256_of_the_subject_public_key_info() {
         // as `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`

@@ -110,3 +110,17 @@ pub fn memory_available(need: u64) -> Result<(), std::io::Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unit tests run in the C locale, where no byte above 0x7F is upper case: the fold
+    /// leaves them as they are (fidelity.rs's LATIN1 cluster covers another locale end to end).
+    #[test]
+    fn in_the_c_locale_high_bytes_fold_to_themselves() {
+        for c in [0x80u8, 0xC4, 0xD6, 0xFF] {
+            assert_eq!(ctype_lower(c), c);
+        }
+    }
+}
