@@ -14,26 +14,25 @@ use pg_twofactor_core::rules::{self, Image, RuleError, RuleSet};
 use sealed::Sealed;
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-/// The image of the rules in force ([`pg_twofactor_core::rules::image`]): where its sealed
-/// mapping starts and how long it is ([`Sealed::into_raw`]). Replaced (and the old mapping
+/// The image of the rules in force ([`pg_twofactor_core::rules::image`]): its sealed mapping
+/// ([`Sealed::into_raw`]), which starts with the image's length. Replaced (and the old mapping
 /// unmapped) only by `install`, which runs in the postmaster (start and reload), never while a
 /// [`with_current`] call is running. Backends inherit the mapping at fork and only read it: no
 /// lock, no reference count, nothing on the heap.
-static CURRENT_AT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-static CURRENT_LEN: AtomicUsize = AtomicUsize::new(0);
+static CURRENT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Runs `f` on the image of the rules in force; `None` only if they were never loaded (then
 /// every covered login fails).
 pub fn with_current<R>(f: impl FnOnce(Image<'_>) -> R) -> Option<R> {
-    let at = CURRENT_AT.load(Ordering::Acquire);
+    let at = CURRENT.load(Ordering::Acquire);
     if at.is_null() {
         return None;
     }
-    // SAFETY: a non-null CURRENT_AT is a sealed mapping of CURRENT_LEN bytes published by
-    // `install` (the length stored before the start); it is unmapped only by a later `install`
-    // in the same process, which cannot run during `f` (processes are single-threaded, and
-    // `install` never calls back into `with_current`), so the slice does not outlive it.
-    let bytes = unsafe { std::slice::from_raw_parts(at, CURRENT_LEN.load(Ordering::Acquire)) };
+    // SAFETY: a non-null CURRENT comes from Sealed::into_raw in `install`; it is taken back
+    // (and unmapped) only by a later `install` in the same process, which cannot run during
+    // `f` (processes are single-threaded, and `install` never calls back into
+    // `with_current`), so the slice does not outlive it.
+    let bytes = unsafe { Sealed::bytes_at(at) };
     // `install` published only an image that read back; a failure here is refused as no rules
     Image::read(bytes).ok().map(f)
 }
@@ -233,10 +232,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<Rule
         sealed.bytes().len()
     );
     drop(set);
-    let (at, len) = sealed.into_raw();
-    let old_len = CURRENT_LEN.load(Ordering::Acquire);
-    CURRENT_LEN.store(len, Ordering::Release);
-    let old = CURRENT_AT.swap(at, Ordering::AcqRel);
+    let old = CURRENT.swap(sealed.into_raw(), Ordering::AcqRel);
     let loaded_at = now();
     let mut generation = 0;
     publish(|p| {
@@ -260,9 +256,9 @@ fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<Rule
     LOCAL_GENERATION.store(generation, Ordering::Release);
     LOCAL_LOADED_AT.store(loaded_at, Ordering::Release);
     if !old.is_null() {
-        // SAFETY: `(old, old_len)` came from Sealed::into_raw in an earlier install and was
-        // just unpublished; no with_current call is running (see CURRENT_AT).
-        drop(unsafe { Sealed::from_raw(old, old_len) });
+        // SAFETY: `old` came from Sealed::into_raw in an earlier install and was just
+        // unpublished; no with_current call is running (see CURRENT).
+        drop(unsafe { Sealed::from_raw(old) });
     }
     // Hand the freed memory back to the OS so the postmaster stays small.
     #[cfg(target_env = "gnu")]

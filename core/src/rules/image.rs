@@ -61,6 +61,10 @@ pub enum ImageError {
     TooLarge { bytes: usize },
     #[error("the rules image is damaged: {0}")]
     Damaged(&'static str),
+    /// The parser never makes one (PostgreSQL refuses such a line), and an image never holds
+    /// one: a mask cut to another family's length would widen the network.
+    #[error("line {line} of \"{file}\": an address and a mask of different families")]
+    MixedFamilies { file: String, line: usize },
 }
 
 /// A span: where something starts in the image, and its length in bytes (or count of entries).
@@ -163,7 +167,7 @@ pub fn build(set: &RuleSet) -> Result<OwnedImage, ImageError> {
     header[12..16].copy_from_slice(&rules_at.to_le_bytes());
     put_span(header, 16, index);
     put_span(header, 24, any_user);
-    header[32] = u8::from(set.pins_issuer_key);
+    header[32] = u8::from(set.rules.iter().any(|r| r.options.issuer_key.is_some()));
     put_span(header, 33, slots);
     Ok(OwnedImage(w.out))
 }
@@ -215,7 +219,13 @@ impl Writer {
         };
         let databases = self.columns(rule.databases.iter().map(database_entry))?;
         let users = self.columns(rule.users.iter().map(user_entry))?;
-        let address = self.address(&rule.address)?;
+        let address = self.address(&rule.address).map_err(|e| match e {
+            ImageError::MixedFamilies { .. } => ImageError::MixedFamilies {
+                file: rule.file.display().to_string(),
+                line: rule.line,
+            },
+            other => other,
+        })?;
         let line = self.u32(rule.line)?;
         let r = &mut self.out[at..at + Record::BYTES];
         put_span(r, Record::FILE, file);
@@ -278,6 +288,12 @@ impl Writer {
             AddrSpec::All => address_kind::ALL,
             AddrSpec::SameHost => address_kind::SAME_HOST,
             AddrSpec::SameNet => address_kind::SAME_NET,
+            AddrSpec::Net { addr, mask } if addr.is_ipv4() != mask.is_ipv4() => {
+                return Err(ImageError::MixedFamilies {
+                    file: String::new(),
+                    line: 0,
+                })
+            }
             AddrSpec::Net { addr, mask } => {
                 put_ip(&mut out[1..17], *addr);
                 put_ip(&mut out[17..33], *mask);
@@ -462,15 +478,19 @@ impl<'a> Image<'a> {
             (image.rules_at, image.rules as u32, Record::BYTES),
             (image.index.at as usize, image.index.len, INDEX_ENTRY_BYTES),
             (image.any_user.at as usize, image.any_user.len, 4),
+            (image.slots.at as usize, image.slots.len, SLOT_BYTES),
         ];
-        if tables
+        if !tables
             .iter()
             .all(|(at, n, each)| fits(bytes, *at, *n, *each))
         {
-            Ok(image)
-        } else {
-            Err(ImageError::Damaged("a table ends past the image"))
+            return Err(ImageError::Damaged("a table ends past the image"));
         }
+        // a power of two, so that a name's probe can wrap with a mask; never 0
+        if !image.slots.len.is_power_of_two() {
+            return Err(ImageError::Damaged("the index has no hash table"));
+        }
+        Ok(image)
     }
 
     /// Its size in bytes.
@@ -517,6 +537,11 @@ impl<'a> Image<'a> {
             if slot == 0 {
                 return RuleNumbers(&[]);
             }
+            // an entry the index does not have: a damaged image, refused rather than misread
+            assert!(
+                slot <= self.index.len as usize,
+                "slot {slot} past the index"
+            );
             let entry = self.index.at as usize + (slot - 1) * INDEX_ENTRY_BYTES;
             if self.span(span_at(self.bytes, entry)) == user {
                 return RuleNumbers(self.numbers(span_at(self.bytes, entry + 8)));
@@ -789,6 +814,24 @@ hostssl db2 carol samenet 2f-radius
         assert_eq!(name_hash(b"foobar"), 0x8594_4171_f739_67e8);
     }
 
+    /// What the parser never makes is refused, not narrowed: an IPv4 network with an IPv6
+    /// mask; and the flag of `issuer_key=` follows the rules, not the set's field.
+    #[test]
+    fn an_address_and_a_mask_of_different_families_are_refused() {
+        let mut set = set(Syntax::Pg15, RULES);
+        set.rules[0].address = AddrSpec::Net {
+            addr: "10.0.0.0".parse().unwrap(),
+            mask: "ffff::".parse().unwrap(),
+        };
+        assert_eq!(
+            build(&set).unwrap_err().to_string(),
+            "line 1 of \"/r.conf\": an address and a mask of different families"
+        );
+        let mut unpinned = super::super::testutil::set(Syntax::Pg16, RULES);
+        unpinned.pins_issuer_key = false;
+        assert!(build(&unpinned).unwrap().view().pins_issuer_key());
+    }
+
     #[test]
     fn an_empty_rule_set_is_an_image_too() {
         let owned = build(&RuleSet::empty("/r.conf".into())).unwrap();
@@ -820,6 +863,13 @@ hostssl db2 carol samenet 2f-radius
         assert_eq!(
             Image::read(cut).unwrap_err().to_string(),
             "the rules image is damaged: a table ends past the image"
+        );
+        // a hash table of no slots
+        let mut no_slots = bytes.to_vec();
+        no_slots[37..41].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(
+            Image::read(&no_slots).unwrap_err(),
+            ImageError::Damaged("the index has no hash table")
         );
     }
 
