@@ -28,6 +28,9 @@ struct Config {
     name: &'static str,
     preload: bool,
     rules: Option<String>,
+    /// Rules put in force by a reload once the server runs (the postmaster's heap is settled
+    /// then), in place of `rules`.
+    reloaded: Option<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -124,6 +127,10 @@ fn measure(cfg: &Config, logins: usize) -> Figures {
         b = b.without_preload();
     }
     let c = b.start();
+    if let Some(text) = &cfg.reloaded {
+        c.write_rules(text);
+        c.reload();
+    }
     c.psql_admin(&format!(
         "CREATE ROLE bench SUPERUSER LOGIN PASSWORD '{PASSWORD}'"
     ));
@@ -186,36 +193,49 @@ fn main() {
             name: "PostgreSQL alone",
             preload: false,
             rules: None,
+            reloaded: None,
         },
         Config {
             name: "pg_twofactor, empty rules file",
             preload: true,
             rules: Some(String::new()),
+            reloaded: None,
         },
         Config {
             name: "1 rule",
             preload: true,
             rules: covered_last(1),
+            reloaded: None,
         },
         Config {
             name: "1,000 rules, the login's last",
             preload: true,
             rules: covered_last(1_000),
+            reloaded: None,
         },
         Config {
             name: "10,000 rules, the login's last",
             preload: true,
             rules: covered_last(10_000),
+            reloaded: None,
         },
         Config {
             name: "100,000 rules, the login's last",
             preload: true,
             rules: covered_last(100_000),
+            reloaded: None,
+        },
+        Config {
+            name: "10,000 rules, the login's last, put in force by a reload after start",
+            preload: true,
+            rules: covered_last(1),
+            reloaded: covered_last(10_000),
         },
         Config {
             name: "10,000 rules for other users (not covered)",
             preload: true,
             rules: Some(synthetic_rules(10_001, "nobody-at-all")),
+            reloaded: None,
         },
     ];
     let mut figures: Vec<Vec<Figures>> = configs.iter().map(|_| Vec::new()).collect();
