@@ -713,8 +713,8 @@ fn issuer_key_is_the_pinned_one(
     ))
 }
 
-/// 5. The client address matches the SubjectAltName entries, when there are any (and there
-/// must be with `san=required`). `Ok`: whether there were.
+/// 5. The client address matches the SubjectAltName entries, when there are any (and with
+///    `san=required` there must be some). `Ok`: whether there were.
 fn address_matches(
     rule: &RuleView<'_>,
     cert: &CertInfo,

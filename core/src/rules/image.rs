@@ -364,9 +364,13 @@ impl Writer {
     }
 }
 
+/// Each user name a rule names literally, with the (ascending) numbers of the rules that name
+/// it.
+type NamedRules<'r> = Vec<(&'r [u8], Vec<usize>)>;
+
 /// For each user name a rule names literally, the (ascending) numbers of the rules that name
 /// it, in the order the names first appear; and the rules that can match any user.
-fn rules_by_user(rules: &[Rule]) -> (Vec<(&[u8], Vec<usize>)>, Vec<usize>) {
+fn rules_by_user(rules: &[Rule]) -> (NamedRules<'_>, Vec<usize>) {
     let mut by_user: Vec<(&[u8], Vec<usize>)> = Vec::new();
     let mut position: HashMap<&[u8], usize> = HashMap::new();
     let mut any_user = Vec::new();
