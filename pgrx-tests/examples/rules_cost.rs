@@ -152,6 +152,11 @@ fn measure(cfg: &Config, logins: usize) -> Figures {
     }
     let smaps = rust_query(&c, &login, "SELECT pg_read_file('/proc/self/smaps')")
         .unwrap_or_else(|o| panic!("{}: {o:?}", cfg.name));
+    // PG2F_SMAPS_DIR: keep each configuration's last backend smaps, to compare mappings
+    if let Ok(dir) = std::env::var("PG2F_SMAPS_DIR") {
+        let file = cfg.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+        std::fs::write(std::path::Path::new(&dir).join(file), &smaps).unwrap();
+    }
     let pid = std::fs::read_to_string(c.data.join("postmaster.pid"))
         .unwrap()
         .lines()
