@@ -129,10 +129,11 @@ pub fn record(
             count(&mut table, &d.verdict, d.rule.as_ref(), now);
         }
     }
-    let PeerCert::Verified(der) = &attempt.cert else {
+    let PeerCert::Verified(cert) = &attempt.cert else {
         return None;
     };
-    let key = CertKey::from_der(der).ok()?;
+    // the decision's reading of the certificate when a rule read it (no second parse)
+    let key = cert.key().ok()?;
     let seen = SeenCert {
         id: key.id,
         summary: None,
@@ -147,7 +148,7 @@ pub fn record(
     // are printed outside the lock
     let recorded = CERTS.exclusive().record(&seen, now);
     if !recorded {
-        let summary = CertSummary::from_der(der).ok()?;
+        let summary = CertSummary::from_der(cert.der()).ok()?;
         let seen = SeenCert {
             summary: Some(&summary),
             ..seen

@@ -55,6 +55,8 @@ pub struct CertInfo {
     pub san: Vec<SanEntry>,
     /// The issuer's name as the certificate encodes it (DER); [`CertInfo::issuer`] prints it.
     pub issuer_der: Vec<u8>,
+    /// What the certificates seen and the expiry warning need, read in the same pass.
+    pub key: CertKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -216,11 +218,14 @@ pub struct CertKey {
 
 impl CertKey {
     pub fn from_der(der: &[u8]) -> Result<CertKey, CertError> {
-        let cert = parse(der)?;
-        Ok(CertKey {
-            id: certificate_id(&cert),
+        Ok(CertKey::of(&parse(der)?))
+    }
+
+    fn of(cert: &X509Certificate<'_>) -> CertKey {
+        CertKey {
+            id: certificate_id(cert),
             not_after: cert.validity().not_after.timestamp(),
-        })
+        }
     }
 }
 
@@ -312,6 +317,7 @@ impl CertInfo {
             common_names,
             san: san_of(cert)?,
             issuer_der: cert.issuer().as_raw().to_vec(),
+            key: CertKey::of(cert),
         })
     }
 
@@ -429,6 +435,10 @@ mod tests {
             common_names: cns.iter().map(|c| c.unwrap().as_bytes().to_vec()).collect(),
             san,
             issuer_der: Vec::new(),
+            key: CertKey {
+                id: 0,
+                not_after: 0,
+            },
         }
     }
 
@@ -476,10 +486,8 @@ mod tests {
         );
         // bytes, not text: a LATIN1 login is compared with the CN's bytes as they are
         let latin1 = CertInfo {
-            subject: String::new(),
             common_names: vec![b"j\xf6rg".to_vec()],
-            san: vec![],
-            issuer_der: Vec::new(),
+            ..info(&[], vec![])
         };
         assert_eq!(latin1.check_cn(b"j\xf6rg"), Ok(()));
         assert!(latin1.check_cn("jörg".as_bytes()).is_err());
@@ -639,6 +647,8 @@ mod tests {
         assert_ne!(key.id, CertKey::from_der(other).unwrap().id);
         assert!(key.id > 1, "not a constant");
         assert!(CertKey::from_der(b"not a certificate").is_err());
+        // the checks' reading of a certificate carries the same key
+        assert_eq!(CertInfo::from_der(ALICE).unwrap().key, key);
     }
 
     #[test]

@@ -644,7 +644,10 @@ pub fn findings(
                 file: Some(e.file.display().to_string()),
                 line: e.line,
                 problem: "the rules file has an error".into(),
-                detail: format!("{}. A reload keeps the previous rules in force.", e.message),
+                detail: format!(
+                    "{}. A reload keeps the previous rules in force.",
+                    e.message()
+                ),
             }));
             out.sort_by_key(|f| f.severity);
             return out;

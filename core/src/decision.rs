@@ -4,10 +4,11 @@
 //! would do). It knows nothing of PostgreSQL's structures.
 
 use crate::address::{ClientName, KnownHost, Network};
-use crate::cert::{AddressFailure, CertInfo};
+use crate::cert::{AddressFailure, CertError, CertInfo, CertKey};
 use crate::methods::{BaseMethod, Method, MethodSet};
 use crate::rules::token::hex;
 use crate::rules::{Action, Catalog, Connection, Found, Image, Mode, RuleView, SanPolicy};
+use std::cell::OnceCell;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,8 +20,46 @@ pub enum PeerCert {
     None,
     /// The client sent a certificate that did not verify against `ssl_ca_file`.
     Unverified,
-    /// A verified certificate, DER-encoded.
-    Verified(Vec<u8>),
+    /// A verified certificate.
+    Verified(VerifiedCert),
+}
+
+/// A verified client certificate: its DER, and the checks' reading of it, made at most once
+/// per login however many rules check it (the certificates seen reuse it).
+#[derive(Debug, Clone)]
+pub struct VerifiedCert {
+    der: Vec<u8>,
+    read: OnceCell<Result<CertInfo, CertError>>,
+}
+
+impl VerifiedCert {
+    pub fn new(der: Vec<u8>) -> VerifiedCert {
+        VerifiedCert {
+            der,
+            read: OnceCell::new(),
+        }
+    }
+
+    /// The certificate, DER-encoded.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// What the checks read of it, read on first use.
+    pub fn info(&self) -> Result<&CertInfo, &CertError> {
+        self.read
+            .get_or_init(|| CertInfo::from_der(&self.der))
+            .as_ref()
+    }
+
+    /// Its key: from the checks' reading when a rule made one, else read for the key alone
+    /// (a login no rule covers).
+    pub fn key(&self) -> Result<CertKey, CertError> {
+        match self.read.get() {
+            Some(read) => read.as_ref().map(|info| info.key).map_err(Clone::clone),
+            None => CertKey::from_der(&self.der),
+        }
+    }
 }
 
 /// A login attempt that PostgreSQL's own method has accepted.
@@ -613,26 +652,28 @@ fn rule_steps(
     enabled: MethodSet,
     detail: &mut String,
 ) -> Result<bool, StepRefusal> {
-    let der = verified_certificate(attempt)?; // 1
+    let cert = verified_certificate(attempt)?; // 1
     method_enabled(method, enabled)?; // 2
     first_factor_is_the_base_method(method, attempt)?; // 3
-    let cert = CertInfo::from_der(der).map_err(|e| StepRefusal(Reason::Internal, e.to_string()))?;
+    let cert = cert
+        .info()
+        .map_err(|e| StepRefusal(Reason::Internal, e.to_string()))?;
     detail.push_str(&format!(
         "; certificate subject \"{}\"; SubjectAltName: {}",
         cert.subject,
         cert.san_text()
     ));
-    issuer_is_the_named_one(rule, &cert)?; // 3b
+    issuer_is_the_named_one(rule, cert)?; // 3b
     issuer_key_is_the_pinned_one(rule, attempt)?; // 3c
     cert.check_cn(&attempt.user) // 4
         .map_err(|why| StepRefusal(Reason::CnMismatch, why.to_string()))?;
-    address_matches(rule, &cert, client) // 5
+    address_matches(rule, cert, client) // 5
 }
 
 /// 1. TLS with a verified client certificate.
-fn verified_certificate(attempt: &LoginAttempt) -> Result<&[u8], StepRefusal> {
+fn verified_certificate(attempt: &LoginAttempt) -> Result<&VerifiedCert, StepRefusal> {
     let why = match &attempt.cert {
-        PeerCert::Verified(der) if attempt.ssl_in_use => return Ok(der),
+        PeerCert::Verified(cert) if attempt.ssl_in_use => return Ok(cert),
         PeerCert::Unverified => "the client certificate was not verified",
         _ if !attempt.ssl_in_use => "the connection does not use TLS",
         _ => "the client sent no certificate",
@@ -739,6 +780,24 @@ mod tests {
     use crate::rules::{parse_text, AnyRegex, NoCatalog, OwnedImage, RuleSet, Syntax};
     use std::path::Path;
 
+    /// A certificate is read once however often the checks ask, and its key is the one a
+    /// reading for the key alone gives; an unreadable one is an error either way.
+    #[test]
+    fn a_verified_certificate_is_read_once() {
+        let der = include_bytes!("testdata/alice.der").to_vec();
+        let alone = CertKey::from_der(&der).unwrap();
+        let cert = VerifiedCert::new(der.clone());
+        assert_eq!(cert.key().unwrap(), alone, "before any check read it");
+        let first: *const CertInfo = cert.info().unwrap();
+        assert!(std::ptr::eq(first, cert.info().unwrap()), "read again");
+        assert_eq!(cert.key().unwrap(), alone, "after the checks read it");
+        assert_eq!(cert.der(), der.as_slice());
+        let bad = VerifiedCert::new(b"not a certificate".to_vec());
+        assert!(bad.key().is_err());
+        assert!(bad.info().is_err());
+        assert!(bad.key().is_err(), "after the checks failed to read it");
+    }
+
     fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
         LoginAttempt {
             database: b"test".to_vec(),
@@ -821,20 +880,29 @@ mod tests {
             reason(&run(&a, MethodSet::defaults())),
             Some(Reason::NoCertificate)
         );
-        let mut a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        let mut a = attempt(
+            PeerCert::Verified(VerifiedCert::new(vec![1])),
+            BaseMethod::Md5,
+        );
         a.ssl_in_use = false;
         assert_eq!(
             reason(&run(&a, MethodSet::defaults())),
             Some(Reason::NoCertificate)
         );
         // garbage DER: the method gate and base check come first, then the parse fails closed
-        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        let a = attempt(
+            PeerCert::Verified(VerifiedCert::new(vec![1])),
+            BaseMethod::Md5,
+        );
         assert_eq!(
             reason(&run(&a, MethodSet::defaults())),
             Some(Reason::MethodNotEnabled)
         );
         let md5 = MethodSet::parse_extra("2f-md5").unwrap();
-        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::ScramSha256);
+        let a = attempt(
+            PeerCert::Verified(VerifiedCert::new(vec![1])),
+            BaseMethod::ScramSha256,
+        );
         let v = run(&a, md5);
         assert_eq!(reason(&v), Some(Reason::BaseMethodMismatch));
         let Verdict::Refused {
@@ -848,7 +916,10 @@ mod tests {
             detail,
             "Rule /d/pg_twofactor_hba.conf:1 (2f-md5); pg_hba.conf line 7 (scram-sha-256); client address 127.0.0.1. 2f-md5 requires pg_hba.conf method md5, but the connection matched a scram-sha-256 line."
         );
-        let a = attempt(PeerCert::Verified(vec![1]), BaseMethod::Md5);
+        let a = attempt(
+            PeerCert::Verified(VerifiedCert::new(vec![1])),
+            BaseMethod::Md5,
+        );
         assert_eq!(reason(&run(&a, md5)), Some(Reason::Internal));
     }
 
@@ -1023,7 +1094,9 @@ hostssl all carol 10.0.0.0/8 2f-scram-sha-256 san=required
             .unwrap()
         });
         let cert = if cert {
-            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec())
+            PeerCert::Verified(VerifiedCert::new(
+                include_bytes!("testdata/alice.der").to_vec(),
+            ))
         } else {
             PeerCert::None
         };
@@ -1114,7 +1187,9 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
             ..StaticNetwork::default()
         };
         let mut a = attempt(
-            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec()),
+            PeerCert::Verified(VerifiedCert::new(
+                include_bytes!("testdata/alice.der").to_vec(),
+            )),
             BaseMethod::ScramSha256,
         );
         a.user = b"alice".to_vec();
@@ -1187,7 +1262,9 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         .image()
         .unwrap();
         let mut a = attempt(
-            PeerCert::Verified(include_bytes!("testdata/alice.der").to_vec()),
+            PeerCert::Verified(VerifiedCert::new(
+                include_bytes!("testdata/alice.der").to_vec(),
+            )),
             BaseMethod::ScramSha256,
         );
         a.user = b"alice".to_vec();
@@ -1222,7 +1299,7 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         .into_rule_set()
         .unwrap_err();
         assert_eq!(
-            e[0].message,
+            e[0].message(),
             "invalid value for authentication option \"issuer\": \"\" (an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\")"
         );
     }
@@ -1249,7 +1326,10 @@ hostssl all alice 10.0.0.0/8 2f-scram-sha-256 san=required
         .image()
         .unwrap();
         assert!(rules.view().pins_issuer_key());
-        let mut a = attempt(PeerCert::Verified(alice), BaseMethod::ScramSha256);
+        let mut a = attempt(
+            PeerCert::Verified(VerifiedCert::new(alice)),
+            BaseMethod::ScramSha256,
+        );
         a.user = b"alice".to_vec();
         a.client_addr = Some("10.1.2.3".parse().unwrap());
         let net = StaticNetwork::default();

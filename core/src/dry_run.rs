@@ -4,7 +4,7 @@
 
 use crate::address::KnownHost;
 use crate::cert::{der_from_pem, PemError};
-use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict};
+use crate::decision::{Decision, LoginAttempt, PeerCert, Verdict, VerifiedCert};
 use crate::handshake::{self, HandshakeRefusal, HandshakeVerdict};
 use crate::methods::BaseMethod;
 use crate::rules::RuleView;
@@ -160,7 +160,7 @@ pub fn attempt(major: u32, args: &Arguments<'_>) -> Result<LoginAttempt, Argumen
             if der.len() > MAX_CERT_DER_BYTES {
                 return Err(ArgumentError::DerTooLong(der.len()));
             }
-            PeerCert::Verified(der)
+            PeerCert::Verified(VerifiedCert::new(der))
         }
     };
     Ok(LoginAttempt {
@@ -217,13 +217,13 @@ pub fn handshake_refusal(
     attempt: &LoginAttempt,
     net: &dyn crate::address::Network,
 ) -> Option<HandshakeRefusal> {
-    let PeerCert::Verified(der) = &attempt.cert else {
+    let PeerCert::Verified(cert) = &attempt.cert else {
         return None;
     };
     let client = attempt
         .client_addr
         .map(|addr| crate::address::ClientName::new(net, addr));
-    match handshake::check(der, client.as_ref()) {
+    match handshake::check(cert.der(), client.as_ref()) {
         HandshakeVerdict::Refused(r) => Some(r),
         HandshakeVerdict::Unbound | HandshakeVerdict::Matched => None,
     }
@@ -281,11 +281,16 @@ mod tests {
         };
         // bound to 127.0.0.1 and ::1
         let der = include_bytes!("testdata/handshake-loopback.der").to_vec();
-        assert!(
-            handshake_refusal(&at("127.0.0.1", PeerCert::Verified(der.clone())), &net).is_none()
-        );
+        assert!(handshake_refusal(
+            &at(
+                "127.0.0.1",
+                PeerCert::Verified(VerifiedCert::new(der.clone()))
+            ),
+            &net
+        )
+        .is_none());
         assert!(handshake_refusal(&at("10.1.2.3", PeerCert::None), &net).is_none());
-        let refused = at("10.1.2.3", PeerCert::Verified(der));
+        let refused = at("10.1.2.3", PeerCert::Verified(VerifiedCert::new(der)));
         let r = handshake_refusal(&refused, &net).expect("refused in the handshake");
         let row = handshake_row(&refused, &r);
         assert_eq!(
@@ -315,7 +320,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(matches!(a.cert, PeerCert::Verified(der) if der.len() == MAX_CERT_DER_BYTES));
+        assert!(matches!(a.cert, PeerCert::Verified(c) if c.der().len() == MAX_CERT_DER_BYTES));
     }
 
     #[test]

@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
                     "error on line {line} of {lines}: {e}"
                 );
             }
-            assert!(!e.message.is_empty());
+            assert!(!e.message().is_empty());
         }
         if let Ok(set) = parsed.into_rule_set() {
             for r in &set.rules {

@@ -4,10 +4,10 @@
 //! statistics and certificate records, and loading a 10,000-rule file. Run: `cargo bench -p pg_twofactor-e2e --bench checks`.
 //! DNS is kept out: the network is a static table.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use pg_twofactor_core::address::{ClientName, KnownHost, StaticNetwork};
 use pg_twofactor_core::cert::{CertInfo, CertKey, CertSummary};
-use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Reason};
+use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Reason, VerifiedCert};
 use pg_twofactor_core::methods::{BaseMethod, MethodSet};
 use pg_twofactor_core::rules::{
     parse_text, AnyRegex, Connection, Found, NoCatalog, OwnedImage, Syntax,
@@ -152,22 +152,28 @@ fn bench(c: &mut Criterion) {
             known_host: KnownHost::default(),
             physical_replication: false,
             ssl_in_use: true,
-            cert: PeerCert::Verified(der.clone()),
+            cert: PeerCert::Verified(VerifiedCert::new(der.clone())),
             hba_method: BaseMethod::ScramSha256,
             hba_line: 1,
             hba_file: None,
             issuer_key: None,
         };
+        // a fresh attempt each time: a login reads its certificate once, and a reused attempt
+        // would keep the first iteration's reading
         g.bench_with_input(BenchmarkId::from_parameter(n), &set, |b, set| {
-            b.iter(|| {
-                black_box(decide(
-                    set.view(),
-                    &attempt,
-                    MethodSet::defaults(),
-                    &net,
-                    &NoCatalog,
-                ))
-            })
+            b.iter_batched(
+                || attempt.clone(),
+                |attempt| {
+                    black_box(decide(
+                        set.view(),
+                        &attempt,
+                        MethodSet::defaults(),
+                        &net,
+                        &NoCatalog,
+                    ))
+                },
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -27,10 +27,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The load time of the last "pg_twofactor: loaded" line of `log`, in ms.
 fn last_load_ms(log: &str) -> Option<f64> {
-    let line = log
-        .lines()
-        .filter(|l| l.contains("pg_twofactor: loaded "))
-        .next_back()?;
+    let line = log.lines().rfind(|l| l.contains("pg_twofactor: loaded "))?;
     let (_, rest) = line.split_once("\" in ")?;
     rest.split_once(" ms")?.0.parse().ok()
 }

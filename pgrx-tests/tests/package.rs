@@ -127,7 +127,7 @@ fn the_debian_package_installs_works_and_removes() {
         drop(c);
 
         run(Command::new("dpkg").args(["-i", &deb]));
-        let listed = run(Command::new("dpkg").args(["-L", &name]));
+        let listed = run(Command::new("dpkg").args(["-L", name]));
         for f in [
             format!("/usr/lib/postgresql/{major}/lib/pg_twofactor.so"),
             format!("/usr/share/postgresql/{major}/extension/pg_twofactor.control"),
@@ -143,7 +143,7 @@ fn the_debian_package_installs_works_and_removes() {
                 "{f} not in the package:\n{listed}"
             );
         }
-        let depends = run(Command::new("dpkg-query").args(["-W", "-f=${Depends}", &name]));
+        let depends = run(Command::new("dpkg-query").args(["-W", "-f=${Depends}", name]));
         assert!(
             depends.contains(&format!("postgresql-{major}")),
             "{depends}"

@@ -4,7 +4,7 @@
 
 use pg_twofactor_core::address::{in_san_network, KnownHost, StaticNetwork};
 use pg_twofactor_core::cert::CertInfo;
-use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Verdict};
+use pg_twofactor_core::decision::{decide, LoginAttempt, PeerCert, Verdict, VerifiedCert};
 use pg_twofactor_core::methods::{BaseMethod, MethodSet};
 use pg_twofactor_core::rules::{parse_text, AnyRegex, Syntax};
 use pg_twofactor_e2e::{Pki, San};
@@ -265,7 +265,7 @@ fn decide_with(der: Vec<u8>) -> Verdict {
         known_host: KnownHost::default(),
         physical_replication: false,
         ssl_in_use: true,
-        cert: PeerCert::Verified(der),
+        cert: PeerCert::Verified(VerifiedCert::new(der)),
         hba_method: BaseMethod::ScramSha256,
         hba_line: 1,
         hba_file: None,

@@ -13,7 +13,7 @@ use crate::postgres::{connection, ffi, report};
 use crate::settings::LogDecisions;
 use crate::{rules_in_force, settings, shared_memory};
 use pg_twofactor_core::address::{self, KnownHost};
-use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict};
+use pg_twofactor_core::decision::{self, LoginAttempt, PeerCert, Reason, Verdict, VerifiedCert};
 use pg_twofactor_core::decision_log::LogRecord;
 use pg_twofactor_core::methods::BaseMethod;
 use pg_twofactor_core::os::network::SystemNetwork;
@@ -209,8 +209,9 @@ unsafe fn decide(port: *mut ffi::Port, applies: bool) -> Option<Refusal> {
             );
         }
         if !matches!(verdict, Verdict::Refused { .. }) {
-            if let (Some(key), PeerCert::Verified(der)) = (cert, &attempt.cert) {
+            if let (Some(key), PeerCert::Verified(verified)) = (cert, &attempt.cert) {
                 let warned = catch_unwind(AssertUnwindSafe(|| {
+                    let der = verified.der();
                     expiry::check(&attempt.user, der, key, settings::expiry_warning_secs())
                 }));
                 if warned.is_err() {
@@ -380,7 +381,7 @@ unsafe fn login_attempt(port: *mut ffi::Port) -> Result<LoginAttempt, String> {
         } else if !p.peer_cert_valid {
             PeerCert::Unverified
         } else {
-            PeerCert::Verified(connection::peer_der(p.peer)?)
+            PeerCert::Verified(VerifiedCert::new(connection::peer_der(p.peer)?))
         };
         if p.hba.is_null() {
             return Err("PostgreSQL chose no pg_hba.conf line.".into());

@@ -10,7 +10,7 @@ use crate::postgres::catalog::PgRegexCheck;
 use crate::postgres::report;
 use crate::settings;
 use pg_twofactor_core::rules::token::FilesDigest;
-use pg_twofactor_core::rules::{self, Image, RuleError, RuleSet};
+use pg_twofactor_core::rules::{self, Image, RuleError, RuleProblem, RuleSet};
 use sealed::Sealed;
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -196,22 +196,19 @@ fn read() -> (Result<RuleSet, Vec<RuleError>>, std::time::Duration) {
 
 /// The image of `set` in a sealed mapping, or the error that keeps the previous rules in force.
 fn seal(set: &RuleSet) -> Result<Sealed, RuleError> {
-    let whole_file = |message: String| RuleError {
+    let whole_file = |problem: RuleProblem| RuleError {
         file: set.path.clone(),
         line: None,
-        message,
+        problem,
     };
-    let image = set
-        .image()
-        .map_err(|e| whole_file(format!("could not load pg_twofactor rules file: {e}")))?;
+    let image = set.image().map_err(|e| whole_file(e.into()))?;
     let sealed = Sealed::new(image.bytes()).map_err(|e| {
-        whole_file(format!(
-            "could not map the pg_twofactor rules read-only ({} bytes): {e}",
-            image.bytes().len()
-        ))
+        whole_file(RuleProblem::NotSealed {
+            bytes: image.bytes().len(),
+            why: e.to_string(),
+        })
     })?;
-    Image::read(sealed.bytes())
-        .map_err(|e| whole_file(format!("could not load pg_twofactor rules file: {e}")))?;
+    Image::read(sealed.bytes()).map_err(|e| whole_file(e.into()))?;
     Ok(sealed)
 }
 

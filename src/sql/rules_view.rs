@@ -44,7 +44,7 @@ fn rows() -> Vec<Row> {
             None,
             None,
             None,
-            Some(e.message.clone()),
+            Some(e.message()),
         ));
     }
     let mut rule_number = 0;
@@ -81,7 +81,7 @@ fn rows() -> Vec<Row> {
                 None,
                 None,
                 None,
-                Some(e.message),
+                Some(e.message()),
             ),
         });
     }

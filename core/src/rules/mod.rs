@@ -10,16 +10,19 @@
 //! - [`token`]: `next_token`, `next_field_expand`, `tokenize_auth_file` (lines, quoting,
 //!   continuation, `@file`, and on 16+ `include`, `include_if_exists`, `include_dir`);
 //! - [`parse`]: `parse_hba_line` for the columns a rule has;
-//! - [`lookup`]: `check_hba`, `check_db`, `check_role`.
+//! - [`lookup`]: `check_hba`, `check_db`, `check_role`;
+//! - [`error`]: what each stage reports, in PostgreSQL's words.
 //!
 //! Names (database, user, role, host) are bytes in the server encoding throughout.
 
+pub mod error;
 pub mod image;
 pub mod lookup;
 pub mod options;
 pub mod parse;
 pub mod token;
 
+pub use error::{OptionError, ParseError, RuleError, RuleProblem, TokenError};
 pub use image::{Image, ImageError, OwnedImage, RuleView};
 pub use lookup::{Catalog, Connection, Found, RegexError};
 pub use options::RuleOptions;
@@ -30,24 +33,6 @@ use crate::address::AddrSpec;
 use crate::methods::Method;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// An error in the rules file, naming the file and line, worded as PostgreSQL words errors in
-/// its own configuration files.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} ({})", location(.file, .line))]
-pub struct RuleError {
-    pub file: PathBuf,
-    /// `None` when the error is about the file as a whole.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-fn location(file: &Path, line: &Option<usize>) -> String {
-    match line {
-        None => format!("file \"{}\"", file.display()),
-        Some(line) => format!("line {line} of configuration file \"{}\"", file.display()),
-    }
-}
 
 /// The DATABASE column: names as `B`, owned when parsed, borrowed from the image when read
 /// ([`image`]).
@@ -242,14 +227,18 @@ fn parse_lines(
     let lines = lines
         .into_iter()
         .map(|l| {
-            let rule = l.fields.and_then(|fields| {
-                parse::parse_record(&fields, l.file.clone(), l.line, syntax, regex)
-            });
-            let rule = rule.map_err(|message| RuleError {
-                file: l.file.to_path_buf(),
-                line: Some(l.line),
-                message,
-            });
+            let rule = l
+                .fields
+                .map_err(RuleProblem::from)
+                .and_then(|fields| {
+                    parse::parse_record(&fields, l.file.clone(), l.line, syntax, regex)
+                        .map_err(RuleProblem::from)
+                })
+                .map_err(|problem| RuleError {
+                    file: l.file.to_path_buf(),
+                    line: Some(l.line),
+                    problem,
+                });
             (l.file, l.line, rule)
         })
         .collect();
@@ -283,13 +272,9 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
             file_error: Some(RuleError {
                 file: path.to_path_buf(),
                 line: None,
-                message: match e {
-                    token::ReadError::Memory { .. } => {
-                        format!("could not load pg_twofactor rules file: {e}")
-                    }
-                    token::ReadError::Io(_) => {
-                        format!("could not open pg_twofactor rules file: {e}")
-                    }
+                problem: match e {
+                    token::ReadError::Memory { .. } => RuleProblem::NoMemory(e.to_string()),
+                    token::ReadError::Io(_) => RuleProblem::Unreadable(e.to_string()),
                 },
             }),
             lines: Vec::new(),
@@ -427,7 +412,12 @@ pub(crate) mod testutil {
             syntax,
             &RejectParen,
         );
-        p.lines.into_iter().next().unwrap().2.map_err(|e| e.message)
+        p.lines
+            .into_iter()
+            .next()
+            .unwrap()
+            .2
+            .map_err(|e| e.message())
     }
 
     pub fn err(line: &str) -> String {

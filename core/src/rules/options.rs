@@ -4,6 +4,7 @@
 //! `docs/development.md`). The parser ([`super::parse`]) reports the errors PostgreSQL's
 //! `parse_hba_auth_opt` would, in its words.
 
+use super::error::OptionError;
 use super::{Mode, SanPolicy};
 
 /// What a rule's options set; the defaults are what a rule without options does.
@@ -40,8 +41,8 @@ pub struct RuleOption {
     /// The values it accepts, in the order the error message lists them; empty for an option
     /// whose value is free-form and checked by `set`.
     pub values: &'static [&'static str],
-    /// Sets the option; an error is the reason the value is invalid (for a free-form value).
-    pub set: fn(&mut RuleOptions, &str) -> Result<(), String>,
+    /// Sets the option; an error says what a free-form value must be.
+    pub set: fn(&mut RuleOptions, &str) -> Result<(), &'static str>,
 }
 
 /// Every rule option.
@@ -73,9 +74,7 @@ pub const OPTIONS: &[RuleOption] = &[
         values: &[],
         set: |o, v| {
             if v.is_empty() {
-                return Err(
-                    "an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\"".into(),
-                );
+                return Err("an issuer's distinguished name, such as \"CN=DB Admin CA,O=Example\"");
             }
             o.issuer = Some(v.to_string());
             Ok(())
@@ -85,9 +84,9 @@ pub const OPTIONS: &[RuleOption] = &[
         name: "issuer_key",
         values: &[],
         set: |o, v| {
-            o.issuer_key = Some(parse_key_pin(v).ok_or_else(|| {
-                "\"sha256:\" and the 64 hexadecimal digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo".to_string()
-            })?);
+            o.issuer_key = Some(parse_key_pin(v).ok_or(
+                "\"sha256:\" and the 64 hexadecimal digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo",
+            )?);
             Ok(())
         },
     },
@@ -107,35 +106,32 @@ pub fn parse_key_pin(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Applies the `name=value` options of a rule in order; the error is the sentence the view
-/// and the server log show.
-pub fn apply<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<RuleOptions, String> {
+/// Applies the `name=value` options of a rule in order.
+pub fn apply<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<RuleOptions, OptionError> {
     let mut options = RuleOptions::default();
     let mut seen: Vec<&str> = Vec::new();
     for text in texts {
         let (name, value) = text
             .split_once('=')
-            .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
+            .ok_or_else(|| OptionError::NotNameValue(text.to_string()))?;
         let Some(option) = OPTIONS.iter().find(|o| o.name == name) else {
-            return Err(format!(
-                "unrecognized authentication option name: \"{name}\""
-            ));
+            return Err(OptionError::Unrecognized(name.to_string()));
         };
         if seen.contains(&option.name) {
-            return Err(format!(
-                "authentication option \"{name}\" specified more than once"
-            ));
+            return Err(OptionError::Repeated(option.name));
         }
         seen.push(option.name);
         if !option.values.is_empty() && !option.values.contains(&value) {
-            let expected: Vec<String> = option.values.iter().map(|v| format!("\"{v}\"")).collect();
-            return Err(format!(
-                "invalid value for authentication option \"{name}\": \"{value}\" (expected {})",
-                expected.join(" or ")
-            ));
+            return Err(OptionError::NotOneOf {
+                name: option.name,
+                value: value.to_string(),
+                expected: option.values,
+            });
         }
-        (option.set)(&mut options, value).map_err(|why| {
-            format!("invalid value for authentication option \"{name}\": \"{value}\" ({why})")
+        (option.set)(&mut options, value).map_err(|expected| OptionError::Invalid {
+            name: option.name,
+            value: value.to_string(),
+            expected,
         })?;
     }
     Ok(options)
@@ -165,7 +161,7 @@ mod tests {
         ] {
             assert_eq!(parse_key_pin(&bad), None, "{bad}");
         }
-        let err = apply(["issuer_key=sha256:abc"]).unwrap_err();
+        let err = apply(["issuer_key=sha256:abc"]).unwrap_err().to_string();
         assert_eq!(
             err,
             "invalid value for authentication option \"issuer_key\": \"sha256:abc\" (\"sha256:\" and the 64 hexadecimal digits of the SHA-256 of the issuing CA's SubjectPublicKeyInfo)"

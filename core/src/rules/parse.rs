@@ -11,6 +11,7 @@
 //!   `AI_NUMERICHOST` decides: an address (with a `/bits` suffix read by `strtol`, or a
 //!   separate mask field) or, when it is not numeric, a host name (with a suffix: an error).
 
+use super::error::{OptionError, ParseError};
 use super::token::{Field, Syntax, Token};
 use super::{Action, DbSpec, Rule, RuleDisplay, UserSpec};
 use crate::address::{self, AddrSpec};
@@ -24,10 +25,14 @@ pub trait RegexCheck {
     fn check(&self, pattern: &[u8]) -> Result<(), String>;
 }
 
-fn single<'a>(field: Option<&'a Field>, missing: &str, what: &str) -> Result<&'a Token, String> {
-    let field = field.ok_or_else(|| format!("end-of-line before {missing}"))?;
+fn single<'a>(
+    field: Option<&'a Field>,
+    missing: &'static str,
+    what: &'static str,
+) -> Result<&'a Token, ParseError> {
+    let field = field.ok_or(ParseError::EndOfLineBefore(missing))?;
     if field.len() > 1 {
-        return Err(format!("multiple values specified for {what}"));
+        return Err(ParseError::MultipleValues(what));
     }
     Ok(&field[0])
 }
@@ -35,7 +40,7 @@ fn single<'a>(field: Option<&'a Field>, missing: &str, what: &str) -> Result<&'a
 /// The address spec, the number of fields used, and the view's address and netmask text.
 type ParsedAddress = (AddrSpec, usize, Option<String>, Option<String>);
 
-fn parse_address(fields: &[Field]) -> Result<ParsedAddress, String> {
+fn parse_address(fields: &[Field]) -> Result<ParsedAddress, ParseError> {
     let tok = single(fields.first(), "IP address specification", "host address")?;
     for (kw, spec) in [
         ("all", AddrSpec::All),
@@ -52,26 +57,21 @@ fn parse_address(fields: &[Field]) -> Result<ParsedAddress, String> {
     };
     let addr: IpAddr = match address::numeric_host(host) {
         Ok(Some(a)) => a,
-        Ok(None) if cidr.is_some() => {
-            return Err(format!(
-                "specifying both host name and CIDR mask is invalid: \"{}\"",
-                tok.lossy()
-            ))
-        }
+        Ok(None) if cidr.is_some() => return Err(ParseError::HostNameWithMask(tok.lossy())),
         Ok(None) => {
             let shown = String::from_utf8_lossy(host).into_owned();
             return Ok((AddrSpec::Host(host.to_vec()), 1, Some(shown), None));
         }
         Err(e) => {
-            return Err(format!(
-                "invalid IP address \"{}\": {e}",
-                String::from_utf8_lossy(host)
-            ))
+            return Err(ParseError::InvalidAddress {
+                address: String::from_utf8_lossy(host).into_owned(),
+                why: e.to_string(),
+            })
         }
     };
     if let Some(bits) = cidr {
         let mask = address::cidr_mask(addr.is_ipv4(), bits)
-            .ok_or_else(|| format!("invalid CIDR mask in address \"{}\"", tok.lossy()))?;
+            .ok_or_else(|| ParseError::InvalidCidrMask(tok.lossy()))?;
         return Ok((
             AddrSpec::Net { addr, mask },
             1,
@@ -83,16 +83,15 @@ fn parse_address(fields: &[Field]) -> Result<ParsedAddress, String> {
     let mask = match address::numeric_host(&mask_tok.text) {
         Ok(Some(m)) => m,
         Ok(None) => {
-            return Err(format!(
-                "invalid IP mask \"{}\": {}",
-                mask_tok.lossy(),
-                address::gai_message(libc::EAI_NONAME)
+            return Err(invalid_mask(
+                mask_tok,
+                address::gai_message(libc::EAI_NONAME),
             ))
         }
-        Err(e) => return Err(format!("invalid IP mask \"{}\": {e}", mask_tok.lossy())),
+        Err(e) => return Err(invalid_mask(mask_tok, e.to_string())),
     };
     if mask.is_ipv4() != addr.is_ipv4() {
-        return Err("IP address and mask do not match".into());
+        return Err(ParseError::MaskFamily);
     }
     Ok((
         AddrSpec::Net { addr, mask },
@@ -100,6 +99,13 @@ fn parse_address(fields: &[Field]) -> Result<ParsedAddress, String> {
         Some(addr.to_string()),
         Some(mask.to_string()),
     ))
+}
+
+fn invalid_mask(mask: &Token, why: String) -> ParseError {
+    ParseError::InvalidMask {
+        mask: mask.lossy(),
+        why,
+    }
 }
 
 fn display_token(t: &Token) -> String {
@@ -114,13 +120,13 @@ fn regex_of(t: &Token, syntax: Syntax) -> Option<&[u8]> {
     (syntax.has_regex() && t.text.first() == Some(&b'/')).then(|| &t.text[1..])
 }
 
-fn check_regex(pattern: &[u8], regex: &dyn RegexCheck) -> Result<(), String> {
-    regex.check(pattern).map_err(|e| {
-        format!(
-            "invalid regular expression \"{}\": {e}",
-            String::from_utf8_lossy(pattern)
-        )
-    })
+fn check_regex(pattern: &[u8], regex: &dyn RegexCheck) -> Result<(), ParseError> {
+    regex
+        .check(pattern)
+        .map_err(|why| ParseError::InvalidRegex {
+            pattern: String::from_utf8_lossy(pattern).into_owned(),
+            why,
+        })
 }
 
 /// Parses one record into a rule.
@@ -130,22 +136,19 @@ pub fn parse_record(
     line: usize,
     syntax: Syntax,
     regex: &dyn RegexCheck,
-) -> Result<Rule, String> {
+) -> Result<Rule, ParseError> {
     let conn = single(fields.first(), "connection type", "connection type")?;
     match conn.text.as_slice() {
         b"hostssl" => {}
         b"local" | b"host" | b"hostnossl" | b"hostgssenc" | b"hostnogssenc" => {
-            return Err(format!(
-                "connection type \"{}\" cannot carry a two-factor method; pg_twofactor rules must be hostssl",
-                conn.lossy()
-            ))
+            return Err(ParseError::NotHostssl(conn.lossy()))
         }
-        _ => return Err(format!("invalid connection type \"{}\"", conn.lossy())),
+        _ => return Err(ParseError::InvalidConnectionType(conn.lossy())),
     }
 
     let db_tokens = fields
         .get(1)
-        .ok_or("end-of-line before database specification")?;
+        .ok_or(ParseError::EndOfLineBefore("database specification"))?;
     let mut databases = Vec::with_capacity(db_tokens.len());
     for t in db_tokens {
         databases.push(match () {
@@ -165,7 +168,7 @@ pub fn parse_record(
 
     let user_tokens = fields
         .get(2)
-        .ok_or("end-of-line before role specification")?;
+        .ok_or(ParseError::EndOfLineBefore("role specification"))?;
     let mut users = Vec::with_capacity(user_tokens.len());
     for t in user_tokens {
         users.push(match t.text.first() {
@@ -195,14 +198,12 @@ pub fn parse_record(
                 .chain([Action::EXEMPT_NAME])
                 .collect();
             if Method::from_name(&format!("2f-{method_name}")).is_some() {
-                format!(
-                    "authentication method \"{method_name}\" belongs in pg_hba.conf; a pg_twofactor rule names a two-factor method such as \"2f-{method_name}\""
-                )
+                ParseError::PostgresMethod(method_name.clone())
             } else {
-                format!(
-                    "invalid authentication method \"{method_name}\" (expected one of {})",
-                    known.join(", ")
-                )
+                ParseError::InvalidMethod {
+                    method: method_name.clone(),
+                    known: known.join(", "),
+                }
             }
         })?)
     };
@@ -211,11 +212,11 @@ pub fn parse_record(
     if let (Action::Exempt, Some(text)) = (action, options.first()) {
         let (name, _) = text
             .split_once('=')
-            .ok_or_else(|| format!("authentication option not in name=value format: {text}"))?;
-        return Err(format!(
-            "authentication option \"{name}\" is not valid for {}, which checks nothing",
-            Action::EXEMPT_NAME
-        ));
+            .ok_or_else(|| OptionError::NotNameValue(text.clone()))?;
+        return Err(ParseError::OptionOnExempt {
+            option: name.to_string(),
+            method: Action::EXEMPT_NAME,
+        });
     }
     let set = super::options::apply(options.iter().map(String::as_str))?;
 

@@ -25,6 +25,7 @@
 //! Files are read as bytes with [`read_limited`]: regular files only, at most
 //! [`MAX_FILE_BYTES`], never blocking on a FIFO or device.
 
+use super::error::{OpenFailure, TokenError};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -111,7 +112,7 @@ pub struct TokLine {
     /// The number of its first line in that file.
     pub line: usize,
     /// The fields, or the tokenizer's error for the record.
-    pub fields: Result<Vec<Field>, String>,
+    pub fields: Result<Vec<Field>, TokenError>,
 }
 
 /// Why a rules or included file could not be read.
@@ -336,7 +337,7 @@ fn next_token(
     line: &[u8],
     pos: &mut usize,
     syntax: Syntax,
-) -> Result<Option<(Token, bool)>, String> {
+) -> Result<Option<(Token, bool)>, TokenError> {
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
     let mut i = *pos;
     while at(i) != 0 && (is_blank(at(i)) || at(i) == b',') {
@@ -353,7 +354,7 @@ fn next_token(
         }
         if syntax.max_token().is_some_and(|max| buf.len() >= max) {
             *pos = line.len();
-            return Err("authentication file token too long".into());
+            return Err(TokenError::TooLong);
         }
         if c == b',' && !in_quote {
             // (left where it is: the next call skips leading blanks and commas)
@@ -388,7 +389,7 @@ fn next_token(
 }
 
 /// Includes one file (name, missing is fine, records out).
-type IncludeFn<'a> = dyn Fn(&[u8], bool, &mut Vec<TokLine>) -> Result<(), String> + 'a;
+type IncludeFn<'a> = dyn Fn(&[u8], bool, &mut Vec<TokLine>) -> Result<(), TokenError> + 'a;
 
 /// Reads and tokenizes files, following `@file` and `include*` (16+) as PostgreSQL does.
 pub struct Tokenizer {
@@ -414,11 +415,12 @@ impl Tokenizer {
         for (line, text) in logical_lines(bytes) {
             let mut fields = Vec::new();
             let mut pos = 0;
-            let mut err = text
-                .contains(&0)
-                .then(|| "invalid NUL byte in the line".to_string());
+            let mut err = text.contains(&0).then_some(TokenError::NulByte);
             while pos < text.len() && err.is_none() {
+                let before = pos;
                 match self.field(&text, &mut pos, path, depth) {
+                    // (a field that read nothing is the end of the line: never loop on it)
+                    Ok(_) if pos == before => break,
                     Ok(f) if f.is_empty() => {}
                     Ok(f) => fields.push(f),
                     Err(e) => err = Some(e),
@@ -452,7 +454,7 @@ impl Tokenizer {
         pos: &mut usize,
         path: &Path,
         depth: usize,
-    ) -> Result<Field, String> {
+    ) -> Result<Field, TokenError> {
         let mut tokens = Vec::new();
         while let Some((tok, comma)) = next_token(line, pos, self.syntax)? {
             if !tok.quoted && tok.text.len() > 1 && tok.text[0] == b'@' {
@@ -467,14 +469,15 @@ impl Tokenizer {
         Ok(tokens)
     }
 
-    fn open_error(&self, name: &[u8], full: &Path, why: &str) -> String {
-        match self.syntax {
-            Syntax::Pg15 => format!(
-                "could not open secondary authentication file \"@{}\" as \"{}\": {why}",
-                String::from_utf8_lossy(name),
-                full.display()
-            ),
-            Syntax::Pg16 => format!("could not open file \"{}\": {why}", full.display()),
+    fn open_error(&self, name: &[u8], full: &Path, why: OpenFailure) -> TokenError {
+        TokenError::Open {
+            // 15 reads only `@file`s, and its message quotes the name
+            at_name: match self.syntax {
+                Syntax::Pg15 => Some(String::from_utf8_lossy(name).into_owned()),
+                Syntax::Pg16 => None,
+            },
+            file: full.to_path_buf(),
+            why,
         }
     }
 
@@ -484,14 +487,14 @@ impl Tokenizer {
         name: &[u8],
         full: &Path,
         depth: usize,
-    ) -> Result<Vec<u8>, (Option<std::io::ErrorKind>, String)> {
+    ) -> Result<Vec<u8>, (Option<std::io::ErrorKind>, TokenError)> {
         if depth > MAX_DEPTH {
-            return Err((
-                None,
-                self.open_error(name, full, "maximum nesting depth exceeded"),
-            ));
+            return Err((None, self.open_error(name, full, OpenFailure::TooDeep)));
         }
-        read_limited(full).map_err(|e| (e.kind(), self.open_error(name, full, &e.to_string())))
+        read_limited(full).map_err(|e| {
+            let why = OpenFailure::Read(e.to_string());
+            (e.kind(), self.open_error(name, full, why))
+        })
     }
 
     /// `tokenize_expand_file`: appends every token of the file to `tokens`.
@@ -501,7 +504,7 @@ impl Tokenizer {
         outer: &Path,
         depth: usize,
         tokens: &mut Field,
-    ) -> Result<(), String> {
+    ) -> Result<(), TokenError> {
         let full = relative_to(name, outer, self.syntax);
         let bytes = self.read_included(name, &full, depth).map_err(|(_, e)| e)?;
         let mut lines = Vec::new();
@@ -522,7 +525,7 @@ impl Tokenizer {
         path: &Path,
         depth: usize,
         out: &mut Vec<TokLine>,
-    ) -> Option<Result<(), String>> {
+    ) -> Option<Result<(), TokenError>> {
         let first = &fields[0][0].text;
         let second = &fields[1][0].text;
         let include = |name: &[u8], missing_ok: bool, out: &mut Vec<TokLine>| {
@@ -552,26 +555,24 @@ impl Tokenizer {
         path: &Path,
         out: &mut Vec<TokLine>,
         include: &IncludeFn<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TokenError> {
         use std::os::unix::ffi::OsStrExt;
         if dir_name.iter().all(|c| b" \t\r\n".contains(c)) {
-            return Err("empty configuration directory name".into());
+            return Err(TokenError::EmptyDirectoryName);
         }
         let dir = relative_to(dir_name, path, self.syntax);
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|_| format!("could not open directory \"{}\"", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|_| TokenError::OpenDirectory(dir.clone()))?;
         let mut files = Vec::new();
         for entry in entries {
-            let entry =
-                entry.map_err(|_| format!("could not open directory \"{}\"", dir.display()))?;
+            let entry = entry.map_err(|_| TokenError::OpenDirectory(dir.clone()))?;
             let name = entry.file_name();
             let name = name.as_bytes();
             if name.len() < 6 || name[0] == b'.' || !name.ends_with(b".conf") {
                 continue;
             }
             let full = canonical_path(&dir.join(std::ffi::OsStr::from_bytes(name)));
-            let meta = std::fs::metadata(&full)
-                .map_err(|_| format!("could not stat file \"{}\"", full.display()))?;
+            let meta = std::fs::metadata(&full).map_err(|_| TokenError::StatFile(full.clone()))?;
             if !meta.is_dir() {
                 files.push(full);
             }
@@ -586,7 +587,7 @@ impl Tokenizer {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(errors.join("\n"))
+            Err(TokenError::InDirectory(errors))
         }
     }
 }
@@ -700,7 +701,7 @@ mod tests {
         }
     }
 
-    fn fields(syntax: Syntax, text: &str) -> Result<Vec<Field>, String> {
+    fn fields(syntax: Syntax, text: &str) -> Result<Vec<Field>, TokenError> {
         let mut out = Vec::new();
         Tokenizer { syntax }.text(
             Path::new("/nonexistent/r.conf"),
@@ -712,7 +713,7 @@ mod tests {
         out.pop().map(|l| l.fields).unwrap_or(Ok(Vec::new()))
     }
 
-    fn both(text: &str) -> Result<Vec<Field>, String> {
+    fn both(text: &str) -> Result<Vec<Field>, TokenError> {
         let a = fields(Syntax::Pg15, text);
         assert_eq!(
             a,
@@ -786,7 +787,9 @@ mod tests {
     fn token_length_limit_is_15_only() {
         let long = "x".repeat(256);
         assert_eq!(
-            fields(Syntax::Pg15, &format!("a {long}")).unwrap_err(),
+            fields(Syntax::Pg15, &format!("a {long}"))
+                .unwrap_err()
+                .to_string(),
             "authentication file token too long"
         );
         assert_eq!(
@@ -817,8 +820,8 @@ mod tests {
         .text(Path::new("/x"), b"ok\nal\\\0\nice\n", 0, &mut out);
         assert_eq!(out[0].fields.as_ref().unwrap()[0][0].lossy(), "ok");
         assert_eq!(
-            (out[1].line, out[1].fields.as_ref().unwrap_err().as_str()),
-            (2, "invalid NUL byte in the line")
+            (out[1].line, out[1].fields.as_ref().unwrap_err().to_string()),
+            (2, "invalid NUL byte in the line".to_string())
         );
     }
 
@@ -864,6 +867,7 @@ mod tests {
             .fields
             .as_ref()
             .unwrap_err()
+            .to_string()
             .contains("maximum nesting depth exceeded"));
         let mut out = Vec::new();
         Tokenizer {
@@ -871,8 +875,8 @@ mod tests {
         }
         .text(&main, b"x @missing", 0, &mut out);
         assert_eq!(
-            out[0].fields.as_ref().unwrap_err(),
-            &format!(
+            out[0].fields.as_ref().unwrap_err().to_string(),
+            format!(
                 "could not open secondary authentication file \"@missing\" as \"{}\": No such file or directory",
                 d.join("missing").display()
             )
@@ -908,7 +912,7 @@ mod tests {
                     l.line,
                     f[0][0].lossy()
                 ),
-                Err(e) => e.clone(),
+                Err(e) => e.to_string(),
             })
             .collect()
     }
@@ -1034,6 +1038,7 @@ mod tests {
             .fields
             .as_ref()
             .unwrap_err()
+            .to_string()
             .starts_with("could not open file"));
         std::fs::remove_dir_all(&d).unwrap();
     }
