@@ -1,9 +1,10 @@
 //! What a read-only mapping of the rules image's size costs fork(), by how it is mapped: shared
 //! (the kernel copies no page-table entries for it, and a child faults in each page it reads),
 //! private (one entry per 4 kB page copied), or private on a 2 MB boundary with transparent
-//! huge pages asked for (one entry per 2 MB), which is how `src/rules_in_force/sealed.rs` maps
-//! the image. Each child reads one byte of the mapping and exits. Beside it, a 3 MB private
-//! heap like a postmaster's. Only one such mapping exists at a time (fork copies every mapping
+//! huge pages asked for (one entry per 2 MB), the private mapping tried for the rules image on
+//! 2026-12-06 and not kept (BENCHMARKS.md, "The rules image's mapping": every fork is charged
+//! the whole size of a private mapping under strict overcommit). Each child reads one byte of
+//! the mapping and exits. Beside it, a 3 MB private heap like a postmaster's. Only one such mapping exists at a time (fork copies every mapping
 //! of the process): each round maps, forks and unmaps each way in turn, so the machine's noise
 //! falls on all of them alike. Printed are the minimum and median fork() times in
 //! microseconds, the child's minor faults for its one read, and the huge pages the kernel

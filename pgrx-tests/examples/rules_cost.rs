@@ -79,17 +79,20 @@ struct Figures {
     rules_kb: Option<u64>,
     load_ms: Option<f64>,
     fork_to_auth: f64,
+    /// Pages of the rules image a login's backend has mapped in (the Rss of its mapping).
+    image_pages: Option<u64>,
     /// The backend's `[heap]` Private_Dirty (kB): heap pages it wrote (copied from the
     /// postmaster's or new).
     heap_dirty_kb: u64,
 }
 
-/// The Private_Dirty kB of `[heap]` in a `/proc/PID/smaps` text. (The rules image is a
-/// private anonymous mapping whose page tables fork copies: what a backend reads of it shows
-/// in no figure of its own, only in the faults it does not take.)
-fn heap_private_dirty_kb(smaps: &str) -> u64 {
+/// (Rss kB of the mapping of `size_kb` named "/dev/zero (deleted)", Private_Dirty kB of
+/// `[heap]`) from a `/proc/PID/smaps` text.
+fn smaps_figures(smaps: &str, size_kb: Option<u64>) -> (Option<u64>, u64) {
+    let mut image = None;
     let mut heap = 0;
     let mut current = "";
+    let mut size = 0;
     for l in smaps.lines() {
         let field = |name: &str| {
             l.strip_prefix(name)
@@ -97,13 +100,19 @@ fn heap_private_dirty_kb(smaps: &str) -> u64 {
         };
         if l.split_whitespace().next().is_some_and(|a| a.contains('-')) && !l.ends_with(':') {
             current = l;
+        } else if let Some(v) = field("Size:") {
+            size = v;
+        } else if let Some(v) = field("Rss:") {
+            if current.ends_with("/dev/zero (deleted)") && Some(size) == size_kb {
+                image = Some(v / 4);
+            }
         } else if let Some(v) = field("Private_Dirty:") {
             if current.ends_with("[heap]") {
                 heap += v;
             }
         }
     }
-    heap
+    (image, heap)
 }
 
 fn measure(cfg: &Config, logins: usize) -> Figures {
@@ -165,8 +174,10 @@ fn measure(cfg: &Config, logins: usize) -> Figures {
             let bytes = rest.split_once(" bytes")?.0;
             Some((ms.parse::<f64>().ok()?, bytes.parse::<u64>().ok()?))
         });
-    let heap_dirty_kb = heap_private_dirty_kb(&smaps);
+    let image_kb = loaded.map(|(_, bytes)| bytes.div_ceil(4096) * 4);
+    let (image_pages, heap_dirty_kb) = smaps_figures(&smaps, image_kb);
     Figures {
+        image_pages,
         heap_dirty_kb,
         faults: median(faults),
         rss: status_kb(&pid, "VmRSS:"),
@@ -238,8 +249,8 @@ fn main() {
             seen.push(measure(cfg, logins));
         }
     }
-    println!("| configuration | backend minor faults after authentication | faults, range over clusters | backend heap Private_Dirty (kB) | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| configuration | backend minor faults after authentication | faults, range over clusters | rules image pages a backend read | backend heap Private_Dirty (kB) | postmaster RSS (kB) | postmaster anonymous RSS (kB) | rules in memory (kB) | rules load (ms) | fork to authorized (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (cfg, seen) in configs.iter().zip(&figures) {
         let of = |f: &dyn Fn(&Figures) -> f64| median(seen.iter().map(f).collect());
         let faults: Vec<f64> = seen.iter().map(|f| f.faults).collect();
@@ -250,9 +261,15 @@ fn main() {
             v.map_or("–".to_string(), |v| format!("{v:.digits$}"))
         };
         println!(
-            "| {} | {:.0} | {low:.0}–{high:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.1} |",
+            "| {} | {:.0} | {low:.0}–{high:.0} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.1} |",
             cfg.name,
             of(&|f| f.faults),
+            dash(
+                seen[0]
+                    .image_pages
+                    .map(|_| of(&|f| f.image_pages.map_or(f64::NAN, |p| p as f64))),
+                0
+            ),
             of(&|f| f.heap_dirty_kb as f64),
             of(&|f| f.rss as f64),
             of(&|f| f.anon as f64),
