@@ -52,12 +52,13 @@ impl VerifiedCert {
             .as_ref()
     }
 
-    /// Its key: from the checks' reading when a rule made one, else read for the key alone
-    /// (a login no rule covers).
+    /// Its key: from the checks' reading when a rule made one, else read for the key alone (a
+    /// login no rule covers, or a certificate whose SubjectAltName the checks could not read:
+    /// its key needs only the issuer and serial).
     pub fn key(&self) -> Result<CertKey, CertError> {
         match self.read.get() {
-            Some(read) => read.as_ref().map(|info| info.key).map_err(Clone::clone),
-            None => CertKey::from_der(&self.der),
+            Some(Ok(info)) => Ok(info.key),
+            _ => CertKey::from_der(&self.der),
         }
     }
 }
@@ -796,6 +797,13 @@ mod tests {
         assert!(bad.key().is_err());
         assert!(bad.info().is_err());
         assert!(bad.key().is_err(), "after the checks failed to read it");
+        // a SubjectAltName the checks cannot read: refused by them, and still the key the
+        // certificates seen have always taken from its issuer and serial
+        let der = include_bytes!("testdata/handshake-bad-san.der").to_vec();
+        let alone = CertKey::from_der(&der).unwrap();
+        let cert = VerifiedCert::new(der);
+        assert!(cert.info().is_err());
+        assert_eq!(cert.key().unwrap(), alone);
     }
 
     fn attempt(cert: PeerCert, method: BaseMethod) -> LoginAttempt {
