@@ -3,14 +3,16 @@
 //!
 //! A *shared* anonymous mapping: fork() does not copy its page tables, so forking a backend
 //! costs the same with 100,000 rules as with none, and a backend maps in only the pages its
-//! lookup reads. (A private mapping would spare a backend those few page faults, but Linux
-//! charges every fork the whole size of a private mapping that was ever writable: under
-//! `vm.overcommit_memory=2` each backend would be charged the image again, where a shared
-//! mapping is charged once. BENCHMARKS.md, "The rules image's mapping".) Sealed (`PROT_READ`) before it is published: a stray write in any process
-//! faults in that process instead of changing the rules of every later login. (Sealing stops
-//! mistakes, not code that means harm: code running as the server's OS user could `mprotect`
-//! the pages writable again, and shared, they would then change for every process; such code
-//! can already do worse.)
+//! lookup reads. Not a private one: that would spare a backend those few page faults, but
+//! Linux charges every fork the whole size of a private mapping that was ever writable, so
+//! under `vm.overcommit_memory=2` each backend would be charged the image again (a shared
+//! mapping is charged once; BENCHMARKS.md, "The rules image's mapping").
+//!
+//! Sealed (`PROT_READ`) before it is published: a stray write in any process faults in that
+//! process instead of changing the rules of every later login. (Sealing stops mistakes, not
+//! code that means harm: code running as the server's OS user could `mprotect` the pages
+//! writable again, and shared, they would then change for every process; such code can already
+//! do worse.)
 //!
 //! The mapping starts with the image's length (8 bytes, native order), then the image, so
 //! that one pointer says where the rules are and how long they are.
