@@ -10,7 +10,7 @@ use crate::postgres::catalog::PgRegexCheck;
 use crate::postgres::report;
 use crate::settings;
 use pg_twofactor_core::rules::token::FilesDigest;
-use pg_twofactor_core::rules::{self, Image, RuleError, RuleProblem, RuleSet};
+use pg_twofactor_core::rules::{self, Image, Loaded, RuleError, RuleProblem, RuleSet};
 use sealed::Sealed;
 use std::sync::atomic::{fence, AtomicI64, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -163,15 +163,6 @@ pub fn local_state() -> (u64, i64) {
     )
 }
 
-/// A hash of what a rule set enforces: each rule's file, line and content, in order.
-pub fn digest(rules: &RuleSet) -> u64 {
-    use std::hash::{Hash, Hasher};
-    #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
-    let mut h = std::hash::SipHasher::new();
-    rules.identity().hash(&mut h);
-    h.finish()
-}
-
 /// The rules file as it is on disk now: its rule set, or its errors.
 pub fn read_disk() -> Result<RuleSet, Vec<RuleError>> {
     rules::parse_file(
@@ -187,24 +178,29 @@ fn now() -> i64 {
     unsafe { pgrx::pg_sys::GetCurrentTimestamp() }
 }
 
-/// The rules file parsed, and how long reading and parsing took.
-fn read() -> (Result<RuleSet, Vec<RuleError>>, std::time::Duration) {
+/// The rules file loaded ([`rules::load`]), and how long reading, parsing and building its
+/// image took.
+fn read() -> (Result<Loaded, Vec<RuleError>>, std::time::Duration) {
     let started = std::time::Instant::now();
-    let set = read_disk();
-    (set, started.elapsed())
+    let loaded = rules::load(
+        &settings::rules_file(),
+        crate::postgres::SYNTAX,
+        &PgRegexCheck,
+    );
+    (loaded, started.elapsed())
 }
 
-/// The image of `set` in a sealed mapping, or the error that keeps the previous rules in force.
-fn seal(set: &RuleSet) -> Result<Sealed, RuleError> {
+/// The image in a sealed mapping, or the error that keeps the previous rules in force.
+fn seal(loaded: &Loaded) -> Result<Sealed, RuleError> {
     let whole_file = |problem: RuleProblem| RuleError {
-        file: set.path.clone(),
+        file: loaded.path.clone(),
         line: None,
         problem,
     };
-    let image = set.image().map_err(|e| whole_file(e.into()))?;
-    let sealed = Sealed::new(image.bytes()).map_err(|e| {
+    let bytes = loaded.image.bytes();
+    let sealed = Sealed::new(bytes).map_err(|e| {
         whole_file(RuleProblem::NotSealed {
-            bytes: image.bytes().len(),
+            bytes: bytes.len(),
             why: e.to_string(),
         })
     })?;
@@ -212,23 +208,27 @@ fn seal(set: &RuleSet) -> Result<Sealed, RuleError> {
     Ok(sealed)
 }
 
-/// Puts `set` in force: its image sealed in a mapping of its own, the parsed rules and
-/// everything parsing left behind freed, so the `malloc` heap every backend inherits holds no
-/// rules at all.
-fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<RuleError>> {
+/// Puts a loaded rules file in force: its image sealed in a mapping of its own, the copy the
+/// load built freed, so that the `malloc` heap every backend inherits holds no rules at all.
+fn install(loaded: Loaded, load_took: std::time::Duration) -> Result<(), Vec<RuleError>> {
     let started = std::time::Instant::now();
-    let sealed = seal(&set).map_err(|e| vec![e])?;
-    let rules = set.rules.len();
-    let digest = digest(&set);
-    let bytes_digest = set.bytes_digest;
+    let sealed = seal(&loaded).map_err(|e| vec![e])?;
+    let Loaded {
+        path,
+        image,
+        rules,
+        digest,
+        bytes_digest,
+        ..
+    } = loaded;
     let msg = format!(
         "pg_twofactor: loaded {} rule(s) from \"{}\" in {:.1} ms ({} bytes)",
         rules,
-        set.path.display(),
-        (parse_took + started.elapsed()).as_secs_f64() * 1000.0,
+        path.display(),
+        (load_took + started.elapsed()).as_secs_f64() * 1000.0,
         sealed.bytes().len()
     );
-    drop(set);
+    drop(image);
     let old = CURRENT.swap(sealed.into_raw(), Ordering::AcqRel);
     let loaded_at = now();
     let mut generation = 0;
@@ -258,11 +258,7 @@ fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<Rule
         drop(unsafe { Sealed::from_raw(old) });
     }
     // Hand the freed memory back to the OS so the postmaster stays small.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free heap memory; no pointer is invalidated.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    pg_twofactor_core::os::trim_malloc_heap();
     report::log_info(&msg);
     Ok(())
 }
@@ -273,9 +269,9 @@ fn install(set: RuleSet, parse_took: std::time::Duration) -> Result<(), Vec<Rule
 /// rules after it, and this says so. (A cut just after a newline cannot be seen at all.)
 /// PostgreSQL accepts such a file, and so does pg_twofactor. Only the main file is checked, from
 /// the bytes the load read (the file is not opened again).
-fn warn_if_unterminated(set: &RuleSet) {
-    if set.unterminated {
-        let path = &set.path;
+fn warn_if_unterminated(loaded: &Loaded) {
+    if loaded.unterminated {
+        let path = &loaded.path;
         report::warn_config(
             &format!(
                 "pg_twofactor rules file \"{}\" does not end with a newline",
@@ -289,11 +285,11 @@ fn warn_if_unterminated(set: &RuleSet) {
 /// Reads the rules file and puts it in force; an invalid file is logged line by line and its
 /// errors returned (the rules in force stay as they were).
 fn load() -> Result<(), Vec<RuleError>> {
-    let (set, took) = read();
-    let installed = set.and_then(|set| {
+    let (loaded, took) = read();
+    let installed = loaded.and_then(|loaded| {
         // before the "loaded" line, which is what a reload is known to be done by
-        warn_if_unterminated(&set);
-        install(set, took)
+        warn_if_unterminated(&loaded);
+        install(loaded, took)
     });
     if let Err(errors) = &installed {
         for e in errors {

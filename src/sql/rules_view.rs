@@ -25,7 +25,7 @@ type Row = (
 );
 
 fn rows() -> Vec<Row> {
-    let parsed = rules::parse_file(
+    let mut parsed = rules::parse_file(
         &settings::rules_file(),
         crate::postgres::SYNTAX,
         &PgRegexCheck,
@@ -48,7 +48,7 @@ fn rows() -> Vec<Row> {
         ));
     }
     let mut rule_number = 0;
-    for (file, line, result) in parsed.lines {
+    for (file, line, result) in parsed.lines.drain(..) {
         let file = Some(file.display().to_string());
         out.push(match result {
             Ok(rule) => {

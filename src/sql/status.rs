@@ -59,7 +59,7 @@ fn pg_twofactor_status(
     let server = rules_in_force::server_state();
     let quote = may_read_rules();
     let (disk_digest, file_error) = match rules_in_force::read_disk() {
-        Ok(set) => (Some(rules_in_force::digest(&set)), None),
+        Ok(set) => (Some(set.digest()), None),
         Err(errors) => (
             None,
             Some(

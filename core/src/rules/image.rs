@@ -31,10 +31,10 @@
 //! header and the extent of each table. A read out of bounds would panic, which the hook turns
 //! into a refused login.
 
+use super::scratch::Scratch;
 use super::{Action, DbSpec, Mode, Rule, RuleSet, SanPolicy, UserSpec};
 use crate::address::AddrSpec;
 use crate::methods::Method;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -136,7 +136,7 @@ mod address_kind {
 /// An image in memory of its own (for tools, tests and benchmarks; the server copies
 /// [`OwnedImage::bytes`] into its sealed mapping).
 #[derive(Debug, Clone)]
-pub struct OwnedImage(Vec<u8>);
+pub struct OwnedImage(Scratch<u8>);
 
 impl OwnedImage {
     pub fn bytes(&self) -> &[u8] {
@@ -152,7 +152,7 @@ impl OwnedImage {
 /// Builds the image of a rule set.
 pub fn build(set: &RuleSet) -> Result<OwnedImage, ImageError> {
     let mut w = Writer {
-        out: vec![0; HEADER_BYTES + set.rules.len() * Record::BYTES],
+        out: Scratch::from(vec![0; HEADER_BYTES + set.rules.len() * Record::BYTES]),
         files: Vec::new(),
     };
     for (i, rule) in set.rules.iter().enumerate() {
@@ -179,7 +179,7 @@ fn put_span(out: &mut [u8], at: usize, span: Span) {
 
 /// Writes an image: the header and rule table first (filled in place), data appended.
 struct Writer {
-    out: Vec<u8>,
+    out: Scratch<u8>,
     /// Each file name written so far, by its bytes: rules of one file share it.
     files: Vec<(Vec<u8>, Span)>,
 }
@@ -314,20 +314,26 @@ impl Writer {
     /// The user index: for each name a rule names literally, the rules that name it, and the
     /// rules that can match any user (`all`, `+role`, a regex); (index, slots, any user).
     fn user_index(&mut self, rules: &[Rule]) -> Result<(Span, Span, Span), ImageError> {
-        let (by_user, any_user) = rules_by_user(rules);
-        let mut entries = Vec::with_capacity(by_user.len() * INDEX_ENTRY_BYTES);
-        for (name, list) in &by_user {
-            let mut entry = [0u8; INDEX_ENTRY_BYTES];
-            put_span(&mut entry, 0, self.data(name)?);
-            put_span(&mut entry, 8, self.rule_numbers(list)?);
-            entries.extend_from_slice(&entry);
+        let (named, any_user) = rules_by_user(rules);
+        let mut entries: Scratch<(&[u8], Span, Span)> = Scratch::new();
+        for group in named.chunk_by(|a, b| a.0 == b.0) {
+            let name = group[0].0;
+            let name_span = self.data(name)?;
+            let numbers = self.rule_numbers(group.iter().map(|(_, n)| *n))?;
+            entries.push((name, name_span, numbers));
         }
         let index = Span {
-            at: self.data(&entries)?.at,
-            len: self.u32(by_user.len())?,
+            at: self.u32(self.out.len())?,
+            len: self.u32(entries.len())?,
         };
-        let slots = self.slots(by_user.iter().map(|(name, _)| *name))?;
-        Ok((index, slots, self.rule_numbers(&any_user)?))
+        for (_, name, numbers) in &entries {
+            let mut entry = [0u8; INDEX_ENTRY_BYTES];
+            put_span(&mut entry, 0, *name);
+            put_span(&mut entry, 8, *numbers);
+            self.data(&entry)?;
+        }
+        let slots = self.slots(entries.iter().map(|(name, ..)| *name))?;
+        Ok((index, slots, self.rule_numbers(any_user.iter().copied())?))
     }
 
     /// The hash table of the index entries, `names` in entry order; its span (slot count).
@@ -336,69 +342,61 @@ impl Writer {
         names: impl ExactSizeIterator<Item = &'n [u8]>,
     ) -> Result<Span, ImageError> {
         let count = (names.len() * 2).max(1).next_power_of_two();
-        let mut slots = vec![0u32; count];
+        let table = self.data(&[])?.at as usize;
+        self.out.resize(table + count * SLOT_BYTES, 0);
+        self.u32(self.out.len())?;
         for (i, name) in names.enumerate() {
-            let mut at = name_hash(name) as usize & (count - 1);
-            while slots[at] != 0 {
-                at = (at + 1) & (count - 1);
+            let mut slot = name_hash(name) as usize & (count - 1);
+            while u32_at(&self.out, table + slot * SLOT_BYTES) != 0 {
+                slot = (slot + 1) & (count - 1);
             }
-            slots[at] = self.u32(i + 1)?;
+            let number = self.u32(i + 1)?;
+            let at = table + slot * SLOT_BYTES;
+            self.out[at..at + SLOT_BYTES].copy_from_slice(&number.to_le_bytes());
         }
-        let bytes: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
         Ok(Span {
-            at: self.data(&bytes)?.at,
+            at: self.u32(table)?,
             len: self.u32(count)?,
         })
     }
 
     /// Appends rule numbers (u32 each); their span (count).
-    fn rule_numbers(&mut self, list: &[usize]) -> Result<Span, ImageError> {
-        let mut bytes = Vec::with_capacity(list.len() * 4);
-        for n in list {
-            bytes.extend_from_slice(&self.u32(*n)?.to_le_bytes());
+    fn rule_numbers(
+        &mut self,
+        numbers: impl ExactSizeIterator<Item = usize>,
+    ) -> Result<Span, ImageError> {
+        let span = Span {
+            at: self.u32(self.out.len())?,
+            len: self.u32(numbers.len())?,
+        };
+        for n in numbers {
+            let n = self.u32(n)?;
+            self.data(&n.to_le_bytes())?;
         }
-        Ok(Span {
-            at: self.data(&bytes)?.at,
-            len: self.u32(list.len())?,
-        })
+        Ok(span)
     }
 }
 
-/// Each user name a rule names literally, with the (ascending) numbers of the rules that name
-/// it.
-type NamedRules<'r> = Vec<(&'r [u8], Vec<usize>)>;
-
-/// For each user name a rule names literally, the (ascending) numbers of the rules that name
-/// it, in the order the names first appear; and the rules that can match any user.
-fn rules_by_user(rules: &[Rule]) -> (NamedRules<'_>, Vec<usize>) {
-    let mut by_user: Vec<(&[u8], Vec<usize>)> = Vec::new();
-    let mut position: HashMap<&[u8], usize> = HashMap::new();
-    let mut any_user = Vec::new();
+/// Every (user name, rule number) where a rule names that user literally, sorted by name and
+/// number, each once; and the numbers of the rules that can match any user (in file order).
+/// Sorted in place rather than gathered in a hash map: nothing here is freed as a mapped
+/// block ([`Scratch`]).
+fn rules_by_user(rules: &[Rule]) -> (Scratch<(&[u8], usize)>, Scratch<usize>) {
+    let mut named = Scratch::new();
+    let mut any_user = Scratch::new();
     for (i, rule) in rules.iter().enumerate() {
-        let names: Option<Vec<&[u8]>> = rule
-            .users
-            .iter()
-            .map(|u| match u {
-                UserSpec::Name(n) => Some(n.as_slice()),
-                _ => None,
-            })
-            .collect();
-        let Some(names) = names else {
+        if !rule.users.iter().all(|u| matches!(u, UserSpec::Name(_))) {
             any_user.push(i);
             continue;
-        };
-        for n in names {
-            let at = *position.entry(n).or_insert_with(|| {
-                by_user.push((n, Vec::new()));
-                by_user.len() - 1
-            });
-            let list = &mut by_user[at].1;
-            if list.last() != Some(&i) {
-                list.push(i);
-            }
         }
+        named.extend(rule.users.iter().filter_map(|u| match u {
+            UserSpec::Name(n) => Some((n.as_slice(), i)),
+            _ => None,
+        }));
     }
-    (by_user, any_user)
+    named.sort_unstable();
+    named.dedup();
+    (named, any_user)
 }
 
 fn put_ip(out: &mut [u8], ip: IpAddr) {

@@ -20,6 +20,7 @@ pub mod image;
 pub mod lookup;
 pub mod options;
 pub mod parse;
+pub mod scratch;
 pub mod token;
 
 pub use error::{OptionError, ParseError, RuleError, RuleProblem, TokenError};
@@ -31,6 +32,7 @@ pub use token::{Syntax, Token};
 
 use crate::address::AddrSpec;
 use crate::methods::Method;
+use scratch::Scratch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -176,7 +178,7 @@ pub struct ParsedFile {
     /// Set when the file could not be read at all.
     pub file_error: Option<RuleError>,
     /// In order: (file, line, rule or error).
-    pub lines: Vec<(Arc<PathBuf>, usize, Result<Rule, RuleError>)>,
+    pub lines: Scratch<(Arc<PathBuf>, usize, Result<Rule, RuleError>)>,
     /// The main file does not end with a newline (perhaps cut short).
     pub unterminated: bool,
     /// [`token::load_digest`] of the files read (zeros for text parsed without reading files).
@@ -187,7 +189,7 @@ pub struct ParsedFile {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub path: PathBuf,
-    pub rules: Vec<Rule>,
+    pub rules: Scratch<Rule>,
     /// The main file as read does not end with a newline (perhaps cut short).
     pub unterminated: bool,
     /// A SHA-256 over the bytes of the files it was read from ([`token::load_digest`]).
@@ -220,12 +222,12 @@ impl Catalog for NoCatalog {
 
 fn parse_lines(
     path: &Path,
-    lines: Vec<token::TokLine>,
+    mut lines: Scratch<token::TokLine>,
     syntax: Syntax,
     regex: &dyn RegexCheck,
 ) -> ParsedFile {
     let lines = lines
-        .into_iter()
+        .drain(..)
         .map(|l| {
             let rule = l
                 .fields
@@ -253,7 +255,7 @@ fn parse_lines(
 
 /// Parses file contents; `path` names the file in errors and anchors relative includes.
 pub fn parse_text(path: &Path, text: &[u8], syntax: Syntax, regex: &dyn RegexCheck) -> ParsedFile {
-    let mut lines = Vec::new();
+    let mut lines = Scratch::new();
     token::start_load();
     token::Tokenizer { syntax }.text(path, text, 0, &mut lines);
     parse_lines(path, lines, syntax, regex)
@@ -277,7 +279,7 @@ pub fn parse_file(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Parsed
                     token::ReadError::Io(_) => RuleProblem::Unreadable(e.to_string()),
                 },
             }),
-            lines: Vec::new(),
+            lines: Scratch::new(),
             unterminated: false,
             bytes_digest: [0; 32],
         },
@@ -299,22 +301,58 @@ impl ParsedFile {
     }
 
     /// The rule set when the file is valid, every error otherwise.
-    pub fn into_rule_set(self) -> Result<RuleSet, Vec<RuleError>> {
+    pub fn into_rule_set(mut self) -> Result<RuleSet, Vec<RuleError>> {
         let errors = self.errors();
         if !errors.is_empty() {
             return Err(errors);
         }
-        let rules = self
-            .lines
-            .into_iter()
-            .filter_map(|(_, _, r)| r.ok())
-            .collect();
+        let mut rules = Scratch::new();
+        rules.reserve_exact(self.lines.len());
+        rules.extend(self.lines.drain(..).filter_map(|(_, _, r)| r.ok()));
         Ok(RuleSet {
             unterminated: self.unterminated,
             bytes_digest: self.bytes_digest,
             ..RuleSet::new(self.path, rules)
         })
     }
+}
+
+/// What the postmaster keeps of a rules file it loads: the image, and what it reports about
+/// the rules (the parsed rules themselves are freed by then).
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub image: OwnedImage,
+    /// How many rules.
+    pub rules: usize,
+    /// [`RuleSet::digest`].
+    pub digest: u64,
+    /// [`token::load_digest`] of the files read.
+    pub bytes_digest: token::FilesDigest,
+    /// The main file does not end with a newline (perhaps cut short).
+    pub unterminated: bool,
+}
+
+/// Reads a rules file and builds its image: what the postmaster does at start and at each
+/// reload. Every vector that grows with the rules is given back as [`scratch`] describes, so
+/// that the backends forked afterwards find the C library as PostgreSQL alone leaves it.
+pub fn load(path: &Path, syntax: Syntax, regex: &dyn RegexCheck) -> Result<Loaded, Vec<RuleError>> {
+    let set = parse_file(path, syntax, regex).into_rule_set()?;
+    let image = set.image().map_err(|e| {
+        vec![RuleError {
+            file: set.path.clone(),
+            line: None,
+            problem: e.into(),
+        }]
+    })?;
+    Ok(Loaded {
+        image,
+        rules: set.rules.len(),
+        digest: set.digest(),
+        bytes_digest: set.bytes_digest,
+        unterminated: set.unterminated,
+        path: set.path,
+    })
 }
 
 impl RuleDisplay {
@@ -344,8 +382,24 @@ impl RuleSet {
             .collect()
     }
 
+    /// A hash of what the rules enforce, the same in every process running this library
+    /// (SipHash with fixed keys): the hash of [`RuleSet::identity`], computed without building
+    /// it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)] // SipHasher: fixed keys, the same in every process
+        let mut h = std::hash::SipHasher::new();
+        // as a slice hashes: its length, then each element
+        h.write_usize(self.rules.len());
+        for r in &self.rules {
+            (r.file.as_path(), r.line, r.fingerprint).hash(&mut h);
+        }
+        h.finish()
+    }
+
     /// A rule set over `rules` (in file order).
-    pub fn new(path: PathBuf, rules: Vec<Rule>) -> RuleSet {
+    pub fn new(path: PathBuf, rules: impl Into<Scratch<Rule>>) -> RuleSet {
+        let rules = rules.into();
         let pins_issuer_key = rules.iter().any(|r| r.options.issuer_key.is_some());
         RuleSet {
             path,
@@ -406,18 +460,14 @@ pub(crate) mod testutil {
     }
 
     pub fn parse_one(syntax: Syntax, line: &str) -> Result<Rule, String> {
-        let p = parse_text(
+        let mut p = parse_text(
             Path::new("/nonexistent/r.conf"),
             line.as_bytes(),
             syntax,
             &RejectParen,
         );
-        p.lines
-            .into_iter()
-            .next()
-            .unwrap()
-            .2
-            .map_err(|e| e.message())
+        let first = p.lines.drain(..).next().unwrap();
+        first.2.map_err(|e| e.message())
     }
 
     pub fn err(line: &str) -> String {
@@ -465,6 +515,43 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::*;
     use super::*;
+
+    /// The digest hashes what `identity` lists, as a slice hashes, so it stays the value that
+    /// earlier builds computed from the list itself.
+    #[test]
+    fn the_digest_is_the_hash_of_the_identity_list() {
+        use std::hash::{Hash, Hasher};
+        let set = set(
+            Syntax::Pg16,
+            "hostssl all a all 2f-md5\nhostssl db b,c 10.0.0.0/8 2f-scram-sha-256\n",
+        );
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        set.identity().hash(&mut h);
+        assert_eq!(set.digest(), h.finish());
+        assert_ne!(set.digest(), RuleSet::empty(set.path.clone()).digest());
+    }
+
+    #[test]
+    fn a_load_reports_the_rules_and_their_image() {
+        let dir = tempfile_dir();
+        let path = dir.join("load.conf");
+        std::fs::write(&path, "hostssl all a all 2f-md5\nhostssl all b all 2f-md5").unwrap();
+        let loaded = load(&path, Syntax::Pg16, &AnyRegex).unwrap();
+        let set = parse_file(&path, Syntax::Pg16, &AnyRegex)
+            .into_rule_set()
+            .unwrap();
+        assert_eq!(loaded.rules, 2);
+        assert_eq!(loaded.image.view().len(), 2);
+        assert_eq!(loaded.digest, set.digest());
+        assert_eq!(loaded.bytes_digest, set.bytes_digest);
+        assert_ne!(loaded.bytes_digest, [0; 32]);
+        assert!(loaded.unterminated);
+        assert_eq!(loaded.path, path);
+        std::fs::write(&path, "hostssl all a all 2f-nothing\n").unwrap();
+        let errors = load(&path, Syntax::Pg16, &AnyRegex).unwrap_err();
+        assert_eq!(errors[0].line, Some(1));
+    }
 
     #[test]
     fn a_loaded_file_carries_the_digest_of_its_bytes_into_the_rule_set() {

@@ -26,6 +26,7 @@
 //! [`MAX_FILE_BYTES`], never blocking on a FIFO or device.
 
 use super::error::{OpenFailure, TokenError};
+use super::scratch::Scratch;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -200,7 +201,7 @@ pub fn start_load() {
 /// Reads a whole file as bytes: a regular file of at most [`MAX_FILE_BYTES`], when the memory
 /// to load it is there ([`memory_headroom`]). Opening does not block (a FIFO is refused, not
 /// waited on).
-pub fn read_limited(path: &Path) -> Result<Vec<u8>, ReadError> {
+pub fn read_limited(path: &Path) -> Result<Scratch<u8>, ReadError> {
     let bytes = read_limited_uncounted(path)?;
     LOAD_DIGEST.with_borrow_mut(|d| digest_step(d, &bytes));
     Ok(bytes)
@@ -228,7 +229,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, ReadError> {
+fn read_limited_uncounted(path: &Path) -> Result<Scratch<u8>, ReadError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -246,7 +247,8 @@ fn read_limited_uncounted(path: &Path) -> Result<Vec<u8>, ReadError> {
         );
     }
     memory_headroom(meta.len())?;
-    let mut buf = Vec::with_capacity(meta.len() as usize);
+    let mut buf = Scratch::new();
+    buf.reserve_exact(meta.len() as usize);
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_FILE_BYTES {
         return Err(
@@ -298,8 +300,8 @@ fn is_blank(c: u8) -> bool {
 
 /// The physical-to-logical line step of `tokenize_auth_file`: each record's text and the
 /// number of its first line.
-pub fn logical_lines(bytes: &[u8]) -> Vec<(usize, Vec<u8>)> {
-    let mut out = Vec::new();
+pub fn logical_lines(bytes: &[u8]) -> Scratch<(usize, Vec<u8>)> {
+    let mut out = Scratch::new();
     let mut rest = bytes;
     let mut line_number = 1;
     while !rest.is_empty() {
@@ -400,11 +402,11 @@ impl Tokenizer {
     /// Every record of `path` (and of the files it includes), in order. A file that cannot be
     /// read is an `Err`; errors inside it are records with an error.
     /// Also says whether the file (not empty) lacks a final newline, from the bytes read.
-    pub fn file(&self, path: &Path) -> Result<(Vec<TokLine>, bool), ReadError> {
+    pub fn file(&self, path: &Path) -> Result<(Scratch<TokLine>, bool), ReadError> {
         start_load();
         let bytes = read_limited(path)?;
         let unterminated = bytes.last().is_some_and(|b| *b != b'\n');
-        let mut out = Vec::new();
+        let mut out = Scratch::new();
         self.text(path, &bytes, 0, &mut out);
         Ok((out, unterminated))
     }
@@ -412,7 +414,7 @@ impl Tokenizer {
     /// Tokenizes `bytes` as the contents of `path` (at include depth `depth`) into `out`.
     pub fn text(&self, path: &Path, bytes: &[u8], depth: usize, out: &mut Vec<TokLine>) {
         let file = Arc::new(path.to_path_buf());
-        for (line, text) in logical_lines(bytes) {
+        for (line, text) in logical_lines(bytes).drain(..) {
             let mut fields = Vec::new();
             let mut pos = 0;
             let mut err = text.contains(&0).then_some(TokenError::NulByte);
@@ -487,7 +489,7 @@ impl Tokenizer {
         name: &[u8],
         full: &Path,
         depth: usize,
-    ) -> Result<Vec<u8>, (Option<std::io::ErrorKind>, TokenError)> {
+    ) -> Result<Scratch<u8>, (Option<std::io::ErrorKind>, TokenError)> {
         if depth > MAX_DEPTH {
             return Err((None, self.open_error(name, full, OpenFailure::TooDeep)));
         }
@@ -626,7 +628,7 @@ mod tests {
         // "a" and two backslashes, then an empty line: the second backslash continues the line,
         // the first stays (PostgreSQL's last_backslash_buflen), and the empty line ends it
         assert_eq!(
-            logical_lines(b"a\\\\\n\nb\n"),
+            *logical_lines(b"a\\\\\n\nb\n"),
             vec![(1, b"a\\".to_vec()), (3, b"b".to_vec())]
         );
     }
@@ -773,14 +775,14 @@ mod tests {
         assert_eq!(l[0], (1, b"hostssl all admin all 2f-md5".to_vec()));
         assert_eq!(l[1], (3, b"next".to_vec()));
         let l = logical_lines(b"a\\\r\n\\\nb\r\nc");
-        assert_eq!(l, vec![(1, b"ab".to_vec()), (4, b"c".to_vec())]);
+        assert_eq!(*l, vec![(1, b"ab".to_vec()), (4, b"c".to_vec())]);
         // a NUL is kept (and makes its record an error, see names_are_bytes)
         assert_eq!(
-            logical_lines(b"ab\0cd\nx"),
+            *logical_lines(b"ab\0cd\nx"),
             vec![(1, b"ab\0cd".to_vec()), (2, b"x".to_vec())]
         );
         // a backslash at the end of the file
-        assert_eq!(logical_lines(b"a\\"), vec![(1, b"a".to_vec())]);
+        assert_eq!(*logical_lines(b"a\\"), vec![(1, b"a".to_vec())]);
     }
 
     #[test]
