@@ -111,8 +111,8 @@ pub fn memory_available(need: u64) -> Result<(), std::io::Error> {
     Ok(())
 }
 
-/// Hands the free memory at the top of the C library's heap back to the operating system
-/// (glibc's `malloc_trim(0)`; nothing on other C libraries).
+/// Hands the free pages of the C library's heap back to the operating system (glibc's
+/// `malloc_trim(0)`, every arena; nothing on other C libraries).
 pub fn trim_malloc_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap memory; no pointer is invalidated.
